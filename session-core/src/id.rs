@@ -1,0 +1,192 @@
+//! Session ids: generated from the OS CSPRNG, validated whenever they come from outside.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::error::{Error, Result};
+
+/// Random bytes in a generated id: 192 bits, well above OWASP's 64-bit floor and the 128 bits we promise.
+const ID_BYTES: usize = 24;
+
+/// A validated session id.
+///
+/// A `SessionId` can only be made by [`SessionId::generate`] (192 bits from the operating
+/// system's CSPRNG, 32 URL-safe characters) or by [`SessionId::parse`], which accepts only
+/// `[A-Za-z0-9_-]` and a length in [`SessionId::MIN_LEN`]`..=`[`SessionId::MAX_LEN`]. Every
+/// [`Storage`](crate::Storage) method takes a `&SessionId`, so text from a cookie or a header
+/// can never reach a backend as a key, a file name or an SQL fragment without passing here.
+///
+/// ```
+/// use session_core::SessionId;
+///
+/// let id = SessionId::generate()?;
+/// assert_eq!(id.as_str().len(), 32);
+/// assert_eq!(SessionId::parse(id.as_str())?, id);
+/// assert!(SessionId::parse("../../etc/passwd").is_err());
+/// # Ok::<(), session_core::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(Box<str>);
+
+impl SessionId {
+    /// Shortest id [`parse`](Self::parse) accepts.
+    pub const MIN_LEN: usize = 16;
+    /// Longest id [`parse`](Self::parse) accepts.
+    pub const MAX_LEN: usize = 128;
+
+    /// A new id from the operating system's CSPRNG.
+    ///
+    /// Fails only if the operating system cannot provide randomness, which is reported as a
+    /// backend error rather than falling back to a weaker generator.
+    pub fn generate() -> Result<Self> {
+        Ok(SessionId(random_token::<ID_BYTES>()?.into_boxed_str()))
+    }
+
+    /// Validates an id that came from outside.
+    ///
+    /// Errors with [`Error::InvalidId`] when the text is too short, too long or has a
+    /// character outside `[A-Za-z0-9_-]`. The error message never echoes the text itself,
+    /// so logs cannot be poisoned through it.
+    pub fn parse(text: &str) -> Result<Self> {
+        let len = text.len();
+        if len < Self::MIN_LEN {
+            return Err(Error::InvalidId(format!(
+                "{len} characters, at least {} required",
+                Self::MIN_LEN
+            )));
+        }
+        if len > Self::MAX_LEN {
+            return Err(Error::InvalidId(format!(
+                "{len} bytes, at most {} allowed",
+                Self::MAX_LEN
+            )));
+        }
+        if let Some(pos) = text
+            .bytes()
+            .position(|b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
+            return Err(Error::InvalidId(format!(
+                "character at byte {pos} is outside [A-Za-z0-9_-]"
+            )));
+        }
+        Ok(SessionId(text.into()))
+    }
+
+    /// The id as text (always ASCII, safe in URLs, file names and Redis keys).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A shortened form for display ("abcd…wxyz"), for pages and logs that must not show the full id.
+    pub fn short(&self) -> String {
+        let s = self.as_str();
+        format!("{}…{}", &s[..4], &s[s.len() - 4..])
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    /// Debug output shows only the shortened id, so a `{:?}` in a log does not leak a live credential.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({})", self.short())
+    }
+}
+
+impl FromStr for SessionId {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        SessionId::parse(s)
+    }
+}
+
+impl AsRef<str> for SessionId {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+/// A lock token: proof of holding a lease lock, checked on release.
+///
+/// Made from 128 random bits, so one holder can never release another's lock by accident.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct LockToken(Box<str>);
+
+impl LockToken {
+    /// A new random token.
+    pub fn generate() -> Result<Self> {
+        Ok(LockToken(random_token::<16>()?.into_boxed_str()))
+    }
+
+    /// Rebuilds a token a driver stored as text (for example read back from a database row).
+    pub fn from_stored(text: impl Into<Box<str>>) -> Self {
+        LockToken(text.into())
+    }
+
+    /// The token as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for LockToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LockToken(..)")
+    }
+}
+
+/// `N` bytes from the OS CSPRNG, as unpadded URL-safe base64.
+fn random_token<const N: usize>() -> Result<String> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| Error::backend("os-random", e.to_string()))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_valid_and_distinct() {
+        let a = SessionId::generate().expect("rng");
+        let b = SessionId::generate().expect("rng");
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), 32);
+        assert_eq!(SessionId::parse(a.as_str()).expect("valid"), a);
+    }
+
+    #[test]
+    fn parse_rejects_bad_ids() {
+        for bad in [
+            "",
+            "short",
+            "../../etc/passwd/aaaaaaaa",
+            "aaaaaaaaaaaaaaaa/",
+            "aaaaaaaaaaaaaaaa\0",
+            "aaaaaaaaaaaaaaaa.",
+            "aaaaaaaaaaaaaaaa key",
+            "ääääääääääääääää",
+            &"a".repeat(129),
+        ] {
+            assert!(
+                matches!(SessionId::parse(bad), Err(Error::InvalidId(_))),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(SessionId::parse(&"a".repeat(128)).is_ok());
+        assert!(SessionId::parse("Ab0_-Ab0_-Ab0_-A").is_ok());
+    }
+
+    #[test]
+    fn debug_does_not_leak_the_id() {
+        let id = SessionId::generate().expect("rng");
+        assert!(!format!("{id:?}").contains(id.as_str()));
+    }
+}
