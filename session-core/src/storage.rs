@@ -123,6 +123,11 @@ pub trait Storage: Send + Sync + 'static {
 
     /// A driver-chosen id for a new session, or `None` to let the session layer generate one with
     /// [`SessionId::generate`]. Creates nothing: the session exists once a key is written.
+    #[allow(
+        clippy::new_ret_no_self,
+        clippy::wrong_self_convention,
+        reason = "the name and shape of GoFrame's `Storage.New`"
+    )]
     async fn new(&self, ttl: Duration) -> Result<Option<SessionId>>;
 
     /// One value; `None` for a missing key or a missing or expired session.
