@@ -1,0 +1,519 @@
+//! The `Storage` implementation.
+
+use std::future::ready;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use moka::ops::compute::{CompResult, Op};
+use session_core::{
+    Capabilities, ChangeSet, Data, Error, Loaded, LockToken, Result, ScanPage, SessionId, Storage,
+    Value, async_trait, check,
+};
+
+use crate::MemoryStore;
+use crate::record::{Binding, Lease, Record};
+
+const NAME: &str = "memory";
+
+/// Smallest index size at which [`MemoryStore::sweep_owners_if_due`] considers a full sweep.
+const SWEEP_FLOOR: usize = 1024;
+
+impl MemoryStore {
+    /// Runs `f` on the current record of `id` under moka's per-key lock and applies the `Op` it
+    /// returns; concurrent calls on one id run one after the other. `f` gets the record only if
+    /// it is live: a dead record is unbound from the owner index and removed unless `f` puts a
+    /// new one, so a write to an expired session starts from nothing.
+    async fn compute<R>(
+        &self,
+        id: &SessionId,
+        f: impl FnOnce(Option<Arc<Record>>, SystemTime) -> (Op<Arc<Record>>, R),
+    ) -> Result<R> {
+        let mut out = None;
+        self.sessions
+            .entry_by_ref(id)
+            .and_compute_with(|entry| {
+                let now = SystemTime::now();
+                let (current, dead) = match entry.map(|e| e.into_value()) {
+                    Some(record) if record.is_live(now) => (Some(record), false),
+                    Some(record) => {
+                        if let Some(binding) = &record.owner {
+                            self.owners.unbind(id, binding);
+                        }
+                        (None, true)
+                    }
+                    None => (None, false),
+                };
+                let (op, result) = f(current, now);
+                out = Some(result);
+                let op = match op {
+                    Op::Nop if dead => Op::Remove,
+                    op => op,
+                };
+                ready(op)
+            })
+            .await;
+        out.ok_or_else(|| Error::backend(NAME, "moka did not run the compute closure"))
+    }
+
+    /// The record of `id` if it is a live session (one cache lookup, no copy of the data).
+    async fn session(&self, id: &SessionId) -> Option<Arc<Record>> {
+        self.sessions
+            .get(id)
+            .await
+            .filter(|r| r.is_session(SystemTime::now()))
+    }
+
+    /// Slides the expiry of a live session; no effect on a missing one.
+    async fn touch(&self, id: &SessionId, deadline: SystemTime) -> Result<()> {
+        self.compute(id, |current, _| match current {
+            Some(r) if !r.data.is_empty() => (
+                Op::Put(Arc::new(Record {
+                    data: r.data.clone(),
+                    deadline,
+                    owner: r.owner.clone(),
+                })),
+                (),
+            ),
+            _ => (Op::Nop, ()),
+        })
+        .await
+    }
+
+    /// Whether `binding` of `id` is still the current binding of a live record.
+    async fn binding_is_current(&self, id: &SessionId, binding: &Binding) -> (bool, bool) {
+        match self.sessions.get(id).await {
+            Some(r) if r.is_live(SystemTime::now()) && r.owner.as_ref() == Some(binding) => {
+                (true, !r.data.is_empty())
+            }
+            _ => (false, false),
+        }
+    }
+
+    /// Checks index entries against the records: returns the ids of live sessions they bind and
+    /// removes the entries that no longer match their record.
+    async fn prune(&self, entries: Vec<(SessionId, Binding)>) -> Vec<SessionId> {
+        let mut live = Vec::with_capacity(entries.len());
+        for (id, binding) in entries {
+            match self.binding_is_current(&id, &binding).await {
+                (true, true) => live.push(id),
+                // Bound before the session's first write: kept, but not a session yet.
+                (true, false) => {}
+                (false, _) => self.owners.unbind(&id, &binding),
+            }
+        }
+        live
+    }
+
+    /// Sweeps the whole owner index when it has grown well past the number of records, which
+    /// only happens if some removals escaped both the eviction listener and the lookups. Keeps
+    /// the index bounded by about twice the number of cached records.
+    async fn sweep_owners_if_due(&self) {
+        let limit = (self.sessions.entry_count() as usize)
+            .saturating_mul(2)
+            .max(SWEEP_FLOOR);
+        if self.owners.len() > limit {
+            self.prune(self.owners.all()).await;
+        }
+    }
+
+    fn next_stamp(&self) -> u64 {
+        self.stamps.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+fn check_keys<'a>(keys: impl IntoIterator<Item = &'a String>) -> Result<()> {
+    keys.into_iter().try_for_each(|k| check::key(k))
+}
+
+#[async_trait]
+impl Storage for MemoryStore {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            atomic_apply: true,
+            load_with_deadline: true,
+            owner_index: true,
+            lock: true,
+            purge: true,
+            scan: true,
+            native_expiry: true,
+        }
+    }
+
+    async fn new(&self, ttl: Duration) -> Result<Option<SessionId>> {
+        check::ttl_millis(ttl)?;
+        Ok(None)
+    }
+
+    async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Value>> {
+        check::key(key)?;
+        Ok(self
+            .session(id)
+            .await
+            .and_then(|r| r.data.get(key).cloned()))
+    }
+
+    async fn get_map(&self, id: &SessionId) -> Result<Data> {
+        Ok(self
+            .session(id)
+            .await
+            .map(|r| (*r.data).clone())
+            .unwrap_or_default())
+    }
+
+    async fn get_size(&self, id: &SessionId) -> Result<usize> {
+        Ok(self.session(id).await.map_or(0, |r| r.data.len()))
+    }
+
+    async fn set(&self, id: &SessionId, key: &str, value: Value, ttl: Duration) -> Result<()> {
+        check::key(key)?;
+        let deadline = check::deadline(ttl)?;
+        self.compute(id, |current, _| {
+            let (mut data, owner) = match current {
+                Some(r) => ((*r.data).clone(), r.owner.clone()),
+                None => (Data::new(), None),
+            };
+            data.insert(key.to_owned(), value);
+            let record = Record {
+                data: Arc::new(data),
+                deadline,
+                owner,
+            };
+            (Op::Put(Arc::new(record)), ())
+        })
+        .await
+    }
+
+    async fn set_map(&self, id: &SessionId, data: Data, ttl: Duration) -> Result<()> {
+        check_keys(data.keys())?;
+        let deadline = check::deadline(ttl)?;
+        if data.is_empty() {
+            return self.touch(id, deadline).await;
+        }
+        self.compute(id, |current, _| {
+            let (merged, owner) = match current {
+                Some(r) if !r.data.is_empty() => {
+                    let mut merged = (*r.data).clone();
+                    merged.extend(data);
+                    (merged, r.owner.clone())
+                }
+                Some(r) => (data, r.owner.clone()),
+                None => (data, None),
+            };
+            let record = Record {
+                data: Arc::new(merged),
+                deadline,
+                owner,
+            };
+            (Op::Put(Arc::new(record)), ())
+        })
+        .await
+    }
+
+    async fn remove(&self, id: &SessionId, key: &str) -> Result<()> {
+        check::key(key)?;
+        self.compute(id, |current, _| match current {
+            Some(r) if r.data.contains_key(key) => {
+                let mut data = (*r.data).clone();
+                data.remove(key);
+                if data.is_empty() {
+                    // The last key: the session, and its binding, are gone.
+                    if let Some(binding) = &r.owner {
+                        self.owners.unbind(id, binding);
+                    }
+                    (Op::Remove, ())
+                } else {
+                    let record = Record {
+                        data: Arc::new(data),
+                        deadline: r.deadline,
+                        owner: r.owner.clone(),
+                    };
+                    (Op::Put(Arc::new(record)), ())
+                }
+            }
+            _ => (Op::Nop, ()),
+        })
+        .await
+    }
+
+    async fn remove_all(&self, id: &SessionId) -> Result<()> {
+        self.compute(id, |current, _| {
+            if let Some(binding) = current.as_ref().and_then(|r| r.owner.as_ref()) {
+                self.owners.unbind(id, binding);
+            }
+            (Op::Remove, ())
+        })
+        .await
+    }
+
+    async fn get_session(
+        &self,
+        id: &SessionId,
+        _ttl: Duration,
+        _cached: Option<&Data>,
+    ) -> Result<Option<Data>> {
+        Ok(self.session(id).await.map(|r| (*r.data).clone()))
+    }
+
+    async fn set_session(&self, id: &SessionId, data: Data, ttl: Duration) -> Result<()> {
+        check_keys(data.keys())?;
+        let deadline = check::deadline(ttl)?;
+        if data.is_empty() {
+            return self.remove_all(id).await;
+        }
+        let data = Arc::new(data);
+        self.compute(id, |current, _| {
+            let record = Record {
+                data,
+                deadline,
+                owner: current.and_then(|r| r.owner.clone()),
+            };
+            (Op::Put(Arc::new(record)), ())
+        })
+        .await
+    }
+
+    async fn update_ttl(&self, id: &SessionId, ttl: Duration) -> Result<()> {
+        let deadline = check::deadline(ttl)?;
+        self.touch(id, deadline).await
+    }
+
+    async fn apply(&self, id: &SessionId, changes: ChangeSet, ttl: Duration) -> Result<bool> {
+        check_keys(changes.remove.iter().chain(changes.set.keys()))?;
+        let deadline = check::deadline(ttl)?;
+        self.compute(id, |current, _| {
+            let exists = current.as_ref().is_some_and(|r| !r.data.is_empty());
+            if changes.only_if_exists && !exists {
+                return (Op::Nop, false);
+            }
+            let owner = current.as_ref().and_then(|r| r.owner.clone());
+            let data = match &current {
+                // An empty change set only slides the expiry: no copy of the data.
+                Some(r) if changes.is_empty() => r.data.clone(),
+                Some(r) if !changes.clear => {
+                    let mut data = (*r.data).clone();
+                    for key in &changes.remove {
+                        data.remove(key);
+                    }
+                    data.extend(changes.set);
+                    Arc::new(data)
+                }
+                _ => Arc::new(changes.set),
+            };
+            if data.is_empty() {
+                if let Some(binding) = &owner {
+                    self.owners.unbind(id, binding);
+                }
+                let op = if current.is_some() {
+                    Op::Remove
+                } else {
+                    Op::Nop
+                };
+                return (op, false);
+            }
+            let record = Record {
+                data,
+                deadline,
+                owner,
+            };
+            (Op::Put(Arc::new(record)), true)
+        })
+        .await
+    }
+
+    async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
+        Ok(self.session(id).await.map(|r| Loaded {
+            data: (*r.data).clone(),
+            expires_at: Some(r.deadline),
+        }))
+    }
+
+    async fn index_add(&self, owner: &str, id: &SessionId, ttl: Duration) -> Result<()> {
+        check::owner(owner)?;
+        let placeholder_deadline = check::deadline(ttl)?;
+        let binding = Binding {
+            owner: owner.into(),
+            stamp: self.next_stamp(),
+        };
+        self.compute(id, |current, _| {
+            let record = match current {
+                Some(r) => {
+                    if let Some(old) = &r.owner {
+                        self.owners.unbind(id, old);
+                    }
+                    Record {
+                        data: r.data.clone(),
+                        // A session keeps its own expiry; a binding made before the session's
+                        // first write waits at least `ttl` for it.
+                        deadline: if r.data.is_empty() {
+                            r.deadline.max(placeholder_deadline)
+                        } else {
+                            r.deadline
+                        },
+                        owner: Some(binding.clone()),
+                    }
+                }
+                None => Record {
+                    data: Arc::new(Data::new()),
+                    deadline: placeholder_deadline,
+                    owner: Some(binding.clone()),
+                },
+            };
+            self.owners.bind(id, &binding);
+            (Op::Put(Arc::new(record)), ())
+        })
+        .await?;
+        self.prune(self.owners.of(owner)).await;
+        self.sweep_owners_if_due().await;
+        Ok(())
+    }
+
+    async fn index_remove(&self, id: &SessionId) -> Result<()> {
+        self.compute(id, |current, _| match current {
+            Some(r) => match &r.owner {
+                Some(binding) => {
+                    self.owners.unbind(id, binding);
+                    if r.data.is_empty() {
+                        (Op::Remove, ())
+                    } else {
+                        let record = Record {
+                            data: r.data.clone(),
+                            deadline: r.deadline,
+                            owner: None,
+                        };
+                        (Op::Put(Arc::new(record)), ())
+                    }
+                }
+                None => (Op::Nop, ()),
+            },
+            None => (Op::Nop, ()),
+        })
+        .await
+    }
+
+    async fn index_sessions(&self, owner: &str) -> Result<Vec<SessionId>> {
+        check::owner(owner)?;
+        Ok(self.prune(self.owners.of(owner)).await)
+    }
+
+    async fn index_owner(&self, id: &SessionId) -> Result<Option<String>> {
+        Ok(self
+            .session(id)
+            .await
+            .and_then(|r| r.owner.as_ref().map(|b| b.owner.to_string())))
+    }
+
+    async fn try_lock(&self, id: &SessionId, lease: Duration) -> Result<Option<LockToken>> {
+        let deadline = check::deadline(lease)?;
+        let token = LockToken::generate()?;
+        let result = self
+            .locks
+            .entry_by_ref(id)
+            .and_compute_with(|entry| {
+                let now = SystemTime::now();
+                ready(match entry {
+                    Some(held) if held.value().deadline > now => Op::Nop,
+                    _ => Op::Put(Arc::new(Lease {
+                        token: token.clone(),
+                        deadline,
+                    })),
+                })
+            })
+            .await;
+        Ok(match result {
+            CompResult::Inserted(_) | CompResult::ReplacedWith(_) => Some(token),
+            _ => None,
+        })
+    }
+
+    async fn unlock(&self, id: &SessionId, token: &LockToken) -> Result<bool> {
+        let result = self
+            .locks
+            .entry_by_ref(id)
+            .and_compute_with(|entry| {
+                let now = SystemTime::now();
+                ready(match entry {
+                    Some(held) if held.value().deadline > now && held.value().token == *token => {
+                        Op::Remove
+                    }
+                    _ => Op::Nop,
+                })
+            })
+            .await;
+        Ok(matches!(result, CompResult::Removed(_)))
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        // Moka evicts at the deadline (plus a millisecond of slack) during its maintenance;
+        // run it now, then remove what is past its deadline but still inside the slack.
+        self.sessions.run_pending_tasks().await;
+        self.locks.run_pending_tasks().await;
+        let now = SystemTime::now();
+        let expired: Vec<Arc<SessionId>> = self
+            .sessions
+            .iter()
+            .filter(|(_, r)| !r.is_live(now))
+            .map(|(id, _)| id)
+            .collect();
+        let mut purged = 0;
+        for id in expired {
+            let result = self
+                .sessions
+                .entry_by_ref(&*id)
+                .and_compute_with(|entry| {
+                    ready(match entry {
+                        Some(e) if !e.value().is_live(SystemTime::now()) => {
+                            if let Some(binding) = &e.value().owner {
+                                self.owners.unbind(&id, binding);
+                            }
+                            Op::Remove
+                        }
+                        _ => Op::Nop,
+                    })
+                })
+                .await;
+            if matches!(result, CompResult::Removed(_)) {
+                purged += 1;
+            }
+        }
+        self.prune(self.owners.all()).await;
+        Ok(purged)
+    }
+
+    async fn scan(&self, cursor: Option<&str>, limit: usize) -> Result<ScanPage> {
+        let after = cursor
+            .map(|c| {
+                SessionId::parse(c).map_err(|_| Error::InvalidInput("invalid scan cursor".into()))
+            })
+            .transpose()?;
+        let limit = limit.max(1);
+        let now = SystemTime::now();
+        // The ids of live sessions after the cursor, in id order. The cursor is the last id
+        // returned, so pages need no state in the store; each page walks the whole cache.
+        let mut ids: Vec<Arc<SessionId>> = self
+            .sessions
+            .iter()
+            .filter(|(id, r)| r.is_session(now) && after.as_ref().is_none_or(|a| **id > *a))
+            .map(|(id, _)| id)
+            .collect();
+        let more = ids.len() > limit;
+        if more {
+            ids.select_nth_unstable(limit);
+            ids.truncate(limit);
+        }
+        ids.sort_unstable();
+        let next = if more {
+            ids.last().map(|id| id.as_str().to_owned())
+        } else {
+            None
+        };
+        Ok(ScanPage {
+            ids: ids.iter().map(|id| (**id).clone()).collect(),
+            next,
+        })
+    }
+}
