@@ -1,0 +1,343 @@
+//! The SQL of every operation, as blocking functions run on a connection thread.
+//!
+//! Invariants kept by every write: a `sessions` row exists only while the session has at least one
+//! row in `session_values`; a row whose `expires_at` is not after now is dead and is never
+//! returned (it may linger until the next write to that id or [`purge`]).
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use session_core::{ChangeSet, Data, Error, LockToken, Result, SessionId, Value, check};
+
+use crate::{BACKEND, db_error};
+
+/// How many expired sessions [`purge`] deletes per transaction, so a big purge never holds the
+/// write lock for long.
+const PURGE_BATCH: usize = 500;
+
+/// Largest page a [`scan`] returns, whatever `limit` asks for.
+pub(crate) const MAX_SCAN_PAGE: usize = 10_000;
+
+fn now() -> i64 {
+    millis(check::now_millis())
+}
+
+/// A u64 millisecond count as SQLite's i64 (saturating: far beyond any real deadline).
+pub(crate) fn millis(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+fn immediate(conn: &mut Connection) -> Result<Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_error)
+}
+
+// ----- reads ---------------------------------------------------------------------------------
+
+pub(crate) fn get(conn: &Connection, id: &str, key: &str) -> Result<Option<Value>> {
+    conn.prepare_cached(
+        "SELECT v.value FROM sessions s JOIN session_values v ON v.id = s.id
+         WHERE s.id = ?1 AND v.key = ?2 AND s.expires_at > ?3",
+    )
+    .and_then(|mut st| {
+        st.query_row(params![id, key, now()], |r| r.get::<_, Vec<u8>>(0))
+            .optional()
+    })
+    .map(|v| v.map(Value::from))
+    .map_err(db_error)
+}
+
+/// All values of a live session with its deadline; `None` if missing or expired. One statement,
+/// so one consistent snapshot.
+pub(crate) fn load(conn: &Connection, id: &str) -> Result<Option<(Data, i64)>> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT s.expires_at, v.key, v.value FROM sessions s JOIN session_values v ON v.id = s.id
+             WHERE s.id = ?1 AND s.expires_at > ?2",
+        )
+        .map_err(db_error)?;
+    let mut rows = st.query(params![id, now()]).map_err(db_error)?;
+    let mut data = Data::new();
+    let mut deadline = None;
+    while let Some(row) = rows.next().map_err(db_error)? {
+        deadline = Some(row.get::<_, i64>(0).map_err(db_error)?);
+        let key: String = row.get(1).map_err(db_error)?;
+        let value: Vec<u8> = row.get(2).map_err(db_error)?;
+        data.insert(key, Value::from(value));
+    }
+    Ok(deadline.map(|d| (data, d)))
+}
+
+pub(crate) fn size(conn: &Connection, id: &str) -> Result<usize> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM sessions s JOIN session_values v ON v.id = s.id
+             WHERE s.id = ?1 AND s.expires_at > ?2",
+        )
+        .and_then(|mut st| st.query_row(params![id, now()], |r| r.get(0)))
+        .map_err(db_error)?;
+    usize::try_from(n).map_err(|_| Error::corrupt(BACKEND, format!("negative key count {n}")))
+}
+
+pub(crate) fn scan(conn: &Connection, after: &str, limit: usize) -> Result<Vec<SessionId>> {
+    let limit = i64::try_from(limit.clamp(1, MAX_SCAN_PAGE)).unwrap_or(1);
+    let mut st = conn
+        .prepare_cached(
+            "SELECT id FROM sessions WHERE id > ?1 AND expires_at > ?2 ORDER BY id LIMIT ?3",
+        )
+        .map_err(db_error)?;
+    let ids = st
+        .query_map(params![after, now(), limit], |r| r.get::<_, String>(0))
+        .map_err(db_error)?;
+    ids.map(|id| {
+        let id = id.map_err(db_error)?;
+        SessionId::parse(&id)
+            .map_err(|e| Error::corrupt(BACKEND, format!("stored session id is invalid: {e}")))
+    })
+    .collect()
+}
+
+/// Owner bindings of `owner`: the live session ids, and whether dead entries were seen.
+pub(crate) fn owner_sessions(conn: &Connection, owner: &str) -> Result<(Vec<SessionId>, bool)> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT o.id, s.expires_at > ?2 FROM owners o LEFT JOIN sessions s ON s.id = o.id
+             WHERE o.owner = ?1",
+        )
+        .map_err(db_error)?;
+    let rows = st
+        .query_map(params![owner, now()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<bool>>(1)?))
+        })
+        .map_err(db_error)?;
+    let mut live = Vec::new();
+    let mut dead = false;
+    for row in rows {
+        let (id, alive) = row.map_err(db_error)?;
+        if alive == Some(true) {
+            live.push(SessionId::parse(&id).map_err(|e| {
+                Error::corrupt(BACKEND, format!("stored session id is invalid: {e}"))
+            })?);
+        } else {
+            dead = true;
+        }
+    }
+    Ok((live, dead))
+}
+
+pub(crate) fn owner_of(conn: &Connection, id: &str) -> Result<Option<String>> {
+    conn.prepare_cached(
+        "SELECT o.owner FROM owners o JOIN sessions s ON s.id = o.id
+         WHERE o.id = ?1 AND s.expires_at > ?2",
+    )
+    .and_then(|mut st| st.query_row(params![id, now()], |r| r.get(0)).optional())
+    .map_err(db_error)
+}
+
+// ----- writes (each in one BEGIN IMMEDIATE transaction) ---------------------------------------
+
+/// Deletes every trace of session `id` (values, row, owner binding); not its lock.
+fn delete_session(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<usize> {
+    tx.prepare_cached("DELETE FROM session_values WHERE id = ?1")?
+        .execute([id])?;
+    tx.prepare_cached("DELETE FROM owners WHERE id = ?1")?
+        .execute([id])?;
+    tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")?
+        .execute([id])
+}
+
+/// The stored deadline of `id` (live or not), inside a transaction.
+fn deadline(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<i64>> {
+    tx.prepare_cached("SELECT expires_at FROM sessions WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()
+}
+
+/// Applies `changes` and sets the deadline to now + `ttl_ms`; returns whether the session exists
+/// afterwards. Serves `set`, `set_map`, `set_session` and `apply`.
+pub(crate) fn apply(
+    conn: &mut Connection,
+    id: &str,
+    changes: ChangeSet,
+    ttl_ms: u64,
+) -> Result<bool> {
+    let tx = immediate(conn)?;
+    let now = now();
+    let stored = deadline(&tx, id).map_err(db_error)?;
+    let live = stored.is_some_and(|d| d > now);
+    if !live && changes.only_if_exists {
+        return Ok(false); // the transaction rolls back: nothing was written
+    }
+    let run = || -> rusqlite::Result<bool> {
+        if stored.is_some() && (!live || changes.clear) {
+            // An expired session starts empty, without its old keys or owner binding; a cleared
+            // one keeps its owner binding.
+            if live {
+                tx.prepare_cached("DELETE FROM session_values WHERE id = ?1")?
+                    .execute([id])?;
+            } else {
+                delete_session(&tx, id)?;
+            }
+        }
+        if !changes.remove.is_empty() {
+            let mut st =
+                tx.prepare_cached("DELETE FROM session_values WHERE id = ?1 AND key = ?2")?;
+            for key in &changes.remove {
+                st.execute(params![id, key])?;
+            }
+        }
+        if !changes.set.is_empty() {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO session_values (id, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id, key) DO UPDATE SET value = excluded.value",
+            )?;
+            for (key, value) in &changes.set {
+                st.execute(params![id, key, value.as_bytes()])?;
+            }
+        }
+        let has_keys: bool = tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM session_values WHERE id = ?1)")?
+            .query_row([id], |r| r.get(0))?;
+        if has_keys {
+            tx.prepare_cached(
+                "INSERT INTO sessions (id, expires_at) VALUES (?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at",
+            )?
+            .execute(params![id, now.saturating_add(millis(ttl_ms))])?;
+        } else if live {
+            // The changes removed the last key: the session is gone, with its owner binding.
+            delete_session(&tx, id)?;
+        }
+        Ok(has_keys)
+    };
+    let exists = run().map_err(db_error)?;
+    tx.commit().map_err(db_error)?;
+    Ok(exists)
+}
+
+/// Deletes one key of a live session, and the session with it if that was its last key. The
+/// deadline does not change.
+pub(crate) fn remove(conn: &mut Connection, id: &str, key: &str) -> Result<()> {
+    let tx = immediate(conn)?;
+    let now = now();
+    let run = || -> rusqlite::Result<()> {
+        if deadline(&tx, id)?.is_none_or(|d| d <= now) {
+            return Ok(());
+        }
+        tx.prepare_cached("DELETE FROM session_values WHERE id = ?1 AND key = ?2")?
+            .execute(params![id, key])?;
+        let has_keys: bool = tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM session_values WHERE id = ?1)")?
+            .query_row([id], |r| r.get(0))?;
+        if !has_keys {
+            delete_session(&tx, id)?;
+        }
+        Ok(())
+    };
+    run().map_err(db_error)?;
+    tx.commit().map_err(db_error)
+}
+
+pub(crate) fn remove_all(conn: &mut Connection, id: &str) -> Result<()> {
+    let tx = immediate(conn)?;
+    delete_session(&tx, id).map_err(db_error)?;
+    tx.commit().map_err(db_error)
+}
+
+/// Slides the deadline of a live session (one statement, so atomic on its own).
+pub(crate) fn update_ttl(conn: &Connection, id: &str, ttl_ms: u64) -> Result<()> {
+    let now = now();
+    conn.prepare_cached("UPDATE sessions SET expires_at = ?2 WHERE id = ?1 AND expires_at > ?3")
+        .and_then(|mut st| st.execute(params![id, now.saturating_add(millis(ttl_ms)), now]))
+        .map(drop)
+        .map_err(db_error)
+}
+
+pub(crate) fn bind_owner(conn: &Connection, owner: &str, id: &str) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO owners (id, owner) VALUES (?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET owner = excluded.owner",
+    )
+    .and_then(|mut st| st.execute(params![id, owner]))
+    .map(drop)
+    .map_err(db_error)
+}
+
+pub(crate) fn unbind_owner(conn: &Connection, id: &str) -> Result<()> {
+    conn.prepare_cached("DELETE FROM owners WHERE id = ?1")
+        .and_then(|mut st| st.execute([id]))
+        .map(drop)
+        .map_err(db_error)
+}
+
+/// Drops the bindings of `owner` whose session is missing or expired.
+pub(crate) fn prune_owner(conn: &Connection, owner: &str) -> Result<()> {
+    conn.prepare_cached(
+        "DELETE FROM owners WHERE owner = ?1 AND NOT EXISTS
+             (SELECT 1 FROM sessions s WHERE s.id = owners.id AND s.expires_at > ?2)",
+    )
+    .and_then(|mut st| st.execute(params![owner, now()]))
+    .map(drop)
+    .map_err(db_error)
+}
+
+/// Takes the lease lock of `id` if it is free or its lease ran out: one statement.
+pub(crate) fn try_lock(conn: &Connection, id: &str, lease_ms: u64) -> Result<Option<LockToken>> {
+    let token = LockToken::generate()?;
+    let now = now();
+    let taken = conn
+        .prepare_cached(
+            "INSERT INTO locks (id, token, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at
+             WHERE locks.expires_at <= ?4",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                id,
+                token.as_str(),
+                now.saturating_add(millis(lease_ms)),
+                now
+            ])
+        })
+        .map_err(db_error)?;
+    Ok((taken == 1).then_some(token))
+}
+
+/// Compare-and-delete: releases the lock only if `token` holds an unexpired lease.
+pub(crate) fn unlock(conn: &Connection, id: &str, token: &str) -> Result<bool> {
+    conn.prepare_cached("DELETE FROM locks WHERE id = ?1 AND token = ?2 AND expires_at > ?3")
+        .and_then(|mut st| st.execute(params![id, token, now()]))
+        .map(|n| n == 1)
+        .map_err(db_error)
+}
+
+/// Deletes expired sessions (values, rows, owner bindings) in batches, using the index on
+/// `sessions(expires_at)`, and expired locks; returns the exact number of sessions deleted.
+pub(crate) fn purge(conn: &mut Connection) -> Result<u64> {
+    let mut total = 0u64;
+    loop {
+        let tx = immediate(conn)?;
+        let now = now();
+        let batch = || -> rusqlite::Result<usize> {
+            let ids: Vec<String> = tx
+                .prepare_cached(
+                    "SELECT id FROM sessions WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
+                )?
+                .query_map(params![now, PURGE_BATCH as i64], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut deleted = 0;
+            for id in &ids {
+                deleted += delete_session(&tx, id)?;
+            }
+            if ids.len() < PURGE_BATCH {
+                tx.prepare_cached("DELETE FROM locks WHERE expires_at <= ?1")?
+                    .execute([now])?;
+            }
+            Ok(deleted)
+        };
+        let deleted = batch().map_err(db_error)?;
+        tx.commit().map_err(db_error)?;
+        total += deleted as u64;
+        if deleted < PURGE_BATCH {
+            return Ok(total);
+        }
+    }
+}

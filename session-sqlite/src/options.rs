@@ -1,0 +1,112 @@
+//! Options for opening a [`SqliteStore`](crate::SqliteStore).
+
+use std::path::Path;
+use std::time::Duration;
+
+use session_core::Result;
+
+use crate::SqliteStore;
+
+/// SQLite's `PRAGMA synchronous` setting: how often SQLite waits for the disk.
+///
+/// With WAL, [`Normal`](Synchronous::Normal) (the default here) never corrupts the database; a
+/// power loss may roll back the last commits. [`Full`](Synchronous::Full) makes every commit
+/// durable at the price of an fsync per write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// No fsync at all: fastest, a power loss or OS crash may corrupt the database.
+    Off,
+    /// fsync at WAL checkpoints only (the default).
+    #[default]
+    Normal,
+    /// fsync at every commit.
+    Full,
+    /// Like `Full`, and also syncs the directory after the journal is unlinked.
+    Extra,
+}
+
+impl Synchronous {
+    pub(crate) fn as_sql(self) -> &'static str {
+        match self {
+            Synchronous::Off => "OFF",
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+            Synchronous::Extra => "EXTRA",
+        }
+    }
+}
+
+/// Builder for a [`SqliteStore`]: the number of reader threads, the busy timeout and the
+/// synchronous mode.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use session_sqlite::{SqliteStore, Synchronous};
+///
+/// # async fn demo() -> session_core::Result<()> {
+/// let store = SqliteStore::builder()
+///     .readers(4)
+///     .busy_timeout(Duration::from_secs(2))
+///     .synchronous(Synchronous::Full)
+///     .open("sessions.db")
+///     .await?;
+/// # let _ = store; Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    pub(crate) readers: usize,
+    pub(crate) busy_timeout: Duration,
+    pub(crate) synchronous: Synchronous,
+    pub(crate) statement_cache: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            readers: 4,
+            busy_timeout: Duration::from_secs(5),
+            synchronous: Synchronous::Normal,
+            statement_cache: 32,
+        }
+    }
+}
+
+impl SqliteOptions {
+    /// The defaults: 4 reader threads, a 5 s busy timeout, `synchronous = NORMAL`, 32 cached
+    /// statements per connection.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of reader threads, each with its own read-only connection (default 4). With 0,
+    /// reads run on the writer thread, one at a time.
+    pub fn readers(mut self, readers: usize) -> Self {
+        self.readers = readers;
+        self
+    }
+
+    /// How long a connection waits for a lock held by another connection or process before the
+    /// call fails with a backend error (default 5 s; `PRAGMA busy_timeout`).
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// SQLite's synchronous mode (default [`Synchronous::Normal`]).
+    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.synchronous = synchronous;
+        self
+    }
+
+    /// How many prepared statements each connection keeps cached (default 32).
+    pub fn statement_cache(mut self, capacity: usize) -> Self {
+        self.statement_cache = capacity;
+        self
+    }
+
+    /// Opens (creating if needed) the database at `path` with these options. See
+    /// [`SqliteStore::open`].
+    pub async fn open(self, path: impl AsRef<Path>) -> Result<SqliteStore> {
+        SqliteStore::open_with(path.as_ref(), self).await
+    }
+}

@@ -1,0 +1,470 @@
+//! The driver's own tests, on real database files in temporary directories.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, params};
+use session_core::{ChangeSet, Data, Error, SessionId, Storage, Value};
+use session_sqlite::{SCHEMA_VERSION, SqliteStore, Synchronous};
+use tempfile::TempDir;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+async fn fresh() -> (TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path().join("sessions.db"))
+        .await
+        .expect("open");
+    (dir, store)
+}
+
+fn id() -> SessionId {
+    SessionId::generate().expect("rng")
+}
+
+fn v(x: u64) -> Value {
+    Value::encode(&x).expect("encode")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn round_trip_merge_and_replace() {
+    let (_dir, store) = fresh().await;
+    let s = id();
+    store.set(&s, "a", v(1), HOUR).await.unwrap();
+    store
+        .set_map(
+            &s,
+            Data::from([("b".into(), v(2)), ("ключ🔑".into(), v(3))]),
+            HOUR,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.get(&s, "a").await.unwrap(), Some(v(1)));
+    assert_eq!(store.get(&s, "ключ🔑").await.unwrap(), Some(v(3)));
+    assert_eq!(store.get_size(&s).await.unwrap(), 3);
+    store
+        .set_session(&s, Data::from([("c".into(), v(4))]), HOUR)
+        .await
+        .unwrap();
+    let map = store.get_map(&s).await.unwrap();
+    assert_eq!(map, Data::from([("c".into(), v(4))]));
+    store.remove(&s, "c").await.unwrap();
+    assert_eq!(store.get_session(&s, HOUR, None).await.unwrap(), None);
+    assert_eq!(
+        store.scan(None, 10).await.unwrap().ids,
+        Vec::<SessionId>::new()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_survives_a_reopen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("sessions.db");
+    let s = id();
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.set(&s, "user", v(42), HOUR).await.unwrap();
+        store.index_add("alice", &s, HOUR).await.unwrap();
+    }
+    let store = SqliteStore::builder()
+        .readers(1)
+        .synchronous(Synchronous::Full)
+        .open(&path)
+        .await
+        .unwrap();
+    assert_eq!(store.get(&s, "user").await.unwrap(), Some(v(42)));
+    assert_eq!(
+        store.index_owner(&s).await.unwrap().as_deref(),
+        Some("alice")
+    );
+    let loaded = store.load(&s).await.unwrap().expect("live");
+    assert!(loaded.expires_at.expect("deadline") > std::time::SystemTime::now());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purge_removes_exactly_the_expired_sessions() {
+    let (_dir, store) = fresh().await;
+    let short: Vec<SessionId> = (0..7).map(|_| id()).collect();
+    let long: Vec<SessionId> = (0..5).map(|_| id()).collect();
+    for s in &short {
+        store
+            .set(s, "k", v(1), Duration::from_millis(30))
+            .await
+            .unwrap();
+        store
+            .set(s, "j", v(2), Duration::from_millis(30))
+            .await
+            .unwrap();
+        store.index_add("bob", s, HOUR).await.unwrap();
+    }
+    for s in &long {
+        store.set(s, "k", v(1), HOUR).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(store.purge_expired().await.unwrap(), 7);
+    assert_eq!(store.purge_expired().await.unwrap(), 0);
+    for s in &long {
+        assert_eq!(store.get(s, "k").await.unwrap(), Some(v(1)));
+    }
+    // No rows of the purged sessions are left behind.
+    let conn = Connection::open(store.path()).unwrap();
+    let leftovers: i64 = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM session_values) + (SELECT count(*) FROM owners)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(leftovers, 5, "only the live sessions' values remain");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purge_works_across_batches() {
+    let (_dir, store) = fresh().await;
+    let data: Data = Data::from([("k".into(), v(1))]);
+    for _ in 0..1_203 {
+        store
+            .set_map(&id(), data.clone(), Duration::from_millis(20))
+            .await
+            .unwrap();
+    }
+    let keep = id();
+    store.set(&keep, "k", v(1), HOUR).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    assert_eq!(store.purge_expired().await.unwrap(), 1_203);
+    assert_eq!(store.scan(None, 100).await.unwrap().ids, vec![keep]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_rows_are_never_returned_nor_revived() {
+    let (_dir, store) = fresh().await;
+    let s = id();
+    store
+        .set(&s, "old", v(1), Duration::from_millis(20))
+        .await
+        .unwrap();
+    store.index_add("carol", &s, HOUR).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    assert_eq!(store.get(&s, "old").await.unwrap(), None);
+    assert_eq!(store.get_size(&s).await.unwrap(), 0);
+    assert!(store.load(&s).await.unwrap().is_none());
+    assert!(store.scan(None, 10).await.unwrap().ids.is_empty());
+    assert_eq!(store.index_owner(&s).await.unwrap(), None);
+    store.update_ttl(&s, HOUR).await.unwrap();
+    assert_eq!(
+        store.get_size(&s).await.unwrap(),
+        0,
+        "update_ttl revived it"
+    );
+    store.set(&s, "new", v(2), HOUR).await.unwrap();
+    assert_eq!(
+        store.get_map(&s).await.unwrap(),
+        Data::from([("new".into(), v(2))])
+    );
+    assert_eq!(
+        store.index_owner(&s).await.unwrap(),
+        None,
+        "old binding came back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scan_pages_through_live_sessions_in_id_order() {
+    let (_dir, store) = fresh().await;
+    let mut ids: Vec<SessionId> = (0..25).map(|_| id()).collect();
+    for s in &ids {
+        store.set(s, "k", v(1), HOUR).await.unwrap();
+    }
+    let dead = id();
+    store
+        .set(&dead, "k", v(1), Duration::from_millis(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store.scan(cursor.as_deref(), 10).await.unwrap();
+        assert!(page.ids.len() <= 10);
+        seen.extend(page.ids);
+        pages += 1;
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    ids.sort();
+    assert_eq!(seen, ids);
+    assert_eq!(pages, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schema_version_is_set_on_open() {
+    let (_dir, store) = fresh().await;
+    assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
+    let conn = Connection::open(store.path()).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_1_database_is_migrated() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("v1.db");
+    let s = id();
+    {
+        // The schema as version 1 of this driver wrote it: no owner index, no locks.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE sessions (id TEXT PRIMARY KEY NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE INDEX sessions_expires_at ON sessions (expires_at);
+             CREATE TABLE session_values (id TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+                 PRIMARY KEY (id, key)) WITHOUT ROWID;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        let far = i64::MAX / 2;
+        conn.execute(
+            "INSERT INTO sessions VALUES (?1, ?2)",
+            params![s.as_str(), far],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO session_values VALUES (?1, 'k', ?2)",
+            params![s.as_str(), v(9).as_bytes()],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
+    assert_eq!(store.get(&s, "k").await.unwrap(), Some(v(9)));
+    store.index_add("dave", &s, HOUR).await.unwrap();
+    assert_eq!(store.index_sessions("dave").await.unwrap(), vec![s.clone()]);
+    assert!(store.try_lock(&s, HOUR).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_newer_schema_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("future.db");
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 99;")
+        .unwrap();
+    let err = SqliteStore::open(&path).await.expect_err("newer schema");
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Backend { .. }), "{msg}");
+    assert!(msg.contains("schema version 99"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_that_is_not_sqlite_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("notes.txt");
+    std::fs::write(
+        &path,
+        "these are not the pages you are looking for\n".repeat(100),
+    )
+    .unwrap();
+    let err = SqliteStore::open(&path).await.expect_err("not a database");
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Backend { .. }), "{msg}");
+    assert!(msg.contains("not an SQLite database"), "{msg}");
+    assert!(msg.contains("notes.txt"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_row_is_an_error_not_a_panic() {
+    let (_dir, store) = fresh().await;
+    let s = id();
+    store.set(&s, "good", v(1), HOUR).await.unwrap();
+    let conn = Connection::open(store.path()).unwrap();
+    // A value that is not a BLOB (text), and a deadline that is not a number.
+    conn.execute(
+        "INSERT INTO session_values VALUES (?1, 'bad', 'some text')",
+        [s.as_str()],
+    )
+    .unwrap();
+    let err = store.get(&s, "bad").await.expect_err("corrupt value");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    let err = store.get_map(&s).await.expect_err("corrupt value");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert_eq!(store.get(&s, "good").await.unwrap(), Some(v(1)));
+
+    let t = id();
+    conn.execute("INSERT INTO sessions VALUES (?1, 'soon')", [t.as_str()])
+        .unwrap();
+    conn.execute(
+        "INSERT INTO session_values VALUES (?1, 'k', x'01')",
+        [t.as_str()],
+    )
+    .unwrap();
+    let err = store.load(&t).await.expect_err("corrupt deadline");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+
+    // A stored id that is not a valid session id.
+    conn.execute("INSERT INTO sessions VALUES ('../../etc/passwd', 9e15)", [])
+        .unwrap();
+    let err = store.scan(None, 100).await.expect_err("bad stored id");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_proceed_while_a_write_transaction_is_open() {
+    let (_dir, store) = fresh().await;
+    let s = id();
+    store.set(&s, "k", v(1), HOUR).await.unwrap();
+
+    // Another connection (as another process would) opens a write transaction and holds it.
+    let mut other = Connection::open(store.path()).unwrap();
+    let tx = other
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    tx.execute(
+        "INSERT INTO session_values VALUES (?1, 'uncommitted', x'01')",
+        [s.as_str()],
+    )
+    .unwrap();
+
+    // The store's own writer now waits for the lock (busy timeout 5 s) ...
+    let writer = {
+        let store = store.clone();
+        let s = s.clone();
+        tokio::spawn(async move { store.set(&s, "k", v(2), HOUR).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !writer.is_finished(),
+        "the write should be waiting for the lock"
+    );
+
+    // ... and reads still answer at once, from the last committed state, in parallel.
+    let started = Instant::now();
+    let reads = (0..16).map(|_| {
+        let store = store.clone();
+        let s = s.clone();
+        tokio::spawn(async move { store.get_map(&s).await })
+    });
+    for read in reads {
+        let map = read.await.unwrap().unwrap();
+        assert_eq!(map, HashMap::from([("k".to_string(), v(1))]));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "reads waited {:?} behind the writer",
+        started.elapsed()
+    );
+    assert!(!writer.is_finished());
+
+    tx.commit().unwrap();
+    writer.await.unwrap().unwrap();
+    assert_eq!(store.get(&s, "k").await.unwrap(), Some(v(2)));
+    assert_eq!(store.get_size(&s).await.unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lock_held_too_long_is_a_clear_backend_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::builder()
+        .busy_timeout(Duration::from_millis(100))
+        .open(dir.path().join("busy.db"))
+        .await
+        .unwrap();
+    let mut other = Connection::open(store.path()).unwrap();
+    let tx = other
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    let err = store.set(&id(), "k", v(1), HOUR).await.expect_err("busy");
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Backend { .. }), "{msg}");
+    assert!(msg.contains("locked"), "{msg}");
+    drop(tx);
+    store
+        .set(&id(), "k", v(1), HOUR)
+        .await
+        .expect("works again");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_change_sets_lose_no_keys() {
+    let (_dir, store) = fresh().await;
+    let s = id();
+    let tasks = (0..8).map(|t| {
+        let store = store.clone();
+        let s = s.clone();
+        tokio::spawn(async move {
+            for i in 0..25 {
+                let mut changes = ChangeSet::default();
+                changes.set.insert(format!("{t}-{i}"), v(i));
+                store.apply(&s, changes, HOUR).await.unwrap();
+            }
+        })
+    });
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(store.get_size(&s).await.unwrap(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lease_lock_and_owner_index() {
+    let (_dir, store) = fresh().await;
+    let s = id();
+    let token = store.try_lock(&s, HOUR).await.unwrap().expect("free");
+    assert!(store.try_lock(&s, HOUR).await.unwrap().is_none());
+    assert!(store.unlock(&s, &token).await.unwrap());
+    assert!(!store.unlock(&s, &token).await.unwrap(), "released twice");
+    let short = store
+        .try_lock(&s, Duration::from_millis(20))
+        .await
+        .unwrap()
+        .expect("free again");
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    let next = store
+        .try_lock(&s, HOUR)
+        .await
+        .unwrap()
+        .expect("lease ran out");
+    assert!(
+        !store.unlock(&s, &short).await.unwrap(),
+        "stale token released"
+    );
+    assert!(store.unlock(&s, &next).await.unwrap());
+
+    let (a, b) = (id(), id());
+    store.set(&a, "k", v(1), HOUR).await.unwrap();
+    store.set(&b, "k", v(1), HOUR).await.unwrap();
+    store.index_add("erin", &a, HOUR).await.unwrap();
+    store.index_add("erin", &b, HOUR).await.unwrap();
+    let mut mine = store.index_sessions("erin").await.unwrap();
+    mine.sort();
+    let mut want = vec![a.clone(), b.clone()];
+    want.sort();
+    assert_eq!(mine, want);
+    store.index_add("frank", &b, HOUR).await.unwrap();
+    assert_eq!(store.index_sessions("erin").await.unwrap(), vec![a.clone()]);
+    store.remove_all(&a).await.unwrap();
+    assert!(store.index_sessions("erin").await.unwrap().is_empty());
+    store.index_remove(&b).await.unwrap();
+    assert_eq!(store.index_owner(&b).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_rejected_before_the_database() {
+    let (_dir, store) = fresh().await;
+    let s = id();
+    let bad = [
+        store.set(&s, "a\0b", v(1), HOUR).await,
+        store.set(&s, "k", v(1), Duration::ZERO).await,
+        store.update_ttl(&s, Duration::ZERO).await,
+        store.index_add("", &s, HOUR).await,
+    ];
+    for r in bad {
+        assert!(matches!(r, Err(Error::InvalidInput(_))), "{r:?}");
+    }
+    assert_eq!(store.get_size(&s).await.unwrap(), 0);
+}
