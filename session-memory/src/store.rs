@@ -305,15 +305,15 @@ impl Storage for MemoryStore {
                 _ => Arc::new(changes.set),
             };
             if data.is_empty() {
+                // No keys left: a session is removed with its binding; a binding made before the
+                // first write (a record without keys) is left alone.
+                if !exists {
+                    return (Op::Nop, false);
+                }
                 if let Some(binding) = &owner {
                     self.owners.unbind(id, binding);
                 }
-                let op = if current.is_some() {
-                    Op::Remove
-                } else {
-                    Op::Nop
-                };
-                return (op, false);
+                return (Op::Remove, false);
             }
             let record = Record {
                 data,

@@ -231,6 +231,19 @@ async fn binding_before_the_first_write_is_kept_but_not_a_session() {
     };
     changes.set.insert("k".into(), v(1));
     assert!(!store.apply(&id, changes, LONG).await.expect("apply"));
+    // Neither an empty change set nor a clear drops the pending binding.
+    let clear = ChangeSet {
+        clear: true,
+        ..ChangeSet::default()
+    };
+    assert!(!store.apply(&id, clear, LONG).await.expect("apply clear"));
+    assert!(
+        !store
+            .apply(&id, ChangeSet::default(), LONG)
+            .await
+            .expect("apply")
+    );
+    assert_eq!(store.owners.len(), 1, "the pending binding was dropped");
     // The first write takes the binding over.
     store.set(&id, "k", v(1), LONG).await.expect("set");
     assert_eq!(
