@@ -1,0 +1,118 @@
+//! The key layout: every key of one session shares the hash tag `{<id>}`, so a session lives in
+//! one Redis Cluster slot and multi-key scripts on it never fail with `CROSSSLOT`.
+
+use session_core::{Error, Result, SessionId};
+
+/// Characters a prefix may not hold: hash-tag braces (they would move the slot of every key) and
+/// the glob characters of `SCAN MATCH` (they would make the scan pattern match other stores).
+const FORBIDDEN_IN_PREFIX: &[char] = &['{', '}', '*', '?', '[', ']', '\\'];
+
+/// Longest accepted prefix, in bytes.
+pub(crate) const MAX_PREFIX_LEN: usize = 128;
+
+/// Builds the Redis key names of one store.
+#[derive(Clone, Debug)]
+pub(crate) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// Checks `prefix` and makes the key builder.
+    pub(crate) fn new(prefix: &str) -> Result<Self> {
+        if prefix.is_empty() || prefix.len() > MAX_PREFIX_LEN {
+            return Err(Error::InvalidInput(format!(
+                "redis key prefix is {} bytes, 1 to {MAX_PREFIX_LEN} allowed",
+                prefix.len()
+            )));
+        }
+        if let Some(c) = prefix
+            .chars()
+            .find(|c| FORBIDDEN_IN_PREFIX.contains(c) || c.is_whitespace() || c.is_control())
+        {
+            return Err(Error::InvalidInput(format!(
+                "redis key prefix may not contain {c:?} (no braces, glob characters or whitespace)"
+            )));
+        }
+        Ok(Keys {
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// The prefix.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `<prefix>:{`: what every per-session key starts with (also handed to Lua scripts).
+    pub(crate) fn session_base(&self) -> String {
+        format!("{}:{{", self.prefix)
+    }
+
+    /// The hash holding the session's keys: `<prefix>:{<id>}:data`.
+    pub(crate) fn data(&self, id: &SessionId) -> String {
+        format!("{}:{{{}}}:data", self.prefix, id.as_str())
+    }
+
+    /// The string holding the session's owner: `<prefix>:{<id>}:owner`.
+    pub(crate) fn owner_of(&self, id: &SessionId) -> String {
+        format!("{}:{{{}}}:owner", self.prefix, id.as_str())
+    }
+
+    /// The lease lock of the session: `<prefix>:{<id>}:lock`.
+    pub(crate) fn lock(&self, id: &SessionId) -> String {
+        format!("{}:{{{}}}:lock", self.prefix, id.as_str())
+    }
+
+    /// The set of an owner's session ids: `<prefix>:owner:{<owner>}`.
+    pub(crate) fn owner_set(&self, owner: &str) -> String {
+        format!("{}:owner:{{{owner}}}", self.prefix)
+    }
+
+    /// The `SCAN MATCH` pattern of the session hashes: `<prefix>:{*}:data`.
+    pub(crate) fn scan_pattern(&self) -> String {
+        format!("{}:{{*}}:data", self.prefix)
+    }
+
+    /// The session id of a session hash key found by `SCAN`, if it is one of ours.
+    pub(crate) fn id_of_data_key(&self, key: &[u8]) -> Option<SessionId> {
+        let key = std::str::from_utf8(key).ok()?;
+        let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix(":{")?;
+        let id = rest.strip_suffix("}:data")?;
+        SessionId::parse(id).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_session_key_shares_the_hash_tag() {
+        let keys = Keys::new("app:sess").expect("valid prefix");
+        let id = SessionId::parse("abcdefghijklmnop").expect("valid id");
+        assert_eq!(keys.data(&id), "app:sess:{abcdefghijklmnop}:data");
+        assert_eq!(keys.owner_of(&id), "app:sess:{abcdefghijklmnop}:owner");
+        assert_eq!(keys.lock(&id), "app:sess:{abcdefghijklmnop}:lock");
+        assert_eq!(keys.owner_set("u1"), "app:sess:owner:{u1}");
+        assert_eq!(
+            keys.id_of_data_key(keys.data(&id).as_bytes()),
+            Some(id.clone())
+        );
+        assert_eq!(keys.id_of_data_key(keys.lock(&id).as_bytes()), None);
+        assert_eq!(keys.id_of_data_key(b"other:{abcdefghijklmnop}:data"), None);
+        assert_eq!(keys.id_of_data_key(b"app:sess:{a}b}:data"), None);
+    }
+
+    #[test]
+    fn bad_prefixes_are_rejected() {
+        for bad in ["", "a{b", "a}b", "a*", "a?", "a[b]", "a b", "a\\b", "a\nb"] {
+            assert!(
+                matches!(Keys::new(bad), Err(Error::InvalidInput(_))),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(Keys::new(&"p".repeat(MAX_PREFIX_LEN + 1)).is_err());
+        assert!(Keys::new("session").is_ok());
+        assert!(Keys::new("tenant-1:sess").is_ok());
+    }
+}

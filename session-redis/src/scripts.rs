@@ -1,0 +1,183 @@
+//! The Lua scripts of the driver. Each runs atomically on the server in one round trip
+//! (`EVALSHA`, with redis-rs loading the script and retrying on `NOSCRIPT`).
+//!
+//! Every script that writes session keys declares them in `KEYS`, and all of them share the
+//! session's hash tag, so the scripts run unchanged on Redis Cluster. The one exception is
+//! [`INDEX_SESSIONS_SINGLE`] (and [`INDEX_ADD_SINGLE`]), used only on a single node, which touch
+//! keys of several sessions.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Applies a change set and the expiry atomically.
+///
+/// `KEYS[1]` data hash, `KEYS[2]` owner key. `ARGV[1]` TTL in ms, `ARGV[2]` clear ("1"/"0"),
+/// `ARGV[3]` only-if-exists ("1"/"0"), `ARGV[4]` number `n` of removed fields, then the `n`
+/// fields, then field/value pairs to set. Returns 1 if the session exists afterwards, else 0.
+///
+/// Fields are written 1000 arguments per `HSET`/`HDEL` call (an even number, so pairs never
+/// split; far below the limit of Lua's `unpack`). Order: clear, remove, set, then `PEXPIRE` on the hash and the owner key (so the owner binding
+/// expires with the session). If the write empties a session that existed, its owner key is
+/// deleted with it.
+pub(crate) static APPLY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local data, okey = KEYS[1], KEYS[2]
+local existed = redis.call('EXISTS', data) == 1
+if ARGV[3] == '1' and not existed then
+  return 0
+end
+if ARGV[2] == '1' and existed then
+  redis.call('DEL', data)
+end
+local step = 1000
+local last = 4 + tonumber(ARGV[4])
+local i = 5
+while i <= last do
+  local j = math.min(i + step - 1, last)
+  redis.call('HDEL', data, unpack(ARGV, i, j))
+  i = j + 1
+end
+local n = #ARGV
+i = last + 1
+while i < n do
+  local j = math.min(i + step - 1, n)
+  redis.call('HSET', data, unpack(ARGV, i, j))
+  i = j + 1
+end
+if redis.call('EXISTS', data) == 1 then
+  redis.call('PEXPIRE', data, ARGV[1])
+  redis.call('PEXPIRE', okey, ARGV[1])
+  return 1
+end
+if existed then
+  redis.call('DEL', okey)
+end
+return 0
+"#,
+    )
+});
+
+/// Deletes one field; if that empties the session, deletes its owner key too.
+///
+/// `KEYS[1]` data hash, `KEYS[2]` owner key, `ARGV[1]` field.
+pub(crate) static REMOVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 and redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[2])
+end
+return 0
+"#,
+    )
+});
+
+/// Slides the expiry of an existing session (and its owner key); no effect on a missing one.
+///
+/// `KEYS[1]` data hash, `KEYS[2]` owner key, `ARGV[1]` TTL in ms. Returns 1 if it slid.
+pub(crate) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 1 then
+  redis.call('PEXPIRE', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
+"#,
+    )
+});
+
+/// Compare-and-delete release of a lease lock.
+///
+/// `KEYS[1]` lock key, `ARGV[1]` token. Returns 1 if the token held the lock and released it.
+pub(crate) static UNLOCK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#,
+    )
+});
+
+/// Adds an id to an owner's set and makes the set live at least `ttl`.
+///
+/// `KEYS[1]` owner set, `ARGV[1]` id, `ARGV[2]` TTL in ms. (Cluster: first half of `index_add`.)
+pub(crate) static INDEX_ADD_SET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call('SADD', KEYS[1], ARGV[1])
+local ttl = tonumber(ARGV[2])
+if redis.call('PTTL', KEYS[1]) < ttl then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return 1
+"#,
+    )
+});
+
+/// Writes a session's owner key with the session's remaining lifetime (or `ttl` if the session
+/// does not exist yet).
+///
+/// `KEYS[1]` owner key, `KEYS[2]` data hash, `ARGV[1]` owner, `ARGV[2]` TTL in ms.
+/// (Cluster: second half of `index_add`.)
+pub(crate) static INDEX_BIND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local left = redis.call('PTTL', KEYS[2])
+if left <= 0 then
+  left = tonumber(ARGV[2])
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', left)
+return 1
+"#,
+    )
+});
+
+/// Both halves of `index_add` in one script (single node only: the set and the session keys are
+/// in different slots).
+///
+/// `KEYS[1]` owner set, `KEYS[2]` owner key, `KEYS[3]` data hash; `ARGV[1]` owner, `ARGV[2]` id,
+/// `ARGV[3]` TTL in ms.
+pub(crate) static INDEX_ADD_SINGLE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local ttl = tonumber(ARGV[3])
+redis.call('SADD', KEYS[1], ARGV[2])
+if redis.call('PTTL', KEYS[1]) < ttl then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+local left = redis.call('PTTL', KEYS[3])
+if left <= 0 then
+  left = ttl
+end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', left)
+return 1
+"#,
+    )
+});
+
+/// Lists an owner's live sessions and prunes dead entries (single node only: it reads the keys of
+/// every member session, which it builds from `ARGV[1]`).
+///
+/// `KEYS[1]` owner set; `ARGV[1]` `<prefix>:{`, `ARGV[2]` owner. A member whose owner key no
+/// longer names this owner (expired, removed, unbound, moved) is removed from the set; one whose
+/// owner key names this owner and whose hash exists is returned.
+pub(crate) static INDEX_SESSIONS_SINGLE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local live = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local base = ARGV[1] .. id .. '}:'
+  if redis.call('GET', base .. 'owner') ~= ARGV[2] then
+    redis.call('SREM', KEYS[1], id)
+  elseif redis.call('EXISTS', base .. 'data') == 1 then
+    live[#live + 1] = id
+  end
+end
+return live
+"#,
+    )
+});
