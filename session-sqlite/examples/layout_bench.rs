@@ -188,7 +188,7 @@ impl Layout for Blob {
 }
 
 fn rate(n: usize, d: Duration) -> String {
-    format!("{:>9.0} ops/s", n as f64 / d.as_secs_f64())
+    format!("{:>7.0}/s", n as f64 / d.as_secs_f64())
 }
 
 fn run(layout: &mut dyn Layout, keys: usize) {
@@ -220,13 +220,22 @@ fn run(layout: &mut dyn Layout, keys: usize) {
         layout.set(&ids[rng.next() % SESSIONS], &k, &value);
     }
     let set = t.elapsed();
+    // A request cycle of the session layer: load the session, then write one key back.
+    let t = Instant::now();
+    for _ in 0..writes {
+        let id = &ids[rng.next() % SESSIONS];
+        assert_eq!(layout.load(id), keys);
+        layout.set(id, &format!("key-{}", rng.next() % keys), &value);
+    }
+    let cycle = t.elapsed();
     println!(
-        "{:<17} {:>4} keys | load {} | get one key {} | set one key {}",
+        "{:<17} {:>4} keys | load {} | get one key {} | set one key {} | load+set {}",
         layout.name(),
         keys,
         rate(reads, load),
         rate(reads, get),
-        rate(writes, set)
+        rate(writes, set),
+        rate(writes, cycle)
     );
 }
 
