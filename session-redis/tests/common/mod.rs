@@ -108,6 +108,7 @@ pub struct RedisServer {
     pub dir: PathBuf,
     wrapper: Child,
     pid: u32,
+    killed: bool,
 }
 
 impl RedisServer {
@@ -168,6 +169,7 @@ impl RedisServer {
             dir: dir.to_owned(),
             wrapper,
             pid,
+            killed: false,
         };
         while !server.cli(&["PING"]).contains("PONG") {
             assert!(
@@ -198,8 +200,12 @@ impl RedisServer {
 
     /// Kills the server at once (SIGKILL, like a crash) and its watchdog.
     pub fn kill(&mut self) {
+        if std::mem::replace(&mut self.killed, true) {
+            return;
+        }
         let _ = Command::new("kill")
             .args(["-9", &self.pid.to_string()])
+            .stderr(Stdio::null())
             .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()

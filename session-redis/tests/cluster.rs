@@ -1,0 +1,150 @@
+//! The whole conformance suite against a three-node Redis Cluster on free loopback ports.
+//!
+//! The cluster is started once per test binary (the first case to need it starts it; the others
+//! wait). Each node runs under a small shell watchdog that kills the node and deletes its
+//! directory as soon as this test process is gone, so no server outlives `cargo test`, even if
+//! the binary is killed or a case panics. Each case gets its own key prefix and a teardown that
+//! deletes every key of that prefix on every master.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use session_core::{SessionId, Storage, Value};
+use session_redis::RedisStore;
+
+use common::RedisServer;
+
+struct Cluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl Cluster {
+    fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+}
+
+fn start_cluster() -> Cluster {
+    let mut nodes = Vec::new();
+    let mut ports = Vec::new();
+    while ports.len() < 3 {
+        let port = common::free_port();
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    for port in &ports {
+        let dir = tempfile::Builder::new()
+            .prefix("session-redis-cluster-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        let conf = format!("nodes-{port}.conf");
+        nodes.push(RedisServer::start(
+            *port,
+            &dir,
+            true,
+            &[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &conf,
+                "--cluster-node-timeout",
+                "5000",
+            ],
+        ));
+    }
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let created = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("redis-cli must be installed (apt-get install redis-tools)");
+    assert!(
+        created.status.success(),
+        "redis-cli --cluster create failed: {}",
+        String::from_utf8_lossy(&created.stdout)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !nodes
+        .iter()
+        .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the cluster did not reach cluster_state:ok"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Cluster { nodes }
+}
+
+/// Starts the cluster on first use (on a blocking thread) and returns its node urls.
+async fn cluster_urls() -> Vec<String> {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    tokio::task::spawn_blocking(|| CLUSTER.get_or_init(start_cluster).urls())
+        .await
+        .expect("cluster start-up panicked")
+}
+
+async fn open_store() -> RedisStore {
+    let urls = cluster_urls().await;
+    RedisStore::builder()
+        .prefix(common::unique_prefix("cluster"))
+        .open_cluster(&urls)
+        .await
+        .expect("connect to the test cluster")
+}
+
+async fn new_store() -> Arc<dyn Storage> {
+    common::register(open_store().await)
+}
+
+session_conformance::suite!(new_store, common::teardown);
+
+/// Sessions land on every master (their hash tags spread over the slots), and each method still
+/// works; scan walks all masters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_spread_over_every_master_and_scan_finds_them_all() {
+    let store = open_store().await;
+    assert!(store.is_cluster());
+    let ttl = Duration::from_secs(30);
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let id = SessionId::generate().unwrap();
+        store
+            .set(&id, "n", Value::encode(&i).unwrap(), ttl)
+            .await
+            .unwrap();
+        store.index_add("dave", &id, ttl).await.unwrap();
+        ids.push(id);
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor: Option<String> = None;
+    let mut nodes_visited = std::collections::HashSet::new();
+    for _ in 0..10_000 {
+        let page = store.scan(cursor.as_deref(), 7).await.unwrap();
+        seen.extend(page.ids);
+        match page.next {
+            Some(next) => {
+                nodes_visited.insert(next.split('/').next().unwrap().to_owned());
+                cursor = Some(next);
+            }
+            None => break,
+        }
+    }
+    assert!(ids.iter().all(|id| seen.contains(id)));
+    assert_eq!(seen.len(), ids.len());
+    assert_eq!(nodes_visited.len(), 3, "scan visits every master");
+    let mut indexed = store.index_sessions("dave").await.unwrap();
+    indexed.sort();
+    ids.sort();
+    assert_eq!(indexed, ids);
+    assert!(store.clear_prefix().await.unwrap() >= 121);
+}

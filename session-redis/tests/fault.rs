@@ -1,0 +1,75 @@
+//! A private `redis-server` is killed under a store and started again on the same port: calls
+//! fail fast with `Error::Backend` while it is down and work again, with the same store, once it
+//! is back.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use session_core::{Error, SessionId, Storage, Value};
+use session_redis::RedisStore;
+
+use common::RedisServer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_crash_fails_fast_and_recovery_needs_no_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = common::free_port();
+    let mut server = RedisServer::start(port, dir.path(), false, &[]);
+
+    let store = RedisStore::builder()
+        .prefix("faulttest")
+        .connect_timeout(Duration::from_millis(500))
+        .response_timeout(Duration::from_millis(500))
+        .open(&server.url())
+        .await
+        .expect("store on the private server");
+    let id = SessionId::generate().unwrap();
+    let ttl = Duration::from_secs(60);
+    let value = Value::encode("before").unwrap();
+    store.set(&id, "k", value.clone(), ttl).await.unwrap();
+    assert_eq!(store.get(&id, "k").await.unwrap(), Some(value));
+
+    server.kill();
+
+    // Every call while the server is down fails quickly with a backend error.
+    for attempt in 0..5 {
+        let started = Instant::now();
+        let result = store.get(&id, "k").await;
+        let took = started.elapsed();
+        match result {
+            Err(Error::Backend { backend, source }) => {
+                assert_eq!(backend, "redis");
+                assert!(!source.to_string().is_empty());
+            }
+            other => panic!("attempt {attempt}: expected a backend error, got {other:?}"),
+        }
+        assert!(
+            took < Duration::from_secs(3),
+            "attempt {attempt} took {took:?} to fail"
+        );
+    }
+    let started = Instant::now();
+    let write = store.set(&id, "k", Value::encode("x").unwrap(), ttl).await;
+    assert!(matches!(write, Err(Error::Backend { .. })), "{write:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // Same port, empty server (no persistence): the same store works again by itself.
+    let _server = RedisServer::start(port, dir.path(), false, &[]);
+    let after = Value::encode("after").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match store.set(&id, "k", after.clone(), ttl).await {
+            Ok(()) => break,
+            Err(Error::Backend { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the store did not recover within 15 s: {e}"),
+        }
+    }
+    assert_eq!(store.get(&id, "k").await.unwrap(), Some(after));
+    // Scripts were flushed with the old server: EVALSHA falls back to loading them again.
+    assert!(store.try_lock(&id, ttl).await.unwrap().is_some());
+    assert_eq!(store.get_size(&id).await.unwrap(), 1);
+}
