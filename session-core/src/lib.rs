@@ -17,8 +17,13 @@
 #![warn(missing_docs)]
 
 pub mod check;
+mod config;
 mod error;
 mod id;
+mod manager;
+mod meta;
+mod session;
+mod state;
 mod storage;
 mod value;
 
@@ -26,6 +31,11 @@ pub use error::{BoxError, Error, Result};
 pub use id::{LockToken, SessionId};
 pub use storage::{Capabilities, ChangeSet, Loaded, ScanPage, Storage};
 pub use value::{Data, Value};
+
+pub use config::{Config, LockPolicy};
+pub use manager::{Manager, SessionInfo};
+pub use meta::{ClientInfo, MAX_USER_AGENT_LEN, RESERVED_PREFIX, SessionMeta};
+pub use session::{CookieAction, SaveOutcome, Session};
 
 /// Re-exported so drivers implement [`Storage`] with the same macro version.
 pub use async_trait::async_trait;

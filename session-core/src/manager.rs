@@ -1,0 +1,336 @@
+//! The [`Manager`]: a store, a config, and everything that works on more than one session.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::check;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::id::{LockToken, SessionId};
+use crate::meta::{self, ClientInfo, Reserved, SessionMeta, Timing, Verdict};
+use crate::session::Session;
+use crate::storage::{ChangeSet, Storage};
+use crate::value::Value;
+
+/// Builds [`Session`]s on one store with one [`Config`], and runs the per-user operations of the
+/// owner index ("active sessions", "set for all of a user's sessions", "log out everywhere").
+///
+/// Cheap to clone (an `Arc` inside); share one per application.
+///
+/// # Example: a request's life
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> session_core::Result<()> {
+/// use std::sync::Arc;
+/// use session_core::{CookieAction, Config, Manager};
+/// use session_memory::MemoryStore;
+///
+/// let manager = Manager::new(Arc::new(MemoryStore::new()), Config::default())?;
+///
+/// // first request: no cookie yet
+/// let session = manager.load(None);
+/// session.set("cart", &vec!["apple"]).await?;
+/// session.set_flash("notice", "Added to cart").await?;
+/// let CookieAction::Set { id, .. } = session.save().await?.cookie else { unreachable!() };
+///
+/// // next request, with the cookie
+/// let session = manager.load(Some(id.as_str()));
+/// assert_eq!(session.get::<Vec<String>>("cart").await?, Some(vec!["apple".to_string()]));
+/// assert_eq!(session.get_flash::<String>("notice").await?.as_deref(), Some("Added to cart"));
+/// session.save().await?;
+///
+/// // the one after: the flash message is gone
+/// let session = manager.load(Some(id.as_str()));
+/// assert_eq!(session.get::<String>("notice").await?, None);
+/// # Ok(()) }
+/// ```
+///
+/// # Example: log out everywhere
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> session_core::Result<()> {
+/// use std::sync::Arc;
+/// use session_core::{Config, Manager};
+/// use session_memory::MemoryStore;
+///
+/// let manager = Manager::new(Arc::new(MemoryStore::new()), Config::default())?;
+/// for _device in 0..2 {
+///     let s = manager.load(None);
+///     s.login("alice").await?;
+///     s.save().await?;
+/// }
+/// assert_eq!(manager.sessions_of("alice").await?.len(), 2);
+/// manager.set_for_user("alice", "plan", "pro").await?; // every session sees it
+/// assert_eq!(manager.destroy_user("alice").await?, 2);
+/// assert!(manager.sessions_of("alice").await?.is_empty());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Manager {
+    pub(crate) inner: Arc<ManagerInner>,
+}
+
+pub(crate) struct ManagerInner {
+    pub store: Arc<dyn Storage>,
+    pub config: Config,
+    pub timing: Timing,
+}
+
+impl fmt::Debug for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manager")
+            .field("store", &self.inner.store.name())
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+/// One live session of a user, as listed by [`Manager::sessions_of`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The session's id (show it shortened with [`SessionId::short`], never in full).
+    pub id: SessionId,
+    /// Its metadata; `None` for a session written without the session layer.
+    pub meta: Option<SessionMeta>,
+    /// When it expires, if the driver reports deadlines.
+    pub expires_at: Option<SystemTime>,
+}
+
+impl Manager {
+    /// A manager on `store` with `config`.
+    ///
+    /// Fails with [`Error::InvalidInput`] when the config does not
+    /// [`validate`](Config::validate), and with [`Error::Unsupported`] when
+    /// [`Config::owner_index`] is on but the store has no owner index (turn it off for such a
+    /// store: logins then bind nothing and the per-user methods are unavailable).
+    pub fn new(store: Arc<dyn Storage>, config: Config) -> Result<Self> {
+        config.validate()?;
+        if config.owner_index && !store.capabilities().owner_index {
+            return Err(Error::unsupported(store.name(), "index_add"));
+        }
+        let timing = Timing::from_config(&config)?;
+        Ok(Manager {
+            inner: Arc::new(ManagerInner {
+                store,
+                config,
+                timing,
+            }),
+        })
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Storage> {
+        &self.inner.store
+    }
+
+    /// The session of a request that presented `id` (a cookie value, a header), without touching
+    /// storage: the first read or write loads it. A malformed, unknown or expired id is never
+    /// adopted: the session then starts empty and gets a fresh id when it is first saved.
+    pub fn load(&self, id: Option<&str>) -> Session {
+        self.load_with(id, ClientInfo::default())
+    }
+
+    /// Like [`load`](Self::load), with the client's IP and user agent: kept in the metadata of a
+    /// new session, compared by the fingerprint checks ([`Config::match_ip`],
+    /// [`Config::match_user_agent`]), and recorded as "last seen" IP.
+    pub fn load_with(&self, id: Option<&str>, client: ClientInfo) -> Session {
+        Session::new(self.clone(), id, client.normalized())
+    }
+
+    /// Like [`load_with`](Self::load_with), but holds the session's lease lock until
+    /// [`Session::save`] (CodeIgniter's locking): concurrent requests on one session then run one
+    /// after the other. Waits up to [`LockPolicy::wait`](crate::LockPolicy::wait), retrying every
+    /// [`LockPolicy::retry_interval`](crate::LockPolicy::retry_interval), then fails with
+    /// [`Error::Locked`]. Loads the session at once (one `try_lock` per attempt, one `load`).
+    ///
+    /// A lock whose holder never saves is freed when its lease
+    /// ([`LockPolicy::lease`](crate::LockPolicy::lease)) runs out.
+    pub async fn load_locked(&self, id: Option<&str>, client: ClientInfo) -> Result<Session> {
+        let session = self.load_with(id, client);
+        session.lock_and_load().await?;
+        Ok(session)
+    }
+
+    /// Takes the lease lock of `id`, retrying as the lock policy says.
+    pub(crate) async fn acquire(&self, id: &SessionId) -> Result<LockToken> {
+        let policy = self.inner.config.lock;
+        let start = tokio::time::Instant::now();
+        loop {
+            if let Some(token) = self.inner.store.try_lock(id, policy.lease).await? {
+                return Ok(token);
+            }
+            if start.elapsed() + policy.retry_interval > policy.wait {
+                return Err(Error::Locked(format!(
+                    "session {} still locked after {} ms",
+                    id.short(),
+                    policy.wait.as_millis()
+                )));
+            }
+            tokio::time::sleep(policy.retry_interval).await;
+        }
+    }
+
+    fn require_index(&self, user: &str) -> Result<()> {
+        check::owner(user)?;
+        if !self.inner.config.owner_index {
+            return Err(Error::InvalidInput(
+                "the owner index is off (Config::owner_index is false)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The live sessions of `user` with their data; prunes dead ones (expired, past their
+    /// absolute deadline, retired) from the index as it finds them.
+    async fn live_sessions(
+        &self,
+        user: &str,
+    ) -> Result<Vec<(SessionId, Reserved, Option<SystemTime>)>> {
+        self.require_index(user)?;
+        let store = &self.inner.store;
+        let now = check::now_millis();
+        let mut live = Vec::new();
+        for id in store.index_sessions(user).await? {
+            match store.load(&id).await? {
+                None => store.index_remove(&id).await?,
+                Some(loaded) => {
+                    let r = Reserved::read(&loaded.data, store.name())?;
+                    let dead = r.retired.is_some()
+                        || self.inner.timing.verdict(&r, &ClientInfo::default(), now)
+                            == Verdict::Expired;
+                    if dead {
+                        if r.retired.is_some() {
+                            store.index_remove(&id).await?;
+                        } else {
+                            store.remove_all(&id).await?;
+                        }
+                    } else {
+                        live.push((id, r, loaded.expires_at));
+                    }
+                }
+            }
+        }
+        Ok(live)
+    }
+
+    /// The live sessions of `user` (logged in with [`Session::login`]), with their metadata, for
+    /// an "active sessions" page. Dead sessions found in the index are pruned. One index call,
+    /// then one `load` per session.
+    pub async fn sessions_of(&self, user: &str) -> Result<Vec<SessionInfo>> {
+        let mut out: Vec<SessionInfo> = self
+            .live_sessions(user)
+            .await?
+            .into_iter()
+            .map(|(id, r, expires_at)| SessionInfo {
+                id,
+                meta: r.public(),
+                expires_at,
+            })
+            .collect();
+        out.sort_by_key(|s| s.meta.as_ref().map(|m| m.created_at));
+        Ok(out)
+    }
+
+    /// Applies `changes` to every live session of `user` without extending its life (the TTL
+    /// passed is what the session had left, when the driver reports it). Returns how many
+    /// sessions were changed.
+    async fn apply_for_user(&self, user: &str, changes: ChangeSet) -> Result<usize> {
+        let store = &self.inner.store;
+        let mut n = 0;
+        for (id, r, expires_at) in self.live_sessions(user).await? {
+            let now = check::now_millis();
+            let left = match expires_at {
+                Some(t) => check::unix_millis(t).saturating_sub(now),
+                None => self
+                    .inner
+                    .timing
+                    .write_ttl(r.meta.as_ref(), None, now)
+                    .unwrap_or(0),
+            };
+            if left == 0 {
+                continue;
+            }
+            let mut cs = changes.clone();
+            cs.only_if_exists = true;
+            if store.apply(&id, cs, Duration::from_millis(left)).await? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Sets `key` to `value` in every live session of `user` (Dce's `setSession`): after a
+    /// profile change, every device sees the new data on its next request. Returns how many
+    /// sessions were changed. The sessions' expiry is not extended.
+    ///
+    /// A request in flight that loaded a session before this call and then writes the same key
+    /// wins (last writer wins); other keys are not affected.
+    pub async fn set_for_user<T: Serialize + ?Sized>(
+        &self,
+        user: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<usize> {
+        meta::user_key(key)?;
+        let mut set = crate::Data::new();
+        set.insert(key.to_string(), Value::encode(value)?);
+        self.apply_for_user(
+            user,
+            ChangeSet {
+                set,
+                ..ChangeSet::default()
+            },
+        )
+        .await
+    }
+
+    /// Removes `key` from every live session of `user` (Dce's `deleteSession`); returns how many
+    /// sessions were visited.
+    pub async fn remove_for_user(&self, user: &str, key: &str) -> Result<usize> {
+        meta::user_key(key)?;
+        let remove = vec![
+            key.to_string(),
+            meta::flash_mark(key)?,
+            meta::temp_mark(key)?,
+        ];
+        self.apply_for_user(
+            user,
+            ChangeSet {
+                remove,
+                ..ChangeSet::default()
+            },
+        )
+        .await
+    }
+
+    /// Destroys every session of `user` ("log out everywhere", Dce's `destroySession`); returns
+    /// how many live sessions were destroyed. Requests in flight on those sessions cannot bring
+    /// them back: their saves find the session gone.
+    pub async fn destroy_user(&self, user: &str) -> Result<usize> {
+        self.require_index(user)?;
+        let store = &self.inner.store;
+        let ids = store.index_sessions(user).await?;
+        for id in &ids {
+            store.remove_all(id).await?;
+        }
+        Ok(ids.len())
+    }
+
+    /// The idle TTL, or the absolute lifetime when set: how long a login binding must live.
+    pub(crate) fn index_ttl(&self) -> Duration {
+        self.inner
+            .config
+            .absolute_lifetime
+            .unwrap_or(self.inner.config.owner_index_ttl)
+    }
+}

@@ -1,0 +1,468 @@
+//! The in-memory state of one session during a request: the data as this request sees it, the
+//! pending change set, and the flash/temp bookkeeping. Pure: no storage calls here.
+
+use std::collections::BTreeSet;
+
+use crate::id::{LockToken, SessionId};
+use crate::meta::{self, ClientInfo, FLASH, META, Reserved, SEEN, TEMP, USER};
+use crate::storage::ChangeSet;
+use crate::value::{Data, Value};
+
+/// Changes made by this request, not yet saved.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Pending {
+    pub clear: bool,
+    pub set: Data,
+    pub remove: BTreeSet<String>,
+}
+
+impl Pending {
+    pub(crate) fn is_empty(&self) -> bool {
+        !self.clear && self.set.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// A regeneration waiting for the save.
+#[derive(Clone, Debug)]
+pub(crate) struct Regen {
+    /// The id being replaced, if it exists in storage.
+    pub old: Option<SessionId>,
+    /// Delete it at once rather than retiring it for the grace period.
+    pub destroy_old: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    /// Client info passed by the caller.
+    pub client: ClientInfo,
+    /// Whether the client presented any id text (so a dead cookie must be removed).
+    pub client_sent: bool,
+    /// The id the client holds, if it parsed; after a save that issued an id, that id.
+    pub client_id: Option<SessionId>,
+    /// Whether the first access has loaded the session.
+    pub loaded: bool,
+    /// The current id: `None` until known to be live, or issued at save.
+    pub id: Option<SessionId>,
+    /// Whether a record exists in storage under `id`.
+    pub existed: bool,
+    /// The storage deadline of `id` (unix ms) when known.
+    pub deadline: Option<u64>,
+    /// Every key (user and reserved) as this request sees it.
+    pub data: Data,
+    /// Decoded reserved keys (kept in step with `data`).
+    pub reserved: Reserved,
+    pub pending: Pending,
+    /// Flash keys found at load: removed at save unless kept or set again.
+    pub flash_old: BTreeSet<String>,
+    pub regen: Option<Regen>,
+    /// Records to delete at save (sessions found past their absolute deadline).
+    pub discard: Vec<SessionId>,
+    /// The request lock of [`Manager::load_locked`](crate::Manager::load_locked).
+    pub lock: Option<(SessionId, LockToken)>,
+    /// Destroyed in this request (the cookie must go unless a new session is written).
+    pub destroyed: bool,
+    /// Found destroyed by someone else while writing.
+    pub gone: bool,
+}
+
+impl State {
+    pub(crate) fn new(client_sent: bool, client_id: Option<SessionId>, client: ClientInfo) -> Self {
+        State {
+            client,
+            client_sent,
+            client_id,
+            loaded: false,
+            id: None,
+            existed: false,
+            deadline: None,
+            data: Data::new(),
+            reserved: Reserved::default(),
+            pending: Pending::default(),
+            flash_old: BTreeSet::new(),
+            regen: None,
+            discard: Vec::new(),
+            lock: None,
+            destroyed: false,
+            gone: false,
+        }
+    }
+
+    /// Forgets everything about the current session: the request continues with a fresh, empty
+    /// session without an id.
+    pub(crate) fn reset_fresh(&mut self) {
+        self.id = None;
+        self.existed = false;
+        self.deadline = None;
+        self.data.clear();
+        self.reserved = Reserved::default();
+        self.pending = Pending::default();
+        self.flash_old.clear();
+        self.regen = None;
+    }
+
+    /// Adopts loaded data: flash marks present now are this request's flash data.
+    pub(crate) fn adopt(
+        &mut self,
+        id: SessionId,
+        data: Data,
+        reserved: Reserved,
+        deadline: Option<u64>,
+    ) {
+        self.flash_old = data
+            .keys()
+            .filter_map(|k| k.strip_prefix(FLASH))
+            .map(str::to_string)
+            .collect();
+        self.id = Some(id);
+        self.existed = true;
+        self.deadline = deadline;
+        self.data = data;
+        self.reserved = reserved;
+    }
+
+    // ----- raw writes ------------------------------------------------------------------
+
+    pub(crate) fn put(&mut self, key: String, value: Value) {
+        self.pending.remove.remove(&key);
+        self.pending.set.insert(key.clone(), value.clone());
+        self.data.insert(key, value);
+    }
+
+    pub(crate) fn del(&mut self, key: &str) {
+        self.pending.set.remove(key);
+        self.data.remove(key);
+        self.pending.remove.insert(key.to_string());
+    }
+
+    /// Drops the flash and temp marks of `key` (it becomes a plain value, or goes).
+    fn unmark(&mut self, key: &str) {
+        let f = format!("{FLASH}{key}");
+        if self.data.contains_key(&f) {
+            self.del(&f);
+        }
+        let t = format!("{TEMP}{key}");
+        if self.data.contains_key(&t) {
+            self.del(&t);
+        }
+        self.flash_old.remove(key);
+    }
+
+    // ----- user view -------------------------------------------------------------------
+
+    /// The temp deadline of `key`, if it is temp data.
+    fn temp_deadline(&self, key: &str) -> Option<u64> {
+        self.data
+            .get(&format!("{TEMP}{key}"))
+            .and_then(|v| v.decode::<u64>().ok())
+    }
+
+    /// The value of user key `key`, hiding expired temp data.
+    pub(crate) fn visible(&self, key: &str, now: u64) -> Option<&Value> {
+        if meta::is_reserved(key) {
+            return None;
+        }
+        if self.temp_deadline(key).is_some_and(|d| d <= now) {
+            return None;
+        }
+        self.data.get(key)
+    }
+
+    pub(crate) fn user_keys(&self, now: u64) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .data
+            .keys()
+            .filter(|k| self.visible(k, now).is_some())
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// A plain write of a user key: the value stays until removed (any flash or temp mark goes).
+    pub(crate) fn set_plain(&mut self, key: &str, value: Value) {
+        self.unmark(key);
+        self.put(key.to_string(), value);
+    }
+
+    pub(crate) fn remove_user(&mut self, key: &str) {
+        self.unmark(key);
+        if self.data.contains_key(key) || self.existed {
+            self.del(key);
+        }
+    }
+
+    /// Removes every user key (and flash/temp marks); keeps metadata and the login.
+    pub(crate) fn clear_user(&mut self) {
+        let keep: Data = self
+            .data
+            .iter()
+            .filter(|(k, _)| [META, SEEN, USER, meta::RETIRED].contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self.data = keep.clone();
+        self.pending = Pending {
+            clear: true,
+            set: keep,
+            remove: BTreeSet::new(),
+        };
+        self.flash_old.clear();
+    }
+
+    // ----- flash -----------------------------------------------------------------------
+
+    pub(crate) fn is_flash(&self, key: &str) -> bool {
+        self.data.contains_key(&format!("{FLASH}{key}"))
+    }
+
+    /// Marks existing `key` as flash data for the next load; false if there is no such key.
+    pub(crate) fn mark_flash(&mut self, key: &str, mark: String, now: u64) -> bool {
+        if self.visible(key, now).is_none() {
+            return false;
+        }
+        let t = format!("{TEMP}{key}");
+        if self.data.contains_key(&t) {
+            self.del(&t);
+        }
+        if !self.data.contains_key(&mark) {
+            self.put(mark, flag());
+        }
+        self.flash_old.remove(key);
+        true
+    }
+
+    pub(crate) fn set_flash(&mut self, key: &str, mark: String, value: Value, now: u64) {
+        self.put(key.to_string(), value);
+        self.mark_flash(key, mark, now);
+    }
+
+    /// Keeps this request's flash value `key` for one more load; false if it is not flash data.
+    pub(crate) fn keep_flash(&mut self, key: &str) -> bool {
+        self.is_flash(key) && {
+            self.flash_old.remove(key);
+            true
+        }
+    }
+
+    // ----- temp ------------------------------------------------------------------------
+
+    pub(crate) fn mark_temp(&mut self, key: &str, mark: String, deadline: u64, now: u64) -> bool {
+        if self.visible(key, now).is_none() {
+            return false;
+        }
+        let f = format!("{FLASH}{key}");
+        if self.data.contains_key(&f) {
+            self.del(&f);
+        }
+        self.flash_old.remove(key);
+        self.put(mark, Value::encode(&deadline).unwrap_or_else(|_| flag()));
+        true
+    }
+
+    pub(crate) fn is_temp(&self, key: &str) -> bool {
+        self.data.contains_key(&format!("{TEMP}{key}"))
+    }
+
+    // ----- save ------------------------------------------------------------------------
+
+    /// Turns this request's end-of-life rules into pending removals: flash values found at load
+    /// (not kept, not set again) and temp values past their deadline.
+    pub(crate) fn age(&mut self, now: u64) {
+        for key in std::mem::take(&mut self.flash_old) {
+            if self.is_flash(&key) {
+                self.del(&format!("{FLASH}{key}"));
+                self.del(&key);
+            }
+        }
+        let expired: Vec<String> = self
+            .data
+            .iter()
+            .filter_map(|(k, v)| {
+                let key = k.strip_prefix(TEMP)?;
+                let deadline = v.decode::<u64>().unwrap_or(0);
+                (deadline <= now).then(|| key.to_string())
+            })
+            .collect();
+        for key in expired {
+            self.del(&format!("{TEMP}{key}"));
+            self.del(&key);
+        }
+    }
+
+    /// Whether saving would write anything (after [`age`](Self::age)).
+    pub(crate) fn has_changes(&self) -> bool {
+        !self.pending.is_empty() || self.regen.is_some()
+    }
+
+    /// Whether a not-yet-stored session has anything worth creating it for (a user key, flash
+    /// or temp data, or a login): metadata alone creates nothing.
+    pub(crate) fn has_content(&self) -> bool {
+        self.data
+            .keys()
+            .any(|k| !matches!(k.as_str(), META | SEEN | meta::RETIRED))
+    }
+
+    /// The pending changes as a change set.
+    pub(crate) fn change_set(&self, only_if_exists: bool) -> ChangeSet {
+        ChangeSet {
+            clear: self.pending.clear,
+            remove: self
+                .pending
+                .remove
+                .iter()
+                .filter(|k| !self.pending.set.contains_key(*k))
+                .cloned()
+                .collect(),
+            set: self.pending.set.clone(),
+            only_if_exists,
+        }
+    }
+
+    /// The whole session as a change set that creates it under a new id (minus the retirement
+    /// mark of an old id).
+    pub(crate) fn full_set(&self) -> ChangeSet {
+        let mut set = self.data.clone();
+        set.remove(meta::RETIRED);
+        ChangeSet {
+            set,
+            ..ChangeSet::default()
+        }
+    }
+}
+
+/// The value of a mark whose presence is all that counts.
+fn flag() -> Value {
+    Value::from_bytes(vec![0xc3]) // MessagePack `true`
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(n: u32) -> Value {
+        Value::encode(&n).expect("encode")
+    }
+
+    fn loaded(data: &[(&str, Value)]) -> State {
+        let mut s = State::new(true, None, ClientInfo::default());
+        let id = SessionId::generate().expect("rng");
+        let d: Data = data
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        s.adopt(id, d, Reserved::default(), None);
+        s.loaded = true;
+        s
+    }
+
+    #[test]
+    fn flash_found_at_load_is_readable_then_removed_at_save() {
+        let mut s = loaded(&[("msg", v(1)), ("__s.f.msg", flag()), ("plain", v(2))]);
+        assert!(s.is_flash("msg"));
+        assert_eq!(s.visible("msg", 0), Some(&v(1)));
+        assert!(!s.has_changes(), "nothing pending before aging");
+        s.age(0);
+        assert!(s.has_changes());
+        let cs = s.change_set(true);
+        assert!(cs.remove.contains(&"msg".to_string()));
+        assert!(cs.remove.contains(&"__s.f.msg".to_string()));
+        assert!(!cs.remove.contains(&"plain".to_string()));
+        assert!(cs.only_if_exists);
+    }
+
+    #[test]
+    fn kept_or_reset_flash_survives_aging() {
+        let mut s = loaded(&[
+            ("a", v(1)),
+            ("__s.f.a", flag()),
+            ("b", v(2)),
+            ("__s.f.b", flag()),
+        ]);
+        assert!(s.keep_flash("a"));
+        s.set_flash("b", "__s.f.b".into(), v(3), 0);
+        assert!(!s.keep_flash("nope"));
+        s.age(0);
+        let cs = s.change_set(true);
+        assert!(cs.remove.is_empty(), "{:?}", cs.remove);
+        assert_eq!(cs.set.get("b"), Some(&v(3)));
+    }
+
+    #[test]
+    fn flash_set_now_is_not_removed_by_this_save() {
+        let mut s = loaded(&[]);
+        s.set_flash("m", "__s.f.m".into(), v(9), 0);
+        s.age(0);
+        let cs = s.change_set(false);
+        assert_eq!(cs.set.get("m"), Some(&v(9)));
+        assert!(cs.set.contains_key("__s.f.m"));
+        assert!(cs.remove.is_empty());
+    }
+
+    #[test]
+    fn plain_set_unmarks_and_remove_drops_marks() {
+        let mut s = loaded(&[
+            ("a", v(1)),
+            ("__s.f.a", flag()),
+            ("t", v(1)),
+            ("__s.t.t", v(5)),
+        ]);
+        s.set_plain("a", v(2));
+        s.remove_user("t");
+        s.age(0);
+        let cs = s.change_set(true);
+        assert_eq!(cs.set.get("a"), Some(&v(2)));
+        for k in ["__s.f.a", "__s.t.t", "t"] {
+            assert!(cs.remove.contains(&k.to_string()), "{k} not removed");
+        }
+        assert!(!cs.remove.contains(&"a".to_string()));
+    }
+
+    #[test]
+    fn temp_is_hidden_after_its_deadline_and_removed_at_save() {
+        let mut s = loaded(&[("t", v(1)), ("__s.t.t", Value::encode(&100u64).expect("e"))]);
+        assert!(s.is_temp("t"));
+        assert_eq!(s.visible("t", 99), Some(&v(1)));
+        assert_eq!(s.visible("t", 100), None);
+        assert_eq!(s.user_keys(99), vec!["t".to_string()]);
+        assert!(s.user_keys(100).is_empty());
+        s.age(99);
+        assert!(!s.has_changes(), "not expired yet");
+        s.age(100);
+        let cs = s.change_set(true);
+        assert!(cs.remove.contains(&"t".to_string()) && cs.remove.contains(&"__s.t.t".to_string()));
+    }
+
+    #[test]
+    fn reserved_keys_are_hidden_and_clear_keeps_them() {
+        let mut s = loaded(&[("a", v(1)), (META, v(0)), (USER, v(0)), ("__s.f.a", flag())]);
+        assert_eq!(s.user_keys(0), vec!["a".to_string()]);
+        assert_eq!(s.visible(META, 0), None);
+        s.clear_user();
+        assert!(s.user_keys(0).is_empty());
+        let cs = s.change_set(true);
+        assert!(cs.clear);
+        assert!(cs.set.contains_key(META) && cs.set.contains_key(USER));
+        assert!(!cs.set.contains_key("__s.f.a"));
+        assert!(s.has_content(), "the login counts as content");
+    }
+
+    #[test]
+    fn metadata_alone_is_not_content() {
+        let mut s = State::new(false, None, ClientInfo::default());
+        s.put(META.into(), v(0));
+        s.put(SEEN.into(), v(0));
+        assert!(!s.has_content());
+        s.put("x".into(), v(1));
+        assert!(s.has_content());
+        let full = s.full_set();
+        assert_eq!(full.set.len(), 3);
+        assert!(!full.only_if_exists);
+    }
+
+    #[test]
+    fn mark_on_missing_key_is_false() {
+        let mut s = loaded(&[]);
+        assert!(!s.mark_flash("x", "__s.f.x".into(), 0));
+        assert!(!s.mark_temp("x", "__s.t.x".into(), 10, 0));
+        assert!(!s.has_changes());
+    }
+}
