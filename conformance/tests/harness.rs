@@ -1,0 +1,75 @@
+//! What the generated tests do around a case: teardown always runs, a failure is re-raised.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use session_conformance::__private::run_case;
+use session_core::{SessionId, Storage};
+
+static TEARDOWNS: AtomicUsize = AtomicUsize::new(0);
+
+async fn count_teardown(store: Arc<dyn Storage>) {
+    assert_eq!(store.name(), "reference", "teardown got another store");
+    TEARDOWNS.fetch_add(1, Ordering::SeqCst);
+}
+
+async fn failing_case(store: Arc<dyn Storage>) {
+    let id = SessionId::generate().expect("id");
+    assert_eq!(
+        store.get_size(&id).await.expect("get_size"),
+        1,
+        "deliberate failure"
+    );
+}
+
+async fn passing_case(store: Arc<dyn Storage>) {
+    let id = SessionId::generate().expect("id");
+    assert_eq!(store.get_size(&id).await.expect("get_size"), 0);
+}
+
+#[test]
+fn teardown_runs_and_the_failure_is_reraised() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let before = TEARDOWNS.load(Ordering::SeqCst);
+    rt.block_on(run_case(
+        "passing_case",
+        support::reference,
+        count_teardown,
+        passing_case,
+    ));
+    assert_eq!(
+        TEARDOWNS.load(Ordering::SeqCst),
+        before + 1,
+        "teardown after a pass"
+    );
+
+    support::quiet::quiet_case_panics();
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(run_case(
+            "failing_case",
+            support::reference,
+            count_teardown,
+            failing_case,
+        ))
+    }));
+    assert_eq!(
+        TEARDOWNS.load(Ordering::SeqCst),
+        before + 2,
+        "teardown must run after a failing case too"
+    );
+    let payload = failed.expect_err("a failing case must fail the test");
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        message.contains("deliberate failure"),
+        "the re-raised panic lost the case's message: {message:?}"
+    );
+}
