@@ -5,3 +5,19 @@ pub use session_core::*;
 /// The in-memory driver (feature `memory`, on by default).
 #[cfg(feature = "memory")]
 pub use session_memory as memory;
+
+/// The one-file-per-session driver (feature `file`).
+#[cfg(feature = "file")]
+pub use session_file as file;
+
+/// The SQLite driver (feature `sqlite`).
+#[cfg(feature = "sqlite")]
+pub use session_sqlite as sqlite;
+
+/// The sled driver (feature `sled`).
+#[cfg(feature = "sled")]
+pub use session_sled as sled;
+
+/// The Redis driver, single node or Cluster (feature `redis`).
+#[cfg(feature = "redis")]
+pub use session_redis as redis;
