@@ -242,13 +242,15 @@ pub(crate) fn remove_all(conn: &mut Connection, id: &str) -> Result<()> {
     tx.commit().map_err(db_error)
 }
 
-/// Slides the deadline of a live session (one statement, so atomic on its own).
-pub(crate) fn update_ttl(conn: &Connection, id: &str, ttl_ms: u64) -> Result<()> {
+/// Slides the deadline of a live session, in a `BEGIN IMMEDIATE` transaction like every other
+/// read-modify-write (the `UPDATE` reads the old deadline to decide).
+pub(crate) fn update_ttl(conn: &mut Connection, id: &str, ttl_ms: u64) -> Result<()> {
+    let tx = immediate(conn)?;
     let now = now();
-    conn.prepare_cached("UPDATE sessions SET expires_at = ?2 WHERE id = ?1 AND expires_at > ?3")
+    tx.prepare_cached("UPDATE sessions SET expires_at = ?2 WHERE id = ?1 AND expires_at > ?3")
         .and_then(|mut st| st.execute(params![id, now.saturating_add(millis(ttl_ms)), now]))
-        .map(drop)
-        .map_err(db_error)
+        .map_err(db_error)?;
+    tx.commit().map_err(db_error)
 }
 
 pub(crate) fn bind_owner(conn: &Connection, owner: &str, id: &str) -> Result<()> {
