@@ -1,19 +1,4 @@
-//! The core of the session framework: the [`Storage`] trait that every driver implements, the
-//! types it speaks ([`SessionId`], [`Value`], [`Data`], [`Error`]), and the input checks every
-//! driver shares ([`check`]).
-//!
-//! ```
-//! use session_core::{SessionId, Value, check};
-//! use std::time::Duration;
-//!
-//! let id = SessionId::generate()?;                    // 192 bits from the OS CSPRNG
-//! let v = Value::encode(&("cart", 3u32))?;            // MessagePack bytes
-//! assert_eq!(v.decode::<(String, u32)>()?, ("cart".to_string(), 3));
-//! assert_eq!(check::ttl_millis(Duration::from_micros(1500))?, 2); // never rounds down
-//! assert!(SessionId::parse("../etc/passwd").is_err());
-//! # let _ = id;
-//! # Ok::<(), session_core::Error>(())
-//! ```
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
 pub mod check;

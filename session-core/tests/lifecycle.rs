@@ -325,4 +325,14 @@ async fn invalid_config_and_missing_capability_are_refused() {
         session_core::Manager::new(common::Recording::new(false), bad),
         Err(Error::InvalidInput(_))
     ));
+    let no_index = common::Recording::without_index();
+    assert!(matches!(
+        session_core::Manager::new(no_index.clone(), Config::default()),
+        Err(Error::Unsupported { .. })
+    ));
+    let off = Config {
+        owner_index: false,
+        ..Config::default()
+    };
+    assert!(session_core::Manager::new(no_index, off).is_ok());
 }

@@ -210,3 +210,25 @@ async fn per_user_methods_need_the_owner_index() {
         Err(Error::InvalidInput(_))
     ));
 }
+
+#[tokio::test]
+async fn an_update_racing_a_logout_everywhere_writes_nothing_and_reports_gone() {
+    let (m, store) = setup(Config::default());
+    let id = login(&m, "lee", ClientInfo::default()).await;
+    let s = m.load(Some(id.as_str()));
+    assert!(s.has("cart").await.unwrap());
+    m.destroy_user("lee").await.unwrap();
+    let n = s
+        .update("n", |o: Option<u32>| o.unwrap_or(0) + 1)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert!(
+        store.raw(&id).await.is_empty(),
+        "update resurrected the session"
+    );
+    let out = s.save().await.unwrap();
+    assert!(out.gone && !out.wrote);
+    assert_eq!(out.cookie, CookieAction::Remove);
+    assert!(store.raw(&id).await.is_empty());
+}

@@ -17,14 +17,27 @@ pub struct Recording {
     calls: Mutex<Vec<&'static str>>,
     /// Pretend the driver cannot report deadlines (`load_with_deadline: false`).
     hide_deadline: bool,
+    /// Pretend the driver has no owner index (capability only).
+    pub hide_index: bool,
 }
 
 impl Recording {
+    /// A recording store without the owner-index capability.
+    pub fn without_index() -> Arc<Self> {
+        Arc::new(Recording {
+            inner: MemoryStore::new(),
+            calls: Mutex::new(Vec::new()),
+            hide_deadline: false,
+            hide_index: true,
+        })
+    }
+
     pub fn new(hide_deadline: bool) -> Arc<Self> {
         Arc::new(Recording {
             inner: MemoryStore::new(),
             calls: Mutex::new(Vec::new()),
             hide_deadline,
+            hide_index: false,
         })
     }
 
@@ -60,6 +73,9 @@ impl Storage for Recording {
         let mut c = self.inner.capabilities();
         if self.hide_deadline {
             c.load_with_deadline = false;
+        }
+        if self.hide_index {
+            c.owner_index = false;
         }
         c
     }
