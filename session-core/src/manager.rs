@@ -326,7 +326,8 @@ impl Manager {
         Ok(ids.len())
     }
 
-    /// The idle TTL, or the absolute lifetime when set: how long a login binding must live.
+    /// How long a login binding must live: the absolute lifetime when set, else
+    /// [`Config::owner_index_ttl`].
     pub(crate) fn index_ttl(&self) -> Duration {
         self.inner
             .config

@@ -336,3 +336,10 @@ async fn invalid_config_and_missing_capability_are_refused() {
     };
     assert!(session_core::Manager::new(no_index, off).is_ok());
 }
+
+#[test]
+fn session_and_manager_can_be_shared_across_tasks() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<session_core::Session>();
+    shareable::<session_core::Manager>();
+}
