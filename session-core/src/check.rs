@@ -55,7 +55,11 @@ pub fn ttl_millis(ttl: Duration) -> Result<u64> {
         )));
     }
     let ms = ttl.as_millis() as u64;
-    Ok(if ttl.subsec_nanos() % 1_000_000 != 0 { ms + 1 } else { ms })
+    Ok(if ttl.subsec_nanos() % 1_000_000 != 0 {
+        ms + 1
+    } else {
+        ms
+    })
 }
 
 /// Checks `ttl` and returns the deadline now + ttl.

@@ -157,8 +157,8 @@ pub trait Storage: Send + Sync + 'static {
     /// The whole session at the start of a request, or `None` if missing or expired.
     ///
     /// `ttl` is the session layer's idle TTL and `cached` the data it may still hold in memory
-    /// (GoFrame passes both); a driver may use them, for example to answer from a local cache,
-    /// but must never return data for an expired session. Does not change the expiry: the session
+    /// (GoFrame passes both); both are hints, not validated. A driver may use them, for example
+    /// to answer from a local cache, but must never return data for an expired session. Does not change the expiry: the session
     /// layer slides it with [`update_ttl`](Self::update_ttl) or a write when due.
     async fn get_session(
         &self,
@@ -189,6 +189,9 @@ pub trait Storage: Send + Sync + 'static {
     /// interleave.
     async fn apply(&self, id: &SessionId, changes: ChangeSet, ttl: Duration) -> Result<bool> {
         check::ttl_millis(ttl)?;
+        for key in changes.remove.iter().chain(changes.set.keys()) {
+            check::key(key)?;
+        }
         if changes.only_if_exists && self.get_size(id).await? == 0 {
             return Ok(false);
         }
@@ -213,8 +216,10 @@ pub trait Storage: Send + Sync + 'static {
     /// Without [`Capabilities::load_with_deadline`] the provided fallback calls
     /// [`get_session`](Self::get_session) and reports no deadline.
     async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
+        // `get_session` takes the idle TTL only as a hint; pass a valid one so drivers that
+        // check it accept the call.
         Ok(self
-            .get_session(id, Duration::ZERO, None)
+            .get_session(id, Duration::from_secs(1), None)
             .await?
             .map(|data| Loaded {
                 data,
@@ -224,6 +229,8 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Binds session `id` to `owner` (moving it from any previous owner). `ttl` is how long the
     /// owner's index must live at least; drivers that expire index entries refresh it here.
+    /// The session layer binds a session after writing it; a binding of a session that does not
+    /// exist (yet) may be pruned by the next [`index_sessions`](Self::index_sessions).
     async fn index_add(&self, owner: &str, id: &SessionId, ttl: Duration) -> Result<()> {
         let _ = (owner, id, ttl);
         Err(Error::unsupported(self.name(), "index_add"))
