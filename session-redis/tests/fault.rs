@@ -73,3 +73,52 @@ async fn server_crash_fails_fast_and_recovery_needs_no_restart() {
     assert!(store.try_lock(&id, ttl).await.unwrap().is_some());
     assert_eq!(store.get_size(&id).await.unwrap(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_server_times_out_instead_of_hanging() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = RedisServer::start(common::free_port(), dir.path(), false, &[]);
+    let store = RedisStore::builder()
+        .prefix("hangtest")
+        .connect_timeout(Duration::from_millis(300))
+        .response_timeout(Duration::from_millis(300))
+        .operation_timeout(Duration::from_secs(1))
+        .open(&server.url())
+        .await
+        .expect("store on the private server");
+    let id = SessionId::generate().unwrap();
+    let ttl = Duration::from_secs(60);
+    store
+        .set(&id, "k", Value::encode(&1).unwrap(), ttl)
+        .await
+        .unwrap();
+
+    // The process is alive and its socket open, but it answers nothing.
+    server.signal("STOP");
+    for attempt in 0..3 {
+        let started = Instant::now();
+        let result = store.get_size(&id).await;
+        let took = started.elapsed();
+        assert!(
+            matches!(result, Err(Error::Backend { .. })),
+            "attempt {attempt}: {result:?}"
+        );
+        assert!(
+            took < Duration::from_secs(2),
+            "attempt {attempt} took {took:?}"
+        );
+    }
+    server.signal("CONT");
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let size = loop {
+        match store.get_size(&id).await {
+            Ok(size) => break size,
+            Err(Error::Backend { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the store did not recover within 15 s: {e}"),
+        }
+    };
+    assert_eq!(size, 1, "the data survived the pause");
+}

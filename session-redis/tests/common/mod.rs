@@ -198,6 +198,15 @@ impl RedisServer {
             .unwrap_or_default()
     }
 
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the server process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.pid.to_string()])
+            .status()
+            .expect("kill command");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
     /// Kills the server at once (SIGKILL, like a crash) and its watchdog.
     pub fn kill(&mut self) {
         if std::mem::replace(&mut self.killed, true) {
