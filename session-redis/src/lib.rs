@@ -37,7 +37,15 @@ pub const DEFAULT_RECONNECT_RETRIES: usize = 2;
 /// The page size [`Storage::scan`] asks `SCAN` for at most, whatever the `limit` hint.
 const MAX_SCAN_COUNT: usize = 10_000;
 
+/// Maps a redis-rs error: a key of ours holding another Redis type (`WRONGTYPE`, written by
+/// someone else) is a corrupt record; everything else is a backend failure.
 fn backend(e: RedisError) -> Error {
+    if e.code() == Some("WRONGTYPE") || e.to_string().contains("WRONGTYPE") {
+        return Error::corrupt(
+            NAME,
+            format!("a key of this session holds another Redis type: {e}"),
+        );
+    }
     Error::backend(NAME, e)
 }
 

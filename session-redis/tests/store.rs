@@ -262,3 +262,25 @@ async fn unreachable_server_is_a_quick_backend_error() {
     assert!(matches!(result, Err(Error::Backend { .. })), "{result:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn a_foreign_value_at_a_session_key_is_corrupt_not_a_panic() {
+    let store = common::open_shared("corrupt").await;
+    let id = SessionId::generate().unwrap();
+    let mut raw = raw().await;
+    let data_key = format!("{}:{{{}}}:data", store.prefix(), id.as_str());
+    let _: () = raw.set_ex(&data_key, "not a hash", 60).await.unwrap();
+    let ttl = Duration::from_secs(30);
+    assert!(matches!(
+        store.get(&id, "k").await,
+        Err(Error::Corrupt { .. })
+    ));
+    assert!(matches!(
+        store.get_map(&id).await,
+        Err(Error::Corrupt { .. })
+    ));
+    assert!(matches!(store.load(&id).await, Err(Error::Corrupt { .. })));
+    let written = store.set(&id, "k", v("x"), ttl).await;
+    assert!(matches!(written, Err(Error::Corrupt { .. })), "{written:?}");
+    store.clear_prefix().await.unwrap();
+}
