@@ -295,12 +295,12 @@ enum Next {
     Delete,
 }
 
-/// The record of `id` if it exists and has not expired (reads outside a transaction).
+/// The session `id` if it exists, has keys and has not expired (reads outside a transaction).
 fn load_live(inner: &Inner, id: &str) -> Result<Option<Record>> {
     match inner.sessions.get(id.as_bytes()).map_err(backend)? {
         Some(raw) => {
             let rec = Record::decode(&raw)?;
-            Ok(rec.is_live(check::now_millis()).then_some(rec))
+            Ok((rec.is_live(check::now_millis()) && !rec.is_pending()).then_some(rec))
         }
         None => Ok(None),
     }
@@ -327,8 +327,9 @@ fn unlink(
 
 /// Reads the session, lets `f` decide, and writes the record and its index entries, all in one
 /// sled transaction over the sessions, expiry and owners trees. `f` sees the live record only
-/// (an expired one is `None`, so writes start empty) and may run more than once (sled retries
-/// on conflicts), so it must not have side effects.
+/// (an expired one is `None`, so writes start empty; a live one may be a pending binding, with
+/// no keys) and may run more than once (sled retries on conflicts), so it must not have side
+/// effects.
 fn modify<R, F>(inner: &Inner, id: &str, f: F) -> Result<R>
 where
     F: Fn(Option<Record>) -> Result<(Next, R)>,
@@ -367,19 +368,29 @@ where
         .map_err(tx_error)
 }
 
-/// Slides the deadline of a live record; nothing for a missing one.
+/// Slides the deadline of a live session; nothing for a missing one or a pending binding.
 fn touch(live: Option<Record>, deadline: u64) -> Next {
     match live {
-        Some(mut rec) => {
+        Some(mut rec) if !rec.is_pending() => {
             rec.deadline = deadline;
             Next::Write(rec)
         }
-        None => Next::Keep,
+        _ => Next::Keep,
+    }
+}
+
+/// Removes the session because it has no keys left, but keeps a pending binding: a write that
+/// leaves no keys never undoes an `index_add` made before the first write.
+fn delete_unless_pending(live: Option<&Record>) -> Next {
+    match live {
+        Some(rec) if rec.is_pending() => Next::Keep,
+        _ => Next::Delete,
     }
 }
 
 /// Deletes the record of `id` and whatever index entries it can find, tolerating a corrupt
-/// record (so a corrupt session can always be removed). Returns whether a record was there.
+/// record (so a corrupt session can always be removed). Returns whether it deleted a session
+/// (a record with keys, or an unreadable one), not a pending binding or nothing.
 fn delete_session(
     s: &TransactionalTree,
     e: &TransactionalTree,
@@ -391,6 +402,7 @@ fn delete_session(
     };
     if let Ok(old) = Record::decode(&raw) {
         unlink(e, o, id, &old, None)?;
+        return Ok(!old.is_pending());
     } else if let Ok(deadline) = record::deadline_of(&raw) {
         e.remove(record::expiry_key(deadline, id))?;
     }
@@ -548,7 +560,7 @@ impl Storage for SledStore {
         self.write(move |inner| {
             modify(inner, id.as_str(), |live| {
                 if data.is_empty() {
-                    return Ok((Next::Delete, ()));
+                    return Ok((delete_unless_pending(live.as_ref()), ()));
                 }
                 let mut rec = Record::empty(deadline);
                 // The owner binding is not session data: replacing the data keeps it.
@@ -575,9 +587,10 @@ impl Storage for SledStore {
         let id = id.clone();
         self.write(move |inner| {
             modify(inner, id.as_str(), |live| {
-                if live.is_none() && changes.only_if_exists {
+                if changes.only_if_exists && live.as_ref().is_none_or(Record::is_pending) {
                     return Ok((Next::Keep, false));
                 }
+                let next_if_empty = delete_unless_pending(live.as_ref());
                 let mut rec = live.unwrap_or_else(|| Record::empty(deadline));
                 rec.deadline = deadline;
                 if changes.clear {
@@ -588,7 +601,7 @@ impl Storage for SledStore {
                 }
                 rec.merge(changes.set.clone());
                 if rec.data.is_empty() {
-                    Ok((Next::Delete, false))
+                    Ok((next_if_empty, false))
                 } else {
                     Ok((Next::Write(rec), true))
                 }
@@ -610,20 +623,25 @@ impl Storage for SledStore {
 
     async fn index_add(&self, owner: &str, id: &SessionId, ttl: Duration) -> Result<()> {
         check::owner(owner)?;
-        check::ttl_millis(ttl)?;
+        // How long a binding made before the session's first write waits for that write.
+        let pending_until = deadline(ttl)?;
         let (owner, id) = (owner.to_owned(), id.clone());
         self.write(move |inner| {
             modify(inner, id.as_str(), |live| {
-                let next = match live {
-                    Some(rec) if rec.owner.as_deref() == Some(owner.as_str()) => Next::Keep,
-                    Some(mut rec) => {
-                        rec.owner = Some(owner.clone());
-                        Next::Write(rec)
+                let mut rec = match live {
+                    Some(rec) if rec.is_pending() => Record {
+                        deadline: rec.deadline.max(pending_until),
+                        ..rec
+                    },
+                    Some(rec) if rec.owner.as_deref() == Some(owner.as_str()) => {
+                        return Ok((Next::Keep, ()));
                     }
-                    // Nothing to bind: the binding lives in the session record.
-                    None => Next::Keep,
+                    // A session keeps its own expiry.
+                    Some(rec) => rec,
+                    None => Record::empty(pending_until),
                 };
-                Ok((next, ()))
+                rec.owner = Some(owner.clone());
+                Ok((Next::Write(rec), ()))
             })
         })
         .await
@@ -634,6 +652,7 @@ impl Storage for SledStore {
         self.write(move |inner| {
             modify(inner, id.as_str(), |live| {
                 let next = match live {
+                    Some(rec) if rec.is_pending() => Next::Delete,
                     Some(mut rec) if rec.owner.is_some() => {
                         rec.owner = None;
                         Next::Write(rec)
@@ -656,8 +675,20 @@ impl Storage for SledStore {
             for entry in inner.owners.scan_prefix(&prefix) {
                 let (key, _) = entry.map_err(backend)?;
                 let id = parse_id(&key[prefix.len()..])?;
-                match load_live(inner, id.as_str())? {
-                    Some(rec) if rec.owner.as_deref() == Some(owner.as_str()) => live_ids.push(id),
+                let rec = match inner.sessions.get(id.as_str()).map_err(backend)? {
+                    Some(raw) => Some(Record::decode(&raw)?),
+                    None => None,
+                };
+                match rec {
+                    Some(rec)
+                        if rec.is_live(check::now_millis())
+                            && rec.owner.as_deref() == Some(owner.as_str()) =>
+                    {
+                        // A pending binding keeps its entry but is not a session yet.
+                        if !rec.is_pending() {
+                            live_ids.push(id);
+                        }
+                    }
                     _ => dead.push(key),
                 }
             }
@@ -799,7 +830,9 @@ impl Storage for SledStore {
             let mut ids = Vec::new();
             for entry in iter.by_ref() {
                 let (key, value) = entry.map_err(backend)?;
-                if record::deadline_of(&value)? > now {
+                // The header is enough to skip expired records; live ones are decoded to skip
+                // pending bindings and to report a corrupt body.
+                if record::deadline_of(&value)? > now && !Record::decode(&value)?.is_pending() {
                     ids.push(parse_id(&key)?);
                     if ids.len() == limit {
                         break;

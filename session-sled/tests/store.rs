@@ -36,8 +36,9 @@ struct Body {
     data: HashMap<String, Bytes>,
 }
 
-/// Checks, from the documented on-disk layout, that every record has exactly its one expiry entry
-/// and its owner entry, and no index entry lacks its record. Returns (records, owner entries).
+/// Checks, from the documented on-disk layout, that every record (session or pending binding) has
+/// exactly its one expiry entry and its owner entry, and no index entry lacks its record.
+/// Returns (records, owner entries).
 fn check_indexes(store: &SledStore) -> (usize, usize) {
     let db = store.db();
     let tree = |name: &str| db.open_tree(format!("session.{name}")).expect("open tree");
@@ -47,7 +48,10 @@ fn check_indexes(store: &SledStore) -> (usize, usize) {
         assert_eq!(v[0], 1, "format version");
         let deadline = u64::from_be_bytes(v[1..9].try_into().expect("8 bytes"));
         let body: Body = rmp_serde::from_slice(&v[9..]).expect("documented body");
-        assert!(!body.data.is_empty(), "a stored session has keys");
+        assert!(
+            !body.data.is_empty() || body.owner.is_some(),
+            "a record without keys is a pending binding, so it has an owner"
+        );
         records.insert(k.to_vec(), (deadline, body.owner));
     }
     let mut expiry = 0;
@@ -506,4 +510,84 @@ async fn corrupt_records_are_errors_not_panics() {
         store.try_lock(&id, HOUR).await,
         Err(Error::Corrupt { .. })
     ));
+}
+
+#[tokio::test]
+async fn a_binding_made_before_the_first_write_waits_for_it() {
+    let store = temp_store().await;
+    let id = id();
+    store.index_add("ada", &id, HOUR).await.expect("bind early");
+    // Not a session yet: nothing reads it, nothing lists it.
+    assert_eq!(store.get_size(&id).await.expect("size"), 0);
+    assert!(store.load(&id).await.expect("load").is_none());
+    assert_eq!(store.index_owner(&id).await.expect("owner"), None);
+    assert!(store.index_sessions("ada").await.expect("list").is_empty());
+    assert!(store.scan(None, 10).await.expect("scan").ids.is_empty());
+    store.update_ttl(&id, HOUR).await.expect("touch");
+    let only_if = ChangeSet {
+        set: data(&[("a", "1")]),
+        only_if_exists: true,
+        ..ChangeSet::default()
+    };
+    assert!(!store.apply(&id, only_if, HOUR).await.expect("apply"));
+    assert!(
+        !store
+            .apply(&id, ChangeSet::default(), HOUR)
+            .await
+            .expect("apply")
+    );
+    store
+        .set_session(&id, Data::new(), HOUR)
+        .await
+        .expect("empty");
+    assert_eq!(check_indexes(&store), (1, 1), "the pending binding stays");
+    // The first write takes the binding over.
+    store
+        .set(&id, "user", val("ada"), HOUR)
+        .await
+        .expect("first write");
+    assert_eq!(
+        store.index_sessions("ada").await.expect("list"),
+        vec![id.clone()]
+    );
+    assert_eq!(
+        store.index_owner(&id).await.expect("owner").as_deref(),
+        Some("ada")
+    );
+    assert_eq!(check_indexes(&store), (1, 1));
+
+    // index_remove drops a pending binding.
+    let other = self::id();
+    store
+        .index_add("bob", &other, HOUR)
+        .await
+        .expect("bind early");
+    store.index_remove(&other).await.expect("unbind");
+    store.set(&other, "k", val("v"), HOUR).await.expect("write");
+    assert_eq!(store.index_owner(&other).await.expect("owner"), None);
+    assert_eq!(check_indexes(&store), (2, 1));
+}
+
+#[tokio::test]
+async fn a_pending_binding_runs_out_after_its_ttl_and_is_purged_uncounted() {
+    let store = temp_store().await;
+    let (late, gone) = (id(), id());
+    store
+        .index_add("ada", &late, Duration::from_millis(30))
+        .await
+        .expect("bind early");
+    store
+        .set(&gone, "k", val("v"), Duration::from_millis(30))
+        .await
+        .expect("set");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        store.purge_expired().await.expect("purge"),
+        1,
+        "only the session counts"
+    );
+    assert_eq!(check_indexes(&store), (0, 0));
+    store.set(&late, "k", val("v"), HOUR).await.expect("write");
+    assert_eq!(store.index_owner(&late).await.expect("owner"), None);
+    assert!(store.index_sessions("ada").await.expect("list").is_empty());
 }
