@@ -116,14 +116,13 @@ async fn expiry_is_to_the_millisecond_and_old_keys_do_not_come_back() {
     let store = temp_store().await;
     let id = id();
     store
-        .set(&id, "old", val("x"), Duration::from_millis(150))
+        .set(&id, "old", val("x"), Duration::from_millis(300))
         .await
         .expect("set");
     let loaded = store.load(&id).await.expect("load").expect("live");
     assert!(loaded.expires_at.is_some());
-    tokio::time::sleep(Duration::from_millis(60)).await;
     assert_eq!(store.get_size(&id).await.expect("size"), 1);
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    tokio::time::sleep(Duration::from_millis(450)).await;
     assert_eq!(store.get(&id, "old").await.expect("get"), None);
     assert!(store.load(&id).await.expect("load").is_none());
     store.update_ttl(&id, HOUR).await.expect("touch");
@@ -178,7 +177,7 @@ async fn owner_index_binds_moves_and_prunes() {
     let (a, b) = (id(), id());
     store.set(&a, "k", val("v"), HOUR).await.expect("set");
     store
-        .set(&b, "k", val("v"), Duration::from_millis(50))
+        .set(&b, "k", val("v"), Duration::from_millis(300))
         .await
         .expect("set");
     store.index_add("ada", &a, HOUR).await.expect("bind");
@@ -189,7 +188,7 @@ async fn owner_index_binds_moves_and_prunes() {
     want.sort();
     assert_eq!(ids, want);
     assert_eq!(check_indexes(&store), (2, 2));
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    tokio::time::sleep(Duration::from_millis(450)).await;
     assert_eq!(
         store.index_sessions("ada").await.expect("sessions"),
         vec![a.clone()]
@@ -278,7 +277,7 @@ async fn purge_removes_exactly_the_expired_sessions_and_their_index_entries() {
         let id = id();
         let short = i % 3 == 0; // 14 of 40
         let ttl = if short {
-            Duration::from_millis(30)
+            Duration::from_millis(300)
         } else {
             HOUR
         };
@@ -293,13 +292,13 @@ async fn purge_removes_exactly_the_expired_sessions_and_their_index_entries() {
     // A short-lived session slid to an hour: its old expiry entry must not purge it.
     let slid = id();
     store
-        .set(&slid, "k", val("v"), Duration::from_millis(30))
+        .set(&slid, "k", val("v"), Duration::from_millis(300))
         .await
         .expect("set");
     store.update_ttl(&slid, HOUR).await.expect("slide");
     keep.push(slid);
     assert_eq!(check_indexes(&store), (41, 20));
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    tokio::time::sleep(Duration::from_millis(450)).await;
 
     assert_eq!(store.purge_expired().await.expect("purge"), 14);
     let (records, owners) = check_indexes(&store);
