@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod backend;
+mod context;
+mod hub;
+mod id;
+mod memory;
+#[cfg(feature = "redis")]
+mod redis_backend;
+mod types;
+
+pub use backend::{Backend, Channel, CtxWrite, NodeEntry, Restored};
+pub use context::{Context, ContextData, MAX_UPDATE_ATTEMPTS};
+pub use hub::{ConnCursor, DEFAULT_BEAT, GuestJudge, Hub, HubBuilder, MISSED_BEATS};
+pub use id::{ConnId, MAX_ID_LEN, NodeId};
+pub use memory::MemoryBackend;
+#[cfg(feature = "redis")]
+pub use redis_backend::{DEFAULT_PREFIX, RedisBackend};
+pub use types::{
+    BindMode, BindOutcome, ConnInfo, ConnMeta, ConnPage, ConnSnapshot, Delivery, Event, Outbox,
+    Target,
+};

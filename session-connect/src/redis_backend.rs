@@ -1,0 +1,792 @@
+//! The Redis backend: registry in Redis hashes and sets, delivery over Redis pub/sub.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisResult, Script};
+use session_core::{ChangeSet, Data, Error, Result, SessionId, Value, check};
+use tokio::sync::mpsc;
+
+use crate::backend::{Backend, Channel, CtxWrite, NodeEntry, Restored};
+use crate::id::{ConnId, NodeId};
+use crate::types::{BindMode, BindOutcome, ConnInfo, ConnPage};
+
+/// The prefix of every key and channel when none is given.
+pub const DEFAULT_PREFIX: &str = "connect";
+
+/// Connections deleted per script call when a node is purged (keeps each script short).
+const PURGE_BATCH: usize = 200;
+
+/// Lua: milliseconds of the server clock, so every node judges liveness on one clock.
+const NOW: &str = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n";
+
+/// Lua: deletes one connection everywhere but its node set. Returns whether it existed.
+const DROP: &str = r#"
+local function drop(p, id)
+  local ck = p .. ':conn:' .. id
+  if redis.call('EXISTS', ck) == 0 then return false end
+  local f = redis.call('HMGET', ck, 'user', 'session')
+  if f[1] then redis.call('SREM', p .. ':user:' .. f[1], id) end
+  if f[2] then redis.call('SREM', p .. ':session:' .. f[2], id) end
+  redis.call('DEL', ck, p .. ':ctx:' .. id)
+  return true
+end
+"#;
+
+static BOOT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{NOW}local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local e = math.max(now, last + 1)
+redis.call('SET', KEYS[1], e)
+return e"
+    ))
+});
+
+static BEAT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{NOW}return redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])"
+    ))
+});
+
+static NODES: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{NOW}local out = {{tostring(now)}}
+for _, v in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')) do table.insert(out, v) end
+return out"
+    ))
+});
+
+// KEYS: nodes zset, node's conn set. ARGV: prefix, node, only_if_dead, batch.
+static PURGE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{NOW}{DROP}
+if ARGV[3] == '1' then
+  local s = redis.call('ZSCORE', KEYS[1], ARGV[2])
+  if s and tonumber(s) >= now then return {{0, 0}} end
+end
+local n = 0
+for _, id in ipairs(redis.call('SPOP', KEYS[2], tonumber(ARGV[4]))) do
+  if drop(ARGV[1], id) then n = n + 1 end
+end
+local left = redis.call('SCARD', KEYS[2])
+if left == 0 then redis.call('ZREM', KEYS[1], ARGV[2]) end
+return {{n, left}}"
+    ))
+});
+
+// KEYS: conn, node set, session set (or a dummy). ARGV: id, transport, opened, ip, session.
+static OPEN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "redis.call('HSET', KEYS[1], 'ver', 0, 'transport', ARGV[2], 'opened', ARGV[3])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'ip', ARGV[4]) end
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[1], 'session', ARGV[5])
+  redis.call('SADD', KEYS[3], ARGV[1])
+end
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1",
+    )
+});
+
+// KEYS: conn, ctx, node set. ARGV: prefix, id, keep_ms ('' = keep nothing).
+static CLOSE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{DROP}
+local p = ARGV[1]
+redis.call('SREM', KEYS[3], ARGV[2])
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local user = redis.call('HGET', KEYS[1], 'user')
+if ARGV[3] ~= '' and user then
+  local kept = p .. ':kept:' .. user
+  redis.call('DEL', kept)
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    redis.call('RENAME', KEYS[2], kept)
+    redis.call('PEXPIRE', kept, ARGV[3])
+  end
+  redis.call('SET', p .. ':keptfrom:' .. user, ARGV[2], 'PX', ARGV[3])
+end
+drop(p, ARGV[2])
+return 1"
+    ))
+});
+
+// KEYS: conn, ctx. ARGV: expected version ('' = any), clear, n_remove, removes..., set pairs...
+static CTX_APPLY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local ver = redis.call('HGET', KEYS[1], 'ver')
+if not ver then return -1 end
+if ARGV[1] ~= '' and ARGV[1] ~= ver then return 0 end
+if ARGV[2] == '1' then redis.call('DEL', KEYS[2]) end
+local nrem = tonumber(ARGV[3])
+for i = 4, 3 + nrem do redis.call('HDEL', KEYS[2], ARGV[i]) end
+for i = 4 + nrem, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('HINCRBY', KEYS[1], 'ver', 1)
+return 1",
+    )
+});
+
+// KEYS: conn, user set. ARGV: prefix, id, user, mode (add | excl | nx).
+static BIND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local p, id, user, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'-1'} end
+if mode == 'nx' and redis.call('SCARD', KEYS[2]) > 0 then return {'0'} end
+local out = {'1'}
+if mode == 'excl' then
+  for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    if m ~= id then
+      redis.call('HDEL', p .. ':conn:' .. m, 'user')
+      redis.call('SREM', KEYS[2], m)
+      table.insert(out, m)
+    end
+  end
+end
+local old = redis.call('HGET', KEYS[1], 'user')
+if old and old ~= user then redis.call('SREM', p .. ':user:' .. old, id) end
+redis.call('HSET', KEYS[1], 'user', user)
+redis.call('SADD', KEYS[2], id)
+return out",
+    )
+});
+
+// KEYS: conn. ARGV: prefix, id.
+static UNBIND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local old = redis.call('HGET', KEYS[1], 'user')
+if old then
+  redis.call('SREM', ARGV[1] .. ':user:' .. old, ARGV[2])
+  redis.call('HDEL', KEYS[1], 'user')
+end
+return old",
+    )
+});
+
+// KEYS: conn, ctx, kept, keptfrom. ARGV: user.
+static RESTORE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if redis.call('HGET', KEYS[1], 'user') ~= ARGV[1] then return {'0'} end
+local from = redis.call('GET', KEYS[4])
+if not from then return {'1'} end
+local kv = redis.call('HGETALL', KEYS[3])
+for i = 1, #kv, 2 do redis.call('HSETNX', KEYS[2], kv[i], kv[i + 1]) end
+redis.call('HINCRBY', KEYS[1], 'ver', 1)
+redis.call('DEL', KEYS[3], KEYS[4])
+return {'2', from}",
+    )
+});
+
+/// The Redis backend: the registry in Redis (one server, or a proxy in front of one), delivery
+/// between nodes over Redis pub/sub.
+///
+/// Each [`Hub`](crate::Hub) opens its own backend (one multiplexed connection for commands, one
+/// more for its subscription). The key layout and the channels are in the crate README.
+#[derive(Clone)]
+pub struct RedisBackend {
+    client: Client,
+    conn: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend_err(e: impl Into<session_core::BoxError>) -> Error {
+    Error::backend("redis", e)
+}
+
+impl RedisBackend {
+    /// Connects to the server at `url` (`redis://host:port/db`) with keys under `prefix`.
+    ///
+    /// The prefix may not hold braces, glob characters (`*?[]\`), whitespace or be empty: it
+    /// is part of every key and of the `SCAN` pattern of [`clear_prefix`](Self::clear_prefix).
+    /// Fails with [`Error::Backend`] if the server does not answer.
+    pub async fn open(url: &str, prefix: &str) -> Result<Self> {
+        if prefix.is_empty()
+            || prefix.len() > 128
+            || prefix
+                .chars()
+                .any(|c| c.is_whitespace() || "{}*?[]\\".contains(c))
+        {
+            return Err(Error::InvalidInput(
+                "redis prefix must be 1 to 128 bytes without braces, glob characters or whitespace"
+                    .into(),
+            ));
+        }
+        let client = Client::open(url).map_err(backend_err)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2);
+        let conn = tokio::time::timeout(
+            Duration::from_secs(3),
+            client.get_connection_manager_with_config(config),
+        )
+        .await
+        .map_err(|_| backend_err(format!("no answer from Redis at {url} within 3 s")))?
+        .map_err(backend_err)?;
+        Ok(RedisBackend {
+            client,
+            conn,
+            prefix: prefix.to_string(),
+            timeout: Duration::from_secs(5),
+        })
+    }
+
+    /// The key and channel prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Deletes every key under the prefix (tests, resets); returns how many.
+    pub async fn clear_prefix(&self) -> Result<u64> {
+        let pattern = format!("{}:*", self.prefix);
+        let mut cursor = 0u64;
+        let mut deleted = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .run(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut self.conn.clone()),
+                )
+                .await?;
+            if !keys.is_empty() {
+                let n: u64 = self
+                    .run(
+                        redis::cmd("DEL")
+                            .arg(&keys)
+                            .query_async(&mut self.conn.clone()),
+                    )
+                    .await?;
+                deleted += n;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    async fn run<T>(&self, fut: impl Future<Output = RedisResult<T>>) -> Result<T> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(r) => r.map_err(backend_err),
+            Err(_) => Err(backend_err(format!(
+                "no answer from Redis within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+
+    fn k_conn(&self, id: &ConnId) -> String {
+        format!("{}:conn:{id}", self.prefix)
+    }
+    fn k_ctx(&self, id: &ConnId) -> String {
+        format!("{}:ctx:{id}", self.prefix)
+    }
+    fn k_user(&self, user: &str) -> String {
+        format!("{}:user:{user}", self.prefix)
+    }
+    fn k_session(&self, sid: &SessionId) -> String {
+        format!("{}:session:{sid}", self.prefix)
+    }
+    fn k_node_conns(&self, node: &NodeId) -> String {
+        format!("{}:nodeconns:{node}", self.prefix)
+    }
+    fn k_nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+    fn ch_node(&self, node: &NodeId) -> String {
+        format!("{}:node:{node}", self.prefix)
+    }
+    fn ch_all(&self) -> String {
+        format!("{}:all", self.prefix)
+    }
+
+    fn parse_info(&self, id: &ConnId, mut h: HashMap<String, String>) -> Result<Option<ConnInfo>> {
+        if h.is_empty() {
+            return Ok(None);
+        }
+        let corrupt = |what: &str| Error::corrupt("redis", format!("connection {id}: {what}"));
+        let ip = match h.remove("ip") {
+            Some(s) => Some(s.parse::<IpAddr>().map_err(|_| corrupt("bad ip"))?),
+            None => None,
+        };
+        let session = match h.remove("session") {
+            Some(s) => Some(SessionId::parse(&s).map_err(|_| corrupt("bad session id"))?),
+            None => None,
+        };
+        let opened_at_ms = h
+            .remove("opened")
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| corrupt("bad open time"))?;
+        Ok(Some(ConnInfo {
+            id: id.clone(),
+            ip,
+            transport: h.remove("transport").unwrap_or_default(),
+            opened_at_ms,
+            session,
+            user: h.remove("user"),
+        }))
+    }
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn boot(&self, addr: &str) -> Result<u64> {
+        let key = format!("{}:boot:{addr}", self.prefix);
+        self.run(BOOT.key(key).invoke_async(&mut self.conn.clone()))
+            .await
+    }
+
+    async fn subscribe(&self, node: &NodeId) -> Result<mpsc::UnboundedReceiver<Bytes>> {
+        let channels = [self.ch_node(node), self.ch_all()];
+        let mut pubsub = self.run(self.client.get_async_pubsub()).await?;
+        self.run(pubsub.subscribe(&channels)).await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let mut stream = pubsub.into_on_message();
+            loop {
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    msg = stream.next() => match msg {
+                        Some(msg) => {
+                            let payload: Vec<u8> = msg.get_payload_bytes().to_vec();
+                            if tx.send(Bytes::from(payload)).is_err() {
+                                return;
+                            }
+                        }
+                        None => {
+                            // The connection broke: resubscribe, backing off, until the hub
+                            // goes away. Messages published meanwhile are lost (at most once).
+                            let mut delay = Duration::from_millis(50);
+                            loop {
+                                if tx.is_closed() {
+                                    return;
+                                }
+                                tokio::time::sleep(delay).await;
+                                if let Ok(mut p) = client.get_async_pubsub().await {
+                                    if p.subscribe(&channels).await.is_ok() {
+                                        stream = p.into_on_message();
+                                        break;
+                                    }
+                                }
+                                delay = (delay * 2).min(Duration::from_secs(2));
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    async fn publish(&self, to: Channel<'_>, payload: Bytes) -> Result<usize> {
+        let channel = match to {
+            Channel::Node(n) => self.ch_node(n),
+            Channel::All => self.ch_all(),
+        };
+        self.run(
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(payload.as_ref())
+                .query_async(&mut self.conn.clone()),
+        )
+        .await
+    }
+
+    async fn beat(&self, node: &NodeId, alive_for: Duration) -> Result<bool> {
+        let ms = check::ttl_millis(alive_for)?;
+        let added: i64 = self
+            .run(
+                BEAT.key(self.k_nodes())
+                    .arg(node.as_str())
+                    .arg(ms)
+                    .invoke_async(&mut self.conn.clone()),
+            )
+            .await?;
+        Ok(added == 1)
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeEntry>> {
+        let flat: Vec<String> = self
+            .run(
+                NODES
+                    .key(self.k_nodes())
+                    .invoke_async(&mut self.conn.clone()),
+            )
+            .await?;
+        let mut it = flat.into_iter();
+        let now: u64 = it
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Error::corrupt("redis", "server time missing"))?;
+        let mut out = Vec::new();
+        while let (Some(name), Some(score)) = (it.next(), it.next()) {
+            let Ok(node) = NodeId::parse(&name) else {
+                continue;
+            };
+            let deadline: f64 = score.parse().unwrap_or(0.0);
+            out.push(NodeEntry {
+                node,
+                alive: deadline >= now as f64,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn try_lease(&self, node: &NodeId, holder: &NodeId, lease: Duration) -> Result<bool> {
+        let ms = check::ttl_millis(lease)?;
+        let set: Option<String> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(format!("{}:lease:{node}", self.prefix))
+                    .arg(holder.as_str())
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms)
+                    .query_async(&mut self.conn.clone()),
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
+    async fn purge_node(&self, node: &NodeId, only_if_dead: bool) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let (n, left): (u64, u64) = self
+                .run(
+                    PURGE
+                        .key(self.k_nodes())
+                        .key(self.k_node_conns(node))
+                        .arg(&self.prefix)
+                        .arg(node.as_str())
+                        .arg(if only_if_dead { "1" } else { "0" })
+                        .arg(PURGE_BATCH)
+                        .invoke_async(&mut self.conn.clone()),
+                )
+                .await?;
+            total += n;
+            // `left` is 0 when done, and when the node beat again (the script then purges
+            // nothing).
+            if left == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn open(&self, info: &ConnInfo) -> Result<()> {
+        let session_key = match &info.session {
+            Some(s) => self.k_session(s),
+            None => format!("{}:session:-", self.prefix),
+        };
+        let _: i64 = self
+            .run(
+                OPEN.key(self.k_conn(&info.id))
+                    .key(self.k_node_conns(&info.id.node()))
+                    .key(session_key)
+                    .arg(info.id.as_str())
+                    .arg(&info.transport)
+                    .arg(info.opened_at_ms)
+                    .arg(info.ip.map(|ip| ip.to_string()).unwrap_or_default())
+                    .arg(
+                        info.session
+                            .as_ref()
+                            .map(|s| s.as_str())
+                            .unwrap_or_default(),
+                    )
+                    .invoke_async(&mut self.conn.clone()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn close(&self, conn: &ConnId, keep_for: Option<Duration>) -> Result<bool> {
+        let keep = keep_for
+            .map(check::ttl_millis)
+            .transpose()?
+            .map(|ms| ms.to_string())
+            .unwrap_or_default();
+        let existed: i64 = self
+            .run(
+                CLOSE
+                    .key(self.k_conn(conn))
+                    .key(self.k_ctx(conn))
+                    .key(self.k_node_conns(&conn.node()))
+                    .arg(&self.prefix)
+                    .arg(conn.as_str())
+                    .arg(keep)
+                    .invoke_async(&mut self.conn.clone()),
+            )
+            .await?;
+        Ok(existed == 1)
+    }
+
+    async fn info(&self, conns: &[ConnId]) -> Result<Vec<Option<ConnInfo>>> {
+        if conns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for c in conns {
+            pipe.hgetall(self.k_conn(c));
+        }
+        let maps: Vec<HashMap<String, String>> =
+            self.run(pipe.query_async(&mut self.conn.clone())).await?;
+        conns
+            .iter()
+            .zip(maps)
+            .map(|(id, h)| self.parse_info(id, h))
+            .collect()
+    }
+
+    async fn ctx_get(&self, conn: &ConnId, key: &str) -> Result<Option<Value>> {
+        let v: Option<Vec<u8>> = self
+            .run(
+                redis::cmd("HGET")
+                    .arg(self.k_ctx(conn))
+                    .arg(key)
+                    .query_async(&mut self.conn.clone()),
+            )
+            .await?;
+        Ok(v.map(Value::from))
+    }
+
+    async fn ctx_read(&self, conn: &ConnId) -> Result<Option<(Data, u64)>> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hget(self.k_conn(conn), "ver")
+            .hgetall(self.k_ctx(conn));
+        let (ver, map): (Option<u64>, HashMap<String, Vec<u8>>) =
+            self.run(pipe.query_async(&mut self.conn.clone())).await?;
+        Ok(ver.map(|v| {
+            (
+                map.into_iter().map(|(k, b)| (k, Value::from(b))).collect(),
+                v,
+            )
+        }))
+    }
+
+    async fn ctx_apply(
+        &self,
+        conn: &ConnId,
+        changes: &ChangeSet,
+        expect: Option<u64>,
+    ) -> Result<CtxWrite> {
+        let mut inv = CTX_APPLY.key(self.k_conn(conn));
+        inv.key(self.k_ctx(conn))
+            .arg(expect.map(|v| v.to_string()).unwrap_or_default())
+            .arg(if changes.clear { "1" } else { "0" })
+            .arg(changes.remove.len());
+        for k in &changes.remove {
+            inv.arg(k);
+        }
+        for (k, v) in &changes.set {
+            inv.arg(k).arg(v.as_bytes());
+        }
+        let r: i64 = self.run(inv.invoke_async(&mut self.conn.clone())).await?;
+        Ok(match r {
+            1 => CtxWrite::Done,
+            0 => CtxWrite::Conflict,
+            _ => CtxWrite::NotOpen,
+        })
+    }
+
+    async fn bind(&self, conn: &ConnId, user: &str, mode: BindMode) -> Result<Option<BindOutcome>> {
+        let mode = match mode {
+            BindMode::Add => "add",
+            BindMode::Exclusive => "excl",
+            BindMode::IfAbsent => "nx",
+        };
+        let out: Vec<String> = self
+            .run(
+                BIND.key(self.k_conn(conn))
+                    .key(self.k_user(user))
+                    .arg(&self.prefix)
+                    .arg(conn.as_str())
+                    .arg(user)
+                    .arg(mode)
+                    .invoke_async(&mut self.conn.clone()),
+            )
+            .await?;
+        let mut it = out.into_iter();
+        match it.next().as_deref() {
+            Some("-1") => Ok(None),
+            Some("0") => Ok(Some(BindOutcome {
+                bound: false,
+                kicked: Vec::new(),
+            })),
+            Some("1") => Ok(Some(BindOutcome {
+                bound: true,
+                kicked: it.filter_map(|s| ConnId::parse(&s).ok()).collect(),
+            })),
+            _ => Err(Error::corrupt(
+                "redis",
+                "unexpected reply of the bind script",
+            )),
+        }
+    }
+
+    async fn unbind(&self, conn: &ConnId) -> Result<Option<String>> {
+        self.run(
+            UNBIND
+                .key(self.k_conn(conn))
+                .arg(&self.prefix)
+                .arg(conn.as_str())
+                .invoke_async(&mut self.conn.clone()),
+        )
+        .await
+    }
+
+    async fn conns_of(&self, users: &[&str]) -> Result<Vec<Vec<ConnId>>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for u in users {
+            pipe.smembers(self.k_user(u));
+        }
+        let sets: Vec<Vec<String>> = self.run(pipe.query_async(&mut self.conn.clone())).await?;
+        Ok(sets.into_iter().map(parse_ids).collect())
+    }
+
+    async fn users_of(&self, conns: &[ConnId]) -> Result<Vec<Option<String>>> {
+        if conns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for c in conns {
+            pipe.hget(self.k_conn(c), "user");
+        }
+        self.run(pipe.query_async(&mut self.conn.clone())).await
+    }
+
+    async fn restore(&self, user: &str, into: &ConnId) -> Result<Restored> {
+        let out: Vec<String> = self
+            .run(
+                RESTORE
+                    .key(self.k_conn(into))
+                    .key(self.k_ctx(into))
+                    .key(format!("{}:kept:{user}", self.prefix))
+                    .key(format!("{}:keptfrom:{user}", self.prefix))
+                    .arg(user)
+                    .invoke_async(&mut self.conn.clone()),
+            )
+            .await?;
+        match (out.first().map(String::as_str), out.get(1)) {
+            (Some("0"), _) => Ok(Restored::NotBound),
+            (Some("1"), _) => Ok(Restored::Nothing),
+            (Some("2"), Some(from)) => Ok(Restored::From(ConnId::parse(from)?)),
+            _ => Err(Error::corrupt(
+                "redis",
+                "unexpected reply of the restore script",
+            )),
+        }
+    }
+
+    async fn session_conns(&self, session: &SessionId) -> Result<Vec<ConnId>> {
+        let ids: Vec<String> = self
+            .run(
+                redis::cmd("SMEMBERS")
+                    .arg(self.k_session(session))
+                    .query_async(&mut self.conn.clone()),
+            )
+            .await?;
+        Ok(parse_ids(ids))
+    }
+
+    async fn list(&self, cursor: Option<&str>, limit: usize) -> Result<ConnPage> {
+        let limit = limit.max(1);
+        // Cursor: "<node>|<SSCAN cursor of that node's set>"; nodes are visited in name order.
+        let (mut at_node, mut at_cursor) = match cursor {
+            Some(c) => {
+                let (n, c) = c
+                    .split_once('|')
+                    .ok_or_else(|| Error::InvalidInput("malformed list cursor".into()))?;
+                let c: u64 = c
+                    .parse()
+                    .map_err(|_| Error::InvalidInput("malformed list cursor".into()))?;
+                (Some(NodeId::parse(n)?), c)
+            }
+            None => (None, 0),
+        };
+        let mut nodes: Vec<NodeId> = self.nodes().await?.into_iter().map(|e| e.node).collect();
+        nodes.sort();
+        let start = match &at_node {
+            Some(n) => nodes.partition_point(|x| x < n),
+            None => 0,
+        };
+        if at_node.as_ref() != nodes.get(start) {
+            at_cursor = 0;
+        }
+        let mut ids = Vec::new();
+        let mut next = None;
+        for node in &nodes[start..] {
+            if at_node.as_ref() != Some(node) {
+                at_node = Some(node.clone());
+                at_cursor = 0;
+            }
+            loop {
+                let (c, found): (u64, Vec<String>) = self
+                    .run(
+                        redis::cmd("SSCAN")
+                            .arg(self.k_node_conns(node))
+                            .arg(at_cursor)
+                            .arg("COUNT")
+                            .arg(limit)
+                            .query_async(&mut self.conn.clone()),
+                    )
+                    .await?;
+                ids.extend(parse_ids(found));
+                at_cursor = c;
+                if c == 0 || ids.len() >= limit {
+                    break;
+                }
+            }
+            if ids.len() >= limit {
+                if at_cursor != 0 {
+                    next = Some(format!("{node}|{at_cursor}"));
+                } else {
+                    // This node is done: continue at the next one, if any.
+                    let i = nodes.partition_point(|x| x <= node);
+                    next = nodes.get(i).map(|n| format!("{n}|0"));
+                }
+                break;
+            }
+        }
+        let infos = self.info(&ids).await?;
+        Ok(ConnPage {
+            conns: infos.into_iter().flatten().collect(),
+            next,
+        })
+    }
+}
+
+fn parse_ids(ids: Vec<String>) -> Vec<ConnId> {
+    let mut out: Vec<ConnId> = ids
+        .into_iter()
+        .filter_map(|s| ConnId::parse(&s).ok())
+        .collect();
+    out.sort();
+    out
+}
