@@ -1,0 +1,270 @@
+//! `loadgen`: one request-cycle workload through the session layer on any driver and, with
+//! `--raw`, on the raw backend under it in the same run. See the crate README for the options and
+//! the output format.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use session_benches::payload;
+use session_benches::raw::Raw;
+use session_benches::redis_stats::RedisStats;
+use session_benches::run::{Phase, PhaseResult, run_phase};
+use session_benches::stores::{self, StoreOptions, StoreSpec};
+use session_benches::targets::{RawTarget, SessionTarget, Target};
+use session_benches::{BoxError, Result};
+use session_core::{Config, Manager};
+
+const USAGE: &str =
+    "usage: loadgen --store SPEC [--raw] [--sessions N] [--ops M] [--concurrency C] \
+[--workers W] [--no-fsync] [--probe K]
+  SPEC: memory | file[:DIR] | sqlite[:PATH] | sled[:DIR] | redis://HOST:PORT[/DB]";
+
+/// The command line.
+#[derive(Debug)]
+struct Args {
+    store: String,
+    raw: bool,
+    sessions: u64,
+    ops: u64,
+    concurrency: usize,
+    workers: usize,
+    fsync: bool,
+    probe: u64,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut a = Args {
+        store: String::new(),
+        raw: false,
+        sessions: 10_000,
+        ops: 100_000,
+        concurrency: 16,
+        workers: 2,
+        fsync: true,
+        probe: 200,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .ok_or_else(|| BoxError::from(format!("{name} needs a value\n{USAGE}")))
+        };
+        let num = |s: String, name: &str| -> Result<u64> {
+            s.replace('_', "")
+                .parse()
+                .map_err(|e| format!("{name}: {e}\n{USAGE}").into())
+        };
+        match flag.as_str() {
+            "--store" => a.store = value("--store")?,
+            "--raw" => a.raw = true,
+            "--sessions" => a.sessions = num(value("--sessions")?, "--sessions")?,
+            "--ops" => a.ops = num(value("--ops")?, "--ops")?,
+            "--concurrency" => {
+                a.concurrency = num(value("--concurrency")?, "--concurrency")? as usize
+            }
+            "--workers" => a.workers = num(value("--workers")?, "--workers")? as usize,
+            "--no-fsync" => a.fsync = false,
+            "--probe" => a.probe = num(value("--probe")?, "--probe")?,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
+        }
+    }
+    if a.store.is_empty() {
+        return Err(format!("--store is required\n{USAGE}").into());
+    }
+    if a.sessions == 0 || a.ops == 0 || a.concurrency == 0 || a.workers == 0 {
+        return Err(format!(
+            "--sessions, --ops, --concurrency and --workers must be above 0\n{USAGE}"
+        )
+        .into());
+    }
+    Ok(a)
+}
+
+/// The ratio targets of the issue: (read, write), session ops/s over raw ops/s.
+fn target(driver: &str, phase: Phase) -> Option<f64> {
+    match (driver, phase) {
+        (_, Phase::Create) => None,
+        ("memory", _) => Some(0.5),
+        ("redis", Phase::Read) => Some(0.8),
+        ("redis", Phase::Write) => Some(0.7),
+        (_, _) => Some(0.7),
+    }
+}
+
+fn print_result(store: &str, mode: &str, phase: Phase, r: &PhaseResult) {
+    println!(
+        "result store={store} mode={mode} phase={} ops={} secs={:.3} ops_per_sec={:.0} p50_us={:.1} p99_us={:.1}",
+        phase.name(),
+        r.ops,
+        r.elapsed.as_secs_f64(),
+        r.ops_per_sec(),
+        r.quantile_us(0.50),
+        r.quantile_us(0.99),
+    );
+}
+
+/// Counts Redis round trips and commands per operation of `phase`, one operation at a time.
+async fn probe(
+    stats: &mut RedisStats,
+    target: Arc<dyn Target>,
+    phase: Phase,
+    ops: u64,
+    ids: Arc<Vec<String>>,
+    store: &str,
+    mode: &str,
+) -> Result<()> {
+    let before = stats.snapshot().await?;
+    run_phase(target, phase, ops, 1, ids, 10_000_000_000, 7).await?;
+    let after = stats.snapshot().await?;
+    let d = stats.delta(before, after);
+    println!(
+        "redis store={store} mode={mode} phase={} probe_ops={ops} round_trips_per_op={:.2} commands_per_op={:.2}",
+        phase.name(),
+        d.reads as f64 / ops as f64,
+        d.commands as f64 / ops as f64,
+    );
+    Ok(())
+}
+
+async fn run(args: Args) -> Result<()> {
+    let spec = StoreSpec::parse(&args.store);
+    let label = spec.label().to_string();
+    let opts = StoreOptions {
+        capacity: args.sessions + args.ops + 2 * args.probe + 10_000,
+        file_sync: args.fsync,
+        ..StoreOptions::default()
+    };
+    let ttl = Duration::from_secs(30 * 60);
+    println!(
+        "loadgen store={label} sessions={} ops={} concurrency={} workers={} raw={} payload_bytes={} fsync={}",
+        args.sessions,
+        args.ops,
+        args.concurrency,
+        args.workers,
+        if args.raw { "yes" } else { "no" },
+        payload::size(0)?,
+        args.fsync,
+    );
+
+    let opened = stores::open_store(&spec, &opts).await?;
+    let manager = Manager::new(
+        opened.store.clone(),
+        Config {
+            idle_ttl: ttl,
+            ..Config::default()
+        },
+    )?;
+    let mut sides: Vec<(&str, Arc<dyn Target>)> =
+        vec![("session", Arc::new(SessionTarget { manager }))];
+    let mut raw_backend: Option<Arc<dyn Raw>> = None;
+    if args.raw {
+        let raw: Arc<dyn Raw> = Arc::from(stores::open_raw(&spec, &opts).await?);
+        raw_backend = Some(raw.clone());
+        sides.push(("raw", Arc::new(RawTarget { raw, ttl })));
+    }
+    let mut stats = if label == "redis" {
+        Some(RedisStats::open(&spec.location).await?)
+    } else {
+        None
+    };
+
+    let outcome = async {
+        // setup: N sessions per side
+        let mut ids = Vec::new();
+        for (mode, t) in &sides {
+            let (created, r) = run_phase(
+                t.clone(),
+                Phase::Create,
+                args.sessions,
+                args.concurrency,
+                Arc::new(Vec::new()),
+                0,
+                1,
+            )
+            .await?;
+            println!(
+                "setup store={label} mode={mode} sessions={} secs={:.3}",
+                created.len(),
+                r.elapsed.as_secs_f64()
+            );
+            ids.push(Arc::new(created));
+        }
+        for (p, phase) in Phase::ALL.into_iter().enumerate() {
+            let mut rates = Vec::new();
+            for ((mode, t), ids) in sides.iter().zip(&ids) {
+                let (_, r) = run_phase(
+                    t.clone(),
+                    phase,
+                    args.ops,
+                    args.concurrency,
+                    ids.clone(),
+                    args.sessions + 1 + p as u64 * args.ops,
+                    100 + p as u64,
+                )
+                .await?;
+                print_result(&label, mode, phase, &r);
+                rates.push(r.ops_per_sec());
+                if let Some(stats) = stats.as_mut() {
+                    probe(
+                        stats,
+                        t.clone(),
+                        phase,
+                        args.probe,
+                        ids.clone(),
+                        &label,
+                        mode,
+                    )
+                    .await?;
+                }
+            }
+            if let [session, raw] = rates[..] {
+                let ratio = session / raw;
+                let (t, met) = match target(&label, phase) {
+                    Some(t) => (format!("{t:.2}"), if ratio >= t { "yes" } else { "no" }),
+                    None => ("none".to_string(), "n/a"),
+                };
+                println!(
+                    "ratio store={label} phase={} session_over_raw={ratio:.2} target={t} met={met}",
+                    phase.name()
+                );
+            }
+        }
+        Ok::<_, BoxError>(())
+    }
+    .await;
+
+    opened.cleanup().await?;
+    if let Some(raw) = raw_backend {
+        raw.cleanup().await?;
+    }
+    outcome
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            std::process::exit(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.workers)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("loadgen: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(run(args)) {
+        eprintln!("loadgen: {e}");
+        std::process::exit(1);
+    }
+}
