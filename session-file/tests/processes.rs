@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{BufRead as _, BufReader, Write as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -254,7 +255,18 @@ fn sigkill_mid_write_leaves_a_whole_record() {
         child.child.kill().expect("SIGKILL the writer");
         let status = child.wait();
         assert!(!status.success(), "the writer was killed, not finished");
-        leftovers.extend(temp_files(tmp.path()));
+        for name in temp_files(tmp.path()) {
+            let mode = fs::metadata(tmp.path().join(&name))
+                .expect("stat")
+                .permissions()
+                .mode();
+            assert_eq!(
+                mode & 0o777,
+                0o600,
+                "{name}: a temp file must be private too"
+            );
+            leftovers.insert(name);
+        }
 
         // A fresh store, as after a restart: the record is one whole version, never torn.
         let n = rt.block_on(async {

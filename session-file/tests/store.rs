@@ -552,3 +552,55 @@ async fn bad_input_is_rejected_before_touching_disk() {
     ));
     assert_eq!(tree(store.dir()), BTreeSet::from(["owners/".to_string()]));
 }
+
+#[tokio::test]
+async fn writers_wait_for_the_advisory_lock_and_can_time_out() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let store = FileStore::builder(tmp.path())
+        .lock_timeout(Duration::from_millis(100))
+        .open()
+        .await
+        .expect("open");
+    let sid = id();
+    store.set(&sid, "k", val(1), HOUR).await.expect("set");
+    // Another holder of the session's advisory lock (as another process would hold it).
+    let holder = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(tmp.path().join(format!("lock_{sid}")))
+        .expect("open lock file");
+    holder.lock().expect("flock");
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        store.set(&sid, "k", val(2), HOUR).await,
+        Err(Error::Locked(_))
+    ));
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    // Readers take no lock.
+    assert_eq!(
+        store
+            .get(&sid, "k")
+            .await
+            .expect("get")
+            .map(|v| v.decode::<u32>().expect("u32")),
+        Some(1)
+    );
+    // Released: the waiting writer gets through.
+    let writer = {
+        let (store, sid) = (store.clone(), sid.clone());
+        tokio::spawn(async move { store.set(&sid, "k", val(3), HOUR).await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(holder);
+    writer.await.expect("task").expect("set after release");
+    assert_eq!(
+        store
+            .get(&sid, "k")
+            .await
+            .expect("get")
+            .map(|v| v.decode::<u32>().expect("u32")),
+        Some(3)
+    );
+}
