@@ -1,0 +1,88 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod options;
+mod schema;
+mod store;
+
+pub use options::MySqlOptions;
+pub use schema::SCHEMA_VERSION;
+pub use store::MySqlStore;
+
+/// Re-export of the sqlx types this crate's API uses ([`MySqlPool`](sqlx::MySqlPool),
+/// [`MySqlConnectOptions`](sqlx::mysql::MySqlConnectOptions)), so callers need no direct sqlx
+/// dependency of a matching version.
+pub use sqlx;
+
+use session_core::Error;
+
+/// The backend name used in errors ([`Error::Backend`], [`Error::Corrupt`]).
+pub(crate) const BACKEND: &str = "mysql";
+
+/// Longest table base name: the driver appends suffixes of up to 15 characters
+/// (`_schema_version`, `_values_session`, ...) and MySQL identifiers end at 64 characters.
+pub const MAX_TABLE_NAME_LEN: usize = 40;
+
+/// Checks a name that will be put into SQL as an identifier: `[A-Za-z_][A-Za-z0-9_]*`, 1 to
+/// `max` characters. Nothing else is ever interpolated into a statement.
+pub(crate) fn check_ident(what: &str, name: &str, max: usize) -> session_core::Result<()> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !first_ok || name.len() > max || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(Error::InvalidInput(format!(
+            "{what} must match [A-Za-z_][A-Za-z0-9_]* and be 1 to {max} characters long"
+        )));
+    }
+    Ok(())
+}
+
+/// Maps an sqlx error: undecodable stored data is [`Error::Corrupt`], a pool that found no
+/// connection in time gets a clear word, everything else is [`Error::Backend`].
+pub(crate) fn db_error(e: sqlx::Error) -> Error {
+    match e {
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+            Error::corrupt(BACKEND, format!("unreadable stored row: {e}"))
+        }
+        sqlx::Error::PoolTimedOut => Error::backend(
+            BACKEND,
+            "no database connection became available within the acquire timeout \
+             (is the MySQL/MariaDB server down or unreachable, or the pool too small?)",
+        ),
+        sqlx::Error::PoolClosed => Error::backend(BACKEND, "the store was closed"),
+        e => Error::backend(BACKEND, e),
+    }
+}
+
+/// Whether an error is a deadlock (1213) or serialization failure (SQLSTATE 40001) worth
+/// retrying the transaction for.
+pub(crate) fn is_retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            matches!(code.as_deref(), Some("40001"))
+                || db
+                    .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                    .is_some_and(|e| e.number() == 1213)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_ident;
+
+    #[test]
+    fn identifiers_are_checked() {
+        assert!(check_ident("table", "sessions", 40).is_ok());
+        assert!(check_ident("table", "_Sessions_2", 40).is_ok());
+        assert!(check_ident("table", "", 40).is_err());
+        assert!(check_ident("table", "2sessions", 40).is_err());
+        assert!(check_ident("table", "sessions`; DROP TABLE x", 40).is_err());
+        assert!(check_ident("table", "séssions", 40).is_err());
+        assert!(check_ident("table", &"a".repeat(41), 40).is_err());
+        assert!(check_ident("table", &"a".repeat(40), 40).is_ok());
+    }
+}

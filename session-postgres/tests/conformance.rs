@@ -1,0 +1,8 @@
+//! The shared conformance suite against the real PostgreSQL on 127.0.0.1:5432 (`POSTGRES_URL`
+//! overrides), each case in a fresh schema that the teardown drops.
+
+mod common;
+
+use common::{new_store, teardown};
+
+session_conformance::suite!(new_store, teardown);
