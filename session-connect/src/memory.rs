@@ -243,8 +243,10 @@ impl Backend for MemoryBackend {
             return Ok(false);
         };
         if let (Some(ms), Some(user)) = (keep, rec.info.user) {
-            st.kept
-                .insert(user, (conn.clone(), rec.ctx, check::now_millis() + ms));
+            let now = check::now_millis();
+            // Drop contexts whose window passed, so unrestored ones do not pile up.
+            st.kept.retain(|_, (_, _, until)| *until >= now);
+            st.kept.insert(user, (conn.clone(), rec.ctx, now + ms));
         }
         Ok(true)
     }

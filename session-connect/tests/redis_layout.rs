@@ -1,0 +1,113 @@
+//! The Redis key layout and channels documented in the README, checked against a real server.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::AsyncCommands;
+use session_connect::{ConnMeta, Event, Hub, Target};
+use tokio::sync::mpsc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_channels_are_as_documented() {
+    let prefix = common::unique_prefix();
+    let backend = common::open_redis(&prefix).await;
+    let hub = Hub::builder(std::sync::Arc::new(backend.clone()))
+        .addr("127.0.0.1", 7100)
+        .beat_interval(common::BEAT)
+        .start()
+        .await
+        .expect("hub");
+    let client = redis::Client::open(common::redis_url()).expect("url");
+    let mut r = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let node = hub.node().clone();
+    let (tx, mut rx) = mpsc::channel(8);
+    let conn = hub
+        .open(ConnMeta::new("tcp", None), None, tx)
+        .await
+        .expect("open");
+    hub.bind(&conn, "olga").await.expect("bind");
+    hub.context(&conn).set("k", &1u8).await.expect("set");
+
+    let p = &prefix;
+    let meta: std::collections::HashMap<String, String> = r
+        .hgetall(format!("{p}:conn:{conn}"))
+        .await
+        .expect("hgetall");
+    assert_eq!(meta.get("transport").map(String::as_str), Some("tcp"));
+    assert_eq!(meta.get("user").map(String::as_str), Some("olga"));
+    assert_eq!(meta.get("ver").map(String::as_str), Some("1"));
+    let ctx: Vec<u8> = r.hget(format!("{p}:ctx:{conn}"), "k").await.expect("hget");
+    assert_eq!(ctx, rmp_serde::to_vec(&1u8).expect("msgpack"));
+    let users: Vec<String> = r
+        .smembers(format!("{p}:user:olga"))
+        .await
+        .expect("smembers");
+    assert_eq!(users, vec![conn.to_string()]);
+    let on_node: Vec<String> = r
+        .smembers(format!("{p}:nodeconns:{node}"))
+        .await
+        .expect("smembers");
+    assert_eq!(on_node, vec![conn.to_string()]);
+    let deadline: Option<f64> = r
+        .zscore(format!("{p}:nodes"), node.as_str())
+        .await
+        .expect("zscore");
+    assert!(deadline.is_some(), "the node is in the liveness table");
+    let boot: u64 = r
+        .get(format!("{p}:boot:127.0.0.1:7100"))
+        .await
+        .expect("boot");
+    assert_eq!(boot, node.epoch());
+
+    // a publish on the node's channel from outside reaches nothing it cannot decode, and the
+    // hub's own send goes through the channel for all
+    let n: usize = r
+        .publish(format!("{p}:node:{node}"), b"junk".to_vec())
+        .await
+        .expect("publish");
+    assert_eq!(n, 1, "the hub listens on its node channel");
+    let n: usize = r
+        .publish(format!("{p}:all"), b"junk".to_vec())
+        .await
+        .expect("publish");
+    assert_eq!(n, 1, "the hub listens on the channel for all");
+    let d = hub
+        .send(Target::Conn(&conn), Bytes::from_static(b"ok"))
+        .await
+        .expect("send");
+    assert_eq!(d.local, 1);
+    assert_eq!(
+        rx.recv().await,
+        Some(Event::Message(Bytes::from_static(b"ok")))
+    );
+
+    // close with keep_for: kept context and its origin, with an expiry
+    hub.close(&conn, Some(Duration::from_secs(60)))
+        .await
+        .expect("close");
+    let exists: bool = r.exists(format!("{p}:conn:{conn}")).await.expect("exists");
+    assert!(!exists);
+    let kept_ttl: i64 = r.pttl(format!("{p}:kept:olga")).await.expect("pttl");
+    assert!(kept_ttl > 0 && kept_ttl <= 60_000, "{kept_ttl}");
+    let from: String = r.get(format!("{p}:keptfrom:olga")).await.expect("get");
+    assert_eq!(from, conn.to_string());
+    let users: Vec<String> = r
+        .smembers(format!("{p}:user:olga"))
+        .await
+        .expect("smembers");
+    assert!(users.is_empty());
+
+    hub.shutdown().await.expect("shutdown");
+    let deadline: Option<f64> = r
+        .zscore(format!("{p}:nodes"), node.as_str())
+        .await
+        .expect("zscore");
+    assert_eq!(deadline, None);
+    assert!(backend.clear_prefix().await.expect("cleanup") > 0);
+}
