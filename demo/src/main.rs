@@ -1,0 +1,61 @@
+//! `cargo run -p session-demo -- --help`
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use session::Manager;
+use session_demo::{Options, app, cookie_config, purge_loop, serve, session_config};
+
+fn main() -> ExitCode {
+    let options = match Options::parse(std::env::args().skip(1), |k| std::env::var(k).ok()) {
+        Ok(o) => o,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("session-demo: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("session-demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
+    let store = options.store.open().await?;
+    let manager = Manager::new(store.clone(), session_config())?;
+    let router = app(manager, cookie_config(options.secret.as_deref()))?;
+    tokio::spawn(purge_loop(store.clone(), Duration::from_secs(60)));
+
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    println!(
+        "session demo on http://{bound}/ (store: {}, cookie {}); Ctrl-C stops it",
+        store.name(),
+        if options.secret.is_some() {
+            "signed"
+        } else {
+            "unsigned"
+        }
+    );
+    serve(listener, router, async {
+        let _ = tokio::signal::ctrl_c().await;
+        println!("\nshutting down: finishing the requests in flight");
+    })
+    .await?;
+    Ok(())
+}
