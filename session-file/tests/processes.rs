@@ -247,8 +247,11 @@ fn sigkill_mid_write_leaves_a_whole_record() {
     let mut rng = Rng::new();
     let mut last = 0u64;
     let mut leftovers = BTreeSet::new();
-    let rounds = 8;
-    for round in 0..rounds {
+    // At least 8 kills, and more until 3 of them landed mid-write (a temp file was left), at most 60.
+    let mut rounds = 0;
+    while rounds < 8 || (leftovers.len() < 3 && rounds < 60) {
+        let round = rounds;
+        rounds += 1;
         let mut child = spawn("writer", tmp.path(), &sid, &[]);
         child.wait_for("CHILD-READY");
         std::thread::sleep(Duration::from_millis(20 + rng.below(250)));
@@ -286,9 +289,13 @@ fn sigkill_mid_write_leaves_a_whole_record() {
         last = n;
     }
     assert!(last > 0, "the writer never completed a write");
+    println!(
+        "{} of {rounds} kills landed mid-write; last version {last}",
+        leftovers.len()
+    );
     // A kill that hits mid-write leaves the temp file of the write it interrupted.
     assert!(
-        !leftovers.is_empty(),
+        leftovers.len() >= 3,
         "no kill in {rounds} rounds landed mid-write; the test did not exercise torn writes"
     );
     // The next purge removes what crashed writers left behind (here: at once).
