@@ -98,13 +98,13 @@ async fn schema_version_is_recorded_and_a_newer_one_refused() {
     let db = common::create_database("version").await;
     let store = common::open_in(&db).await;
     assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
-    let stored: i64 = sqlx::query(&format!("SELECT version FROM `sessions_schema_version`"))
+    let stored: i64 = sqlx::query("SELECT version FROM `sessions_schema_version`")
         .fetch_one(store.pool())
         .await
         .unwrap()
         .get(0);
     assert_eq!(stored, SCHEMA_VERSION);
-    sqlx::query(&format!("UPDATE `sessions_schema_version` SET version = ?"))
+    sqlx::query("UPDATE `sessions_schema_version` SET version = ?")
         .bind(SCHEMA_VERSION + 1)
         .execute(store.pool())
         .await
