@@ -134,6 +134,7 @@ pub trait Backend: Send + Sync + 'static {
     async fn session_conns(&self, session: &SessionId) -> Result<Vec<ConnId>>;
 
     /// One page of every registered connection; start with `None`, pass each page's `next`.
-    /// Every connection registered for the whole listing is returned at least once.
+    /// Every connection registered for the whole listing is returned at least once. `limit` is
+    /// a hint, like `SCAN`'s `COUNT`: a page may hold more (or, while more follow, fewer).
     async fn list(&self, cursor: Option<&str>, limit: usize) -> Result<ConnPage>;
 }

@@ -458,8 +458,8 @@ impl Hub {
     }
 
     /// One page of every registered connection, on every node (Dce `listFdForm`). Start with
-    /// `cursor = None` and pass each page's `next` until it is `None`; `limit` bounds the page
-    /// size. See [`conns`](Self::conns) for a cursor that does this.
+    /// `cursor = None` and pass each page's `next` until it is `None`. `limit` is a hint for the
+    /// page size (the Redis backend may return more: `SSCAN` returns small sets whole). See [`conns`](Self::conns) for a cursor that does this.
     pub async fn list_page(&self, cursor: Option<&str>, limit: usize) -> Result<ConnPage> {
         self.shared.backend.list(cursor, limit).await
     }

@@ -13,7 +13,7 @@ use session_redis::RedisStore;
 use tokio::sync::mpsc;
 
 /// Beat interval of the tests: short, so liveness cases take a second or two.
-pub const BEAT: Duration = Duration::from_millis(100);
+pub const BEAT: Duration = Duration::from_millis(150);
 
 /// One isolated registry (and session store) for one test case.
 #[async_trait]

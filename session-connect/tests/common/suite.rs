@@ -685,7 +685,6 @@ pub async fn listing_is_a_cursor_over_every_connection(fx: Arc<dyn Fixture>) {
     let mut cursor = a.conns(3);
     while let Some(page) = cursor.next_page().await.expect("page") {
         pages += 1;
-        assert!(page.len() <= 6, "pages stay near the limit");
         for info in page {
             assert_eq!(info.transport, "ws");
             seen.insert(info.id);
@@ -693,7 +692,9 @@ pub async fn listing_is_a_cursor_over_every_connection(fx: Arc<dyn Fixture>) {
         assert!(pages < 50, "the cursor ends");
     }
     assert_eq!(seen, expected);
-    assert!(pages >= 3, "the listing came in several pages, got {pages}");
+    // `limit` is a hint (Redis's SSCAN may return a small set whole), but 11 connections on
+    // two nodes never come in one page of 3.
+    assert!(pages >= 2, "the listing came in several pages, got {pages}");
     let first = a.list_page(None, 100).await.expect("page");
     assert_eq!(first.conns.len(), 11);
     assert!(first.next.is_none());
