@@ -556,20 +556,16 @@ impl Disk {
         Ok(entry_state(self.read_record(id)?.as_ref(), encoded, now))
     }
 
-    /// Removes a dead index entry, re-checking under the session lock.
+    /// Removes a dead index entry, re-checking under the session lock. An expired record stays
+    /// for the purge to delete (and count).
     fn prune_owner_entry(&self, encoded: &str, id: &SessionId) -> Result<()> {
         let txn = match self.begin(id, OnCorrupt::Fail) {
             Ok(txn) => txn,
             Err(Error::Corrupt { .. }) => return Ok(()),
             Err(e) => return Err(e),
         };
-        if entry_state(txn.before.as_ref(), encoded, txn.now) != EntryState::Dead {
-            return Ok(());
-        }
-        self.remove_owner_entry(encoded, id)?;
-        if txn.before.as_ref().is_some_and(|r| r.expired(txn.now)) {
-            // Expired anyway: delete it now rather than at the next purge.
-            txn.commit(None)?;
+        if entry_state(txn.before.as_ref(), encoded, txn.now) == EntryState::Dead {
+            self.remove_owner_entry(encoded, id)?;
         }
         Ok(())
     }

@@ -296,7 +296,8 @@ fn sigkill_mid_write_leaves_a_whole_record() {
     // A kill that hits mid-write leaves the temp file of the write it interrupted.
     assert!(
         leftovers.len() >= 3,
-        "no kill in {rounds} rounds landed mid-write; the test did not exercise torn writes"
+        "only {} of {rounds} kills landed mid-write; the test did not exercise torn writes",
+        leftovers.len()
     );
     // The next purge removes what crashed writers left behind (here: at once).
     rt.block_on(async {
