@@ -208,7 +208,8 @@ impl Backend for MemoryBackend {
             }
         }
         st.nodes.remove(node);
-        st.subscribers.remove(node);
+        // The node's subscription stays: a node purged while alive keeps receiving messages
+        // for its connections (as on Redis); a dead node's closed channel is pruned on publish.
         Ok(n)
     }
 
