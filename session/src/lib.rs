@@ -21,3 +21,7 @@ pub use session_sled as sled;
 /// The Redis driver, single node or Cluster (feature `redis`).
 #[cfg(feature = "redis")]
 pub use session_redis as redis;
+
+/// The connection registry for long-lived connections (feature `connect`).
+#[cfg(feature = "connect")]
+pub use session_connect as connect;
