@@ -45,6 +45,19 @@ struct Inner {
     _temp: Option<tempfile::TempDir>,
 }
 
+impl Drop for Inner {
+    /// Deletes the directory of a [`FileStore::temporary`] store on the blocking pool when there is
+    /// a runtime (the last clone is usually dropped inside async code), else right here.
+    fn drop(&mut self) {
+        if let Some(temp) = self._temp.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(move || drop(temp))),
+                Err(_) => drop(temp),
+            }
+        }
+    }
+}
+
 /// Options for [`FileStore`], made by [`FileStore::builder`].
 #[derive(Clone, Debug)]
 pub struct FileStoreBuilder {
