@@ -25,3 +25,8 @@ pub use session_redis as redis;
 /// The connection registry for long-lived connections (feature `connect`).
 #[cfg(feature = "connect")]
 pub use session_connect as connect;
+
+/// The repository README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct RootReadme;
