@@ -217,3 +217,40 @@ async fn writers_on_separate_pools_lose_nothing() {
     }
     common::drop_database(&db).await;
 }
+
+#[tokio::test]
+async fn killed_connections_are_replaced() {
+    let db = common::create_database("killed").await;
+    let store = MySqlStore::builder()
+        .max_connections(2)
+        .connect_with(common::options().database(&db))
+        .await
+        .unwrap();
+    let id = SessionId::generate().unwrap();
+    store.set(&id, "k", val("v"), HOUR).await.unwrap();
+
+    // The server ends every connection of the pool (as a restart or a proxy would).
+    let mut admin = common::admin().await;
+    let ids: Vec<u64> = sqlx::query_scalar(
+        "SELECT CAST(ID AS UNSIGNED) FROM information_schema.PROCESSLIST WHERE DB = ?",
+    )
+    .bind(&db)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!ids.is_empty(), "the pool had no connection to kill");
+    for conn in ids {
+        // An integer the server gave us: KILL takes no bound parameter.
+        sqlx::query(&format!("KILL CONNECTION {conn}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+
+    // The pool notices and connects again: the next calls work, without a new store.
+    assert_eq!(store.get(&id, "k").await.unwrap(), Some(val("v")));
+    store.set(&id, "k2", val("w"), HOUR).await.unwrap();
+    assert_eq!(store.get_size(&id).await.unwrap(), 2);
+    store.close().await;
+    common::drop_database(&db).await;
+}

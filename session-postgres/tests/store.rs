@@ -232,3 +232,43 @@ async fn writers_on_separate_pools_lose_nothing() {
     }
     common::drop_schema(&schema).await;
 }
+
+#[tokio::test]
+async fn killed_connections_are_replaced() {
+    use std::str::FromStr;
+
+    use session_postgres::sqlx::postgres::PgConnectOptions;
+
+    let schema = common::create_schema("killed").await;
+    let app = common::unique_schema("app");
+    let options = PgConnectOptions::from_str(&common::url())
+        .unwrap()
+        .application_name(&app);
+    let store = PostgresStore::builder()
+        .schema(&schema)
+        .max_connections(2)
+        .connect_with(options)
+        .await
+        .unwrap();
+    let id = SessionId::generate().unwrap();
+    store.set(&id, "k", val("v"), HOUR).await.unwrap();
+
+    // The server ends every connection of the pool (as a restart or a proxy would).
+    let mut admin = common::admin().await;
+    let killed: i64 = sqlx::query(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&app)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap()
+    .get(0);
+    assert!(killed >= 1, "the pool had no connection to kill");
+
+    // The pool notices and connects again: the next calls work, without a new store.
+    assert_eq!(store.get(&id, "k").await.unwrap(), Some(val("v")));
+    store.set(&id, "k2", val("w"), HOUR).await.unwrap();
+    assert_eq!(store.get_size(&id).await.unwrap(), 2);
+    store.close().await;
+    common::drop_schema(&schema).await;
+}
