@@ -64,13 +64,13 @@ async fn ttl_over_30_days_uses_an_absolute_exptime_and_stays_readable() {
         deadline >= before + 31 * 86_400_000 && deadline <= check::now_millis() + 31 * 86_400_000,
         "deadline {deadline} is not 31 days ahead"
     );
-    // memcached itself keeps the item for 31 days (plus the rounding second or two).
+    // memcached itself keeps the item for 31 days (plus our rounding up and its clock's lag).
     let t = remaining_ttl(&mut raw, &store.session_key(&id))
         .await
         .expect("item present");
     let want = 31 * 86_400;
     assert!(
-        t > RELATIVE_EXPTIME_MAX as i64 && (want - 2..=want + 3).contains(&t),
+        t > RELATIVE_EXPTIME_MAX as i64 && (want - 2..=want + 5).contains(&t),
         "memcached's remaining ttl is {t} s, expected about {want}"
     );
     // update_ttl to the longest TTL (ten years) keeps it readable too.

@@ -230,6 +230,26 @@ impl Private {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -{signal} failed");
+        if signal == "STOP" {
+            // kill returns once the signal is sent; wait until every thread has stopped.
+            let stat = format!("/proc/{}/stat", self.pid());
+            let start = Instant::now();
+            loop {
+                let text = std::fs::read_to_string(&stat).expect("read /proc/<pid>/stat");
+                let state = text
+                    .rsplit(')')
+                    .next()
+                    .and_then(|rest| rest.split_whitespace().next());
+                if state == Some("T") {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(5),
+                    "memcached did not stop"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
     }
 }
 
