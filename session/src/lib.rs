@@ -22,6 +22,14 @@ pub use session_sled as sled;
 #[cfg(feature = "redis")]
 pub use session_redis as redis;
 
+/// The PostgreSQL driver (feature `postgres`).
+#[cfg(feature = "postgres")]
+pub use session_postgres as postgres;
+
+/// The MySQL and MariaDB driver (feature `mysql`).
+#[cfg(feature = "mysql")]
+pub use session_mysql as mysql;
+
 /// The connection registry for long-lived connections (feature `connect`).
 #[cfg(feature = "connect")]
 pub use session_connect as connect;
