@@ -16,7 +16,7 @@ use session_core::{Config, Manager};
 
 const USAGE: &str =
     "usage: loadgen --store SPEC [--raw] [--sessions N] [--ops M] [--concurrency C] \
-[--workers W] [--no-fsync] [--probe K]
+[--workers W] [--no-fsync] [--probe K] [--phases create,read,write] [--rounds R]
   SPEC: memory | file[:DIR] | sqlite[:PATH] | sled[:DIR] | redis://HOST:PORT[/DB]";
 
 /// The command line.
@@ -30,6 +30,8 @@ struct Args {
     workers: usize,
     fsync: bool,
     probe: u64,
+    phases: Vec<Phase>,
+    rounds: u64,
 }
 
 fn parse_args() -> Result<Args> {
@@ -42,6 +44,8 @@ fn parse_args() -> Result<Args> {
         workers: 2,
         fsync: true,
         probe: 200,
+        phases: Phase::ALL.to_vec(),
+        rounds: 10,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -64,7 +68,19 @@ fn parse_args() -> Result<Args> {
             }
             "--workers" => a.workers = num(value("--workers")?, "--workers")? as usize,
             "--no-fsync" => a.fsync = false,
+            "--rounds" => a.rounds = num(value("--rounds")?, "--rounds")?,
             "--probe" => a.probe = num(value("--probe")?, "--probe")?,
+            "--phases" => {
+                a.phases = value("--phases")?
+                    .split(',')
+                    .map(|p| {
+                        Phase::ALL
+                            .into_iter()
+                            .find(|x| x.name() == p.trim())
+                            .ok_or_else(|| BoxError::from(format!("unknown phase {p:?}\n{USAGE}")))
+                    })
+                    .collect::<Result<_>>()?
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -140,9 +156,10 @@ async fn run(args: Args) -> Result<()> {
     };
     let ttl = Duration::from_secs(30 * 60);
     println!(
-        "loadgen store={label} sessions={} ops={} concurrency={} workers={} raw={} payload_bytes={} fsync={}",
+        "loadgen store={label} sessions={} ops={} rounds={} concurrency={} workers={} raw={} payload_bytes={} fsync={}",
         args.sessions,
         args.ops,
+        args.rounds,
         args.concurrency,
         args.workers,
         if args.raw { "yes" } else { "no" },
@@ -193,20 +210,39 @@ async fn run(args: Args) -> Result<()> {
             );
             ids.push(Arc::new(created));
         }
-        for (p, phase) in Phase::ALL.into_iter().enumerate() {
+        for (p, phase) in args.phases.iter().copied().enumerate() {
+            // rounds alternate the sides, so load changes on a shared machine hit both alike
+            let mut merged: Vec<Option<PhaseResult>> = vec![None; sides.len()];
+            let mut next = args.sessions + 1 + p as u64 * args.ops;
+            for round in 0..args.rounds {
+                let share = args.ops / args.rounds + u64::from(round < args.ops % args.rounds);
+                for (((_, t), ids), acc) in sides.iter().zip(&ids).zip(merged.iter_mut()) {
+                    let (_, r) = run_phase(
+                        t.clone(),
+                        phase,
+                        share,
+                        args.concurrency,
+                        ids.clone(),
+                        next,
+                        100 + p as u64 * 1000 + round,
+                    )
+                    .await?;
+                    *acc = Some(match acc.take() {
+                        None => r,
+                        Some(mut a) => {
+                            a.ops += r.ops;
+                            a.elapsed += r.elapsed;
+                            a.latency.add(&r.latency)?;
+                            a
+                        }
+                    });
+                }
+                next += share;
+            }
             let mut rates = Vec::new();
-            for ((mode, t), ids) in sides.iter().zip(&ids) {
-                let (_, r) = run_phase(
-                    t.clone(),
-                    phase,
-                    args.ops,
-                    args.concurrency,
-                    ids.clone(),
-                    args.sessions + 1 + p as u64 * args.ops,
-                    100 + p as u64,
-                )
-                .await?;
-                print_result(&label, mode, phase, &r);
+            for ((mode, t), (ids, r)) in sides.iter().zip(ids.iter().zip(&merged)) {
+                let r = r.as_ref().ok_or("no rounds ran")?;
+                print_result(&label, mode, phase, r);
                 rates.push(r.ops_per_sec());
                 if let Some(stats) = stats.as_mut() {
                     probe(
