@@ -95,11 +95,17 @@ pub async fn teardown(store: Arc<dyn Storage>) {
         .unwrap()
         .remove(&addr_of(&store))
         .expect("teardown of a store that new_store did not make");
-    // The crawler can miss an item it passes while it is moved between LRU queues, so dump
-    // again until a whole dump finds none of the prefix's keys.
-    for _ in 0..5 {
+    // The crawler can miss an item that moves between LRU queues while it passes, so dump again
+    // until two dumps in a row find none of the prefix's keys.
+    let mut clean = 0;
+    for _ in 0..8 {
         if delete_prefix(&prefix).await == 0 {
-            return;
+            clean += 1;
+            if clean == 2 {
+                return;
+            }
+        } else {
+            clean = 0;
         }
     }
 }
