@@ -30,6 +30,11 @@ pub use session_postgres as postgres;
 #[cfg(feature = "mysql")]
 pub use session_mysql as mysql;
 
+/// The memcached driver (feature `memcached`). It has no owner index, so a
+/// [`Manager`] on it needs [`Config::owner_index`] switched off.
+#[cfg(feature = "memcached")]
+pub use session_memcached as memcached;
+
 /// The connection registry for long-lived connections (feature `connect`).
 #[cfg(feature = "connect")]
 pub use session_connect as connect;
