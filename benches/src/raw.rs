@@ -242,7 +242,13 @@ impl Raw for SqliteRaw {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % readers.len();
         let id = id.to_string();
         blocking(move || {
-            let conn = readers[i].lock().map_err(poisoned)?;
+            // a free reader if there is one, else wait for the next in turn
+            let n = readers.len();
+            let free = (0..n).find_map(|k| readers[(i + k) % n].try_lock().ok());
+            let conn = match free {
+                Some(conn) => conn,
+                None => readers[i].lock().map_err(poisoned)?,
+            };
             let mut stmt = conn.prepare_cached(SQL_SELECT)?;
             let blob: Option<Vec<u8>> = stmt
                 .query_row(params![id, now_millis() as i64], |r| r.get(0))
