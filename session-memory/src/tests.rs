@@ -87,16 +87,16 @@ async fn expired_session_is_missing_before_moka_evicts_it() {
     data.insert("a".into(), v(1));
     data.insert("b".into(), v(2));
     store
-        .set_map(&id, data, Duration::from_millis(40))
+        .set_map(&id, data, Duration::from_millis(200))
         .await
         .expect("set_map");
     store.index_add("ada", &id, LONG).await.expect("index_add");
     let lease = store
-        .try_lock(&id, Duration::from_millis(40))
+        .try_lock(&id, Duration::from_millis(200))
         .await
         .expect("try_lock");
     assert!(lease.is_some());
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     store.sessions.run_pending_tasks().await;
 
     // moka still holds the record: the driver's own deadline check is what hides it.
@@ -138,7 +138,7 @@ async fn purge_removes_expired_records_moka_still_holds() {
     let store = lazy_eviction_store();
     let (dead, alive) = (id(), id());
     store
-        .set(&dead, "k", v(1), Duration::from_millis(20))
+        .set(&dead, "k", v(1), Duration::from_millis(200))
         .await
         .expect("set");
     store.set(&alive, "k", v(1), LONG).await.expect("set");
@@ -146,7 +146,7 @@ async fn purge_removes_expired_records_moka_still_holds() {
         .index_add("ada", &dead, LONG)
         .await
         .expect("index_add");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(store.purge_expired().await.expect("purge"), 1);
     assert!(store.sessions.get(&dead).await.is_none());
     assert_eq!(store.owners.len(), 0, "purge left the dead binding");
@@ -160,7 +160,7 @@ async fn owner_index_prunes_removed_expired_and_moved_sessions() {
     let ids: Vec<SessionId> = (0..4).map(|_| id()).collect();
     for (n, id) in ids.iter().enumerate() {
         let ttl = if n == 1 {
-            Duration::from_millis(30)
+            Duration::from_millis(250)
         } else {
             LONG
         };
@@ -170,7 +170,7 @@ async fn owner_index_prunes_removed_expired_and_moved_sessions() {
     assert_eq!(store.owners.len(), 4);
     store.remove_all(&ids[0]).await.expect("remove_all");
     store.index_add("bob", &ids[2], LONG).await.expect("move");
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
 
     let ada: HashSet<SessionId> = store
         .index_sessions("ada")
@@ -312,7 +312,7 @@ async fn concurrent_writers_lose_no_keys() {
 async fn lease_lock_is_token_checked_and_expires() {
     let store = MemoryStore::new();
     let id = id();
-    let lease = Duration::from_millis(50);
+    let lease = Duration::from_millis(400);
     let token = store.try_lock(&id, lease).await.expect("try_lock");
     let token = token.expect("free lock");
     assert!(
@@ -331,7 +331,7 @@ async fn lease_lock_is_token_checked_and_expires() {
         .await
         .expect("try_lock")
         .expect("free");
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
     let next = store.try_lock(&id, LONG).await.expect("try_lock");
     assert!(next.is_some(), "an expired lease kept the lock");
     assert!(
