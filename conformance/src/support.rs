@@ -14,3 +14,15 @@ pub(crate) fn join_error_message(join_err: tokio::task::JoinError) -> String {
         "panicked with a non-text payload".to_string()
     }
 }
+
+/// Whether a case's panic payload reports a machine stall ([`crate::STALL_MARKER`]).
+pub(crate) fn is_stall(payload: &(dyn std::any::Any + Send)) -> bool {
+    let text = if let Some(s) = payload.downcast_ref::<&'static str>() {
+        *s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.as_str()
+    } else {
+        return false;
+    };
+    text.contains(crate::STALL_MARKER)
+}

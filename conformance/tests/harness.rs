@@ -73,3 +73,53 @@ fn teardown_runs_and_the_failure_is_reraised() {
         "the re-raised panic lost the case's message: {message:?}"
     );
 }
+
+static STALL_RUNS: AtomicUsize = AtomicUsize::new(0);
+static ALWAYS_STALL_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// Reports a stall on its first run only, as a timing case does when the machine hiccups once.
+async fn stalls_once(_store: Arc<dyn Storage>) {
+    if STALL_RUNS.fetch_add(1, Ordering::SeqCst) == 0 {
+        panic!("{}: deliberate", session_conformance::STALL_MARKER);
+    }
+}
+
+async fn always_stalls(_store: Arc<dyn Storage>) {
+    ALWAYS_STALL_RUNS.fetch_add(1, Ordering::SeqCst);
+    panic!("{}: deliberate", session_conformance::STALL_MARKER);
+}
+
+#[test]
+fn a_stalled_case_runs_again_and_a_persistent_stall_still_fails() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run_case(
+        "stalls_once",
+        support::reference,
+        session_conformance::__private::no_teardown,
+        stalls_once,
+    ));
+    assert_eq!(
+        STALL_RUNS.load(Ordering::SeqCst),
+        2,
+        "run once more after a stall"
+    );
+
+    support::quiet::quiet_case_panics();
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(run_case(
+            "always_stalls",
+            support::reference,
+            session_conformance::__private::no_teardown,
+            always_stalls,
+        ))
+    }));
+    assert!(failed.is_err(), "a case that always stalls must fail");
+    assert_eq!(
+        ALWAYS_STALL_RUNS.load(Ordering::SeqCst),
+        session_conformance::STALL_ATTEMPTS as usize
+    );
+}

@@ -13,8 +13,9 @@ fn still_on_time(since: Instant, limit: Duration, what: &str) {
     let elapsed = since.elapsed();
     assert!(
         elapsed < limit,
-        "the machine stalled: {what} ran {} ms after the write, later than the {} ms this case \
+        "{}: {what} ran {} ms after the write, later than the {} ms this case \
          needs to be meaningful (not necessarily a driver bug; rerun on a less loaded machine)",
+        crate::STALL_MARKER,
         elapsed.as_millis(),
         limit.as_millis()
     );
