@@ -315,7 +315,7 @@ pub mod __private {
                 Ok(Ok(())) => return,
                 Ok(Err(join_err)) if join_err.is_panic() => {
                     let payload = join_err.into_panic();
-                    if attempt < crate::STALL_ATTEMPTS && crate::support::is_stall(&payload) {
+                    if attempt < crate::STALL_ATTEMPTS && crate::support::is_stall(&*payload) {
                         eprintln!(
                             "conformance case `{name}`: the machine stalled (attempt {attempt}), running it again"
                         );
