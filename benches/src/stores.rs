@@ -66,7 +66,7 @@ impl StoreSpec {
     }
 
     /// The Redis URL (the spec itself, or `REDIS_URL` / the default for a bare `redis`).
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         if self.location.is_empty() {
             crate::redis_url()
         } else {

@@ -184,7 +184,7 @@ async fn run(args: Args) -> Result<()> {
         sides.push(("raw", Arc::new(RawTarget { raw, ttl })));
     }
     let mut stats = if label == "redis" {
-        Some(RedisStats::open(&spec.location).await?)
+        Some(RedisStats::open(&spec.url()).await?)
     } else {
         None
     };
