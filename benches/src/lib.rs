@@ -3,6 +3,7 @@
 
 pub mod payload;
 pub mod raw;
+pub mod raw_server;
 pub mod redis_stats;
 pub mod run;
 pub mod stores;

@@ -22,6 +22,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tempfile::TempDir;
 
 use crate::Result;
+pub use crate::raw_server::{MemcachedRaw, MySqlRaw, PgRaw};
 
 /// A session as the raw baselines see it: key to MessagePack bytes.
 pub type RawData = HashMap<String, Bytes>;
@@ -47,14 +48,14 @@ pub trait Raw: Send + Sync + 'static {
     }
 }
 
-fn now_millis() -> u64 {
+pub(crate) fn now_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
-fn deadline(ttl: Duration) -> u64 {
+pub(crate) fn deadline(ttl: Duration) -> u64 {
     now_millis().saturating_add(ttl.as_millis() as u64)
 }
 

@@ -16,8 +16,9 @@ use session_core::{Config, Manager};
 
 const USAGE: &str =
     "usage: loadgen --store SPEC [--raw] [--sessions N] [--ops M] [--concurrency C] \
-[--workers W] [--no-fsync] [--probe K] [--phases create,read,write] [--rounds R]
-  SPEC: memory | file[:DIR] | sqlite[:PATH] | sled[:DIR] | redis://HOST:PORT[/DB]";
+[--workers W] [--pool P] [--no-fsync] [--probe K] [--phases create,read,write] [--rounds R]
+  SPEC: memory | file[:DIR] | sqlite[:PATH] | sled[:DIR] | redis://HOST:PORT[/DB]
+        | postgres://USER@HOST:PORT/DB | mysql://USER@HOST:PORT | memcached://HOST:PORT";
 
 /// The command line.
 #[derive(Debug)]
@@ -28,6 +29,7 @@ struct Args {
     ops: u64,
     concurrency: usize,
     workers: usize,
+    pool: Option<u32>,
     fsync: bool,
     probe: u64,
     phases: Vec<Phase>,
@@ -42,6 +44,7 @@ fn parse_args() -> Result<Args> {
         ops: 100_000,
         concurrency: 16,
         workers: 2,
+        pool: None,
         fsync: true,
         probe: 200,
         phases: Phase::ALL.to_vec(),
@@ -67,6 +70,7 @@ fn parse_args() -> Result<Args> {
                 a.concurrency = num(value("--concurrency")?, "--concurrency")? as usize
             }
             "--workers" => a.workers = num(value("--workers")?, "--workers")? as usize,
+            "--pool" => a.pool = Some(num(value("--pool")?, "--pool")?.clamp(1, 10_000) as u32),
             "--no-fsync" => a.fsync = false,
             "--rounds" => a.rounds = num(value("--rounds")?, "--rounds")?,
             "--probe" => a.probe = num(value("--probe")?, "--probe")?,
@@ -152,6 +156,7 @@ async fn run(args: Args) -> Result<()> {
     let opts = StoreOptions {
         capacity: args.sessions + args.ops + 2 * args.probe + 10_000,
         file_sync: args.fsync,
+        pool_size: args.pool,
         ..StoreOptions::default()
     };
     let ttl = Duration::from_secs(30 * 60);
@@ -168,18 +173,39 @@ async fn run(args: Args) -> Result<()> {
     );
 
     let opened = stores::open_store(&spec, &opts).await?;
+    // a store without an owner index (memcached) runs with the index off: Manager::new refuses
+    // the default config on it
+    let owner_index = opened.store.capabilities().owner_index;
+    if !owner_index {
+        println!("# store={label} has no owner index: Config::owner_index = false");
+    }
     let manager = Manager::new(
         opened.store.clone(),
         Config {
             idle_ttl: ttl,
+            owner_index,
             ..Config::default()
         },
-    )?;
+    );
+    let manager = match manager {
+        Ok(m) => m,
+        Err(e) => {
+            opened.cleanup().await?;
+            return Err(e.into());
+        }
+    };
     let mut sides: Vec<(&str, Arc<dyn Target>)> =
         vec![("session", Arc::new(SessionTarget { manager }))];
     let mut raw_backend: Option<Arc<dyn Raw>> = None;
     if args.raw {
-        let raw: Arc<dyn Raw> = Arc::from(stores::open_raw(&spec, &opts).await?);
+        let raw = match stores::open_raw(&spec, &opts).await {
+            Ok(raw) => raw,
+            Err(e) => {
+                opened.cleanup().await?;
+                return Err(e);
+            }
+        };
+        let raw: Arc<dyn Raw> = Arc::from(raw);
         raw_backend = Some(raw.clone());
         sides.push(("raw", Arc::new(RawTarget { raw, ttl })));
     }
@@ -273,10 +299,11 @@ async fn run(args: Args) -> Result<()> {
     }
     .await;
 
-    opened.cleanup().await?;
+    // the raw baseline first: it closes its pool before the driver's cleanup drops the schema
     if let Some(raw) = raw_backend {
         raw.cleanup().await?;
     }
+    opened.cleanup().await?;
     outcome
 }
 
