@@ -20,6 +20,9 @@ use session_core::SessionId;
 use crate::owners::OwnerIndex;
 use crate::record::{DeadlineExpiry, EVICTION_SLACK, Lease, Record};
 
+/// Number of write locks; a session's writes take the one its id hashes to.
+const STRIPES: usize = 64;
+
 /// Default bound on the number of sessions a [`MemoryStore`] holds.
 pub const DEFAULT_MAX_SESSIONS: u64 = 100_000;
 
@@ -48,6 +51,9 @@ pub const DEFAULT_MAX_SESSIONS: u64 = 100_000;
 #[derive(Clone)]
 pub struct MemoryStore {
     sessions: Cache<SessionId, Arc<Record>>,
+    /// Serialises the writes of one session: a write holds the stripe of its id across its
+    /// read and its insert, so concurrent writers to one session never lose each other's keys.
+    stripes: Arc<[tokio::sync::Mutex<()>]>,
     locks: Cache<SessionId, Arc<Lease>>,
     owners: Arc<OwnerIndex>,
     stamps: Arc<AtomicU64>,
@@ -140,6 +146,7 @@ impl MemoryStoreBuilder {
             .build();
         MemoryStore {
             sessions,
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             locks,
             owners,
             stamps: Arc::new(AtomicU64::new(1)),

@@ -1,6 +1,7 @@
 //! The `Storage` implementation.
 
 use std::future::ready;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
@@ -20,40 +21,43 @@ const NAME: &str = "memory";
 const SWEEP_FLOOR: usize = 1024;
 
 impl MemoryStore {
-    /// Runs `f` on the current record of `id` under moka's per-key lock and applies the `Op` it
-    /// returns; concurrent calls on one id run one after the other. `f` gets the record only if
-    /// it is live: a dead record is unbound from the owner index and removed unless `f` puts a
-    /// new one, so a write to an expired session starts from nothing.
+    /// Runs `f` on the current record of `id` under the write lock of its stripe and applies the
+    /// `Op` it returns; concurrent calls on one id run one after the other. `f` gets the record
+    /// only if it is live: a dead record is unbound from the owner index and removed unless `f`
+    /// puts a new one, so a write to an expired session starts from nothing.
     async fn compute<R>(
         &self,
         id: &SessionId,
         f: impl FnOnce(Option<Arc<Record>>, SystemTime) -> (Op<Arc<Record>>, R),
     ) -> Result<R> {
-        let mut out = None;
-        self.sessions
-            .entry_by_ref(id)
-            .and_compute_with(|entry| {
-                let now = SystemTime::now();
-                let (current, dead) = match entry.map(|e| e.into_value()) {
-                    Some(record) if record.is_live(now) => (Some(record), false),
-                    Some(record) => {
-                        if let Some(binding) = &record.owner {
-                            self.owners.unbind(id, binding);
-                        }
-                        (None, true)
-                    }
-                    None => (None, false),
-                };
-                let (op, result) = f(current, now);
-                out = Some(result);
-                let op = match op {
-                    Op::Nop if dead => Op::Remove,
-                    op => op,
-                };
-                ready(op)
-            })
-            .await;
-        out.ok_or_else(|| Error::backend(NAME, "moka did not run the compute closure"))
+        let _guard = self.stripe(id).lock().await;
+        let now = SystemTime::now();
+        let (current, dead) = match self.sessions.get(id).await {
+            Some(record) if record.is_live(now) => (Some(record), false),
+            Some(record) => {
+                if let Some(binding) = &record.owner {
+                    self.owners.unbind(id, binding);
+                }
+                (None, true)
+            }
+            None => (None, false),
+        };
+        let (op, result) = f(current, now);
+        match op {
+            Op::Put(record) => self.sessions.insert(id.clone(), record).await,
+            Op::Remove => self.sessions.invalidate(id).await,
+            Op::Nop if dead => self.sessions.invalidate(id).await,
+            Op::Nop => {}
+        }
+        Ok(result)
+    }
+
+    /// The write lock of `id`'s stripe.
+    fn stripe(&self, id: &SessionId) -> &tokio::sync::Mutex<()> {
+        let mut hasher = std::hash::DefaultHasher::new();
+        id.hash(&mut hasher);
+        // The modulo keeps the index below the number of stripes, so the cast cannot truncate.
+        &self.stripes[(hasher.finish() % self.stripes.len() as u64) as usize]
     }
 
     /// The record of `id` if it is a live session (one cache lookup, no copy of the data).
@@ -461,23 +465,15 @@ impl Storage for MemoryStore {
             .collect();
         let mut purged = 0;
         for id in expired {
-            let result = self
-                .sessions
-                .entry_by_ref(&*id)
-                .and_compute_with(|entry| {
-                    ready(match entry {
-                        Some(e) if !e.value().is_live(SystemTime::now()) => {
-                            if let Some(binding) = &e.value().owner {
-                                self.owners.unbind(&id, binding);
-                            }
-                            Op::Remove
-                        }
-                        _ => Op::Nop,
-                    })
-                })
-                .await;
-            if matches!(result, CompResult::Removed(_)) {
-                purged += 1;
+            let _guard = self.stripe(&id).lock().await;
+            if let Some(record) = self.sessions.get(&*id).await {
+                if !record.is_live(SystemTime::now()) {
+                    if let Some(binding) = &record.owner {
+                        self.owners.unbind(&id, binding);
+                    }
+                    self.sessions.invalidate(&*id).await;
+                    purged += 1;
+                }
             }
         }
         self.prune(self.owners.all()).await;
