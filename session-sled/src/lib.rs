@@ -23,8 +23,8 @@ use record::{BACKEND, Record};
 /// When the driver makes sled write its log to disk, and so what survives a crash.
 ///
 /// sled is log-structured: whatever crash happens, the database recovers to a consistent
-/// prefix of its writes, and a transaction (every multi-tree change of this driver is one) is
-/// either wholly there or wholly absent. The policy only decides how long that prefix is.
+/// prefix of its writes (index entries are written before the record that needs them, so every
+/// prefix is consistent). The policy only decides how long that prefix is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Flush {
@@ -165,8 +165,9 @@ impl SledStoreBuilder {
     }
 }
 
-/// The sled session store: four trees in one sled database, changed together in sled
-/// transactions. Cheap to clone (one `Arc`).
+/// The sled session store: four trees in one sled database; a session write is one
+/// `compare_and_swap` of its record (see the crate documentation for the lazy indexes). Cheap
+/// to clone (one `Arc`).
 ///
 /// Every sled call runs on tokio's blocking pool (`spawn_blocking`), since any of them may
 /// wait for I/O or a flush. See the crate documentation for the layout and the crash
@@ -306,7 +307,7 @@ fn load_live(inner: &Inner, id: &str) -> Result<Option<Record>> {
     }
 }
 
-/// Removes the index entries of `old` that `new` does not keep.
+/// Removes the index entries of `old` that `new` does not keep (inside a transaction).
 fn unlink(
     e: &TransactionalTree,
     o: &TransactionalTree,
@@ -325,45 +326,78 @@ fn unlink(
     Ok(())
 }
 
-/// Reads the session, lets `f` decide, and writes the record and its index entries, all in one
-/// sled transaction over the sessions, expiry and owners trees. `f` sees the live record only
-/// (an expired one is `None`, so writes start empty; a live one may be a pending binding, with
-/// no keys) and may run more than once (sled retries on conflicts), so it must not have side
+/// Reads the session, lets `f` decide, and writes the record with one `compare_and_swap` on the
+/// sessions tree, retried on the new record if another writer changed it meanwhile. No sled
+/// transaction: in sled 0.34 every transaction takes a global write lock, which serialized all
+/// writes of the store.
+///
+/// `f` sees the live record only (an expired one is `None`, so writes start empty; a live one
+/// may be a pending binding, with no keys) and may run more than once, so it must not have side
 /// effects.
+///
+/// The index entries a new record needs are inserted *before* the swap, so the invariants of
+/// the README hold at every instant and after any crash (an entry inserted for a swap that then
+/// lost is a stale entry, which purge and `index_sessions` drop): an `expiry` entry at the new
+/// deadline when there was no record or the deadline moved earlier (a later deadline is covered
+/// by the entry the old record already has), an `owners` entry when the owner changed.
+/// Entries the new record no longer needs are left behind as stale hints, except after a delete,
+/// which tidies them in a (rare) transaction.
 fn modify<R, F>(inner: &Inner, id: &str, f: F) -> Result<R>
 where
     F: Fn(Option<Record>) -> Result<(Next, R)>,
 {
     let key = id.as_bytes();
+    loop {
+        let raw = inner.sessions.get(key).map_err(backend)?;
+        let old = raw.as_deref().map(Record::decode).transpose()?;
+        let now = check::now_millis();
+        let live = old.as_ref().filter(|r| r.is_live(now)).cloned();
+        let (next, out) = f(live)?;
+        let new_raw = match &next {
+            Next::Keep => return Ok(out),
+            Next::Delete if old.is_none() => return Ok(out),
+            Next::Delete => None,
+            Next::Write(new) => {
+                if old.as_ref().is_none_or(|o| new.deadline < o.deadline) {
+                    inner
+                        .expiry
+                        .insert(record::expiry_key(new.deadline, key), &[])
+                        .map_err(backend)?;
+                }
+                if let Some(owner) = &new.owner
+                    && old.as_ref().is_none_or(|o| o.owner.as_ref() != Some(owner))
+                {
+                    inner
+                        .owners
+                        .insert(record::owner_key(owner, key), &[])
+                        .map_err(backend)?;
+                }
+                Some(new.encode()?)
+            }
+        };
+        let swapped = inner
+            .sessions
+            .compare_and_swap(key, raw.as_ref(), new_raw)
+            .map_err(backend)?;
+        if swapped.is_err() {
+            continue; // another writer changed the record: decide again on its value
+        }
+        if let (Next::Delete, Some(old)) = (&next, &old) {
+            tidy(inner, key, old)?;
+        }
+        return Ok(out);
+    }
+}
+
+/// After `old` was deleted: drops its index entries, unless a writer has already created a new
+/// record for the id (its entries may be the same keys; they then stay, as stale hints at worst).
+fn tidy(inner: &Inner, key: &[u8], old: &Record) -> Result<()> {
     (&inner.sessions, &inner.expiry, &inner.owners)
         .transaction(|(s, e, o)| {
-            let old = match s.get(key)? {
-                Some(raw) => Some(abort(Record::decode(&raw))?),
-                None => None,
-            };
-            let now = check::now_millis();
-            let live = old.as_ref().filter(|r| r.is_live(now)).cloned();
-            let (next, out) = abort(f(live))?;
-            match next {
-                Next::Keep => {}
-                Next::Write(new) => {
-                    if let Some(old) = &old {
-                        unlink(e, o, key, old, Some(&new))?;
-                    }
-                    s.insert(key, abort(new.encode())?)?;
-                    e.insert(record::expiry_key(new.deadline, key), Vec::new())?;
-                    if let Some(owner) = &new.owner {
-                        o.insert(record::owner_key(owner, key), Vec::new())?;
-                    }
-                }
-                Next::Delete => {
-                    if let Some(old) = &old {
-                        s.remove(key)?;
-                        unlink(e, o, key, old, None)?;
-                    }
-                }
+            if s.get(key)?.is_none() {
+                unlink(e, o, key, old, None)?;
             }
-            Ok(out)
+            Ok(())
         })
         .map_err(tx_error)
 }
@@ -680,12 +714,10 @@ impl Storage for SledStore {
                     None => None,
                 };
                 match rec {
-                    Some(rec)
-                        if rec.is_live(check::now_millis())
-                            && rec.owner.as_deref() == Some(owner.as_str()) =>
-                    {
-                        // A pending binding keeps its entry but is not a session yet.
-                        if !rec.is_pending() {
+                    Some(rec) if rec.owner.as_deref() == Some(owner.as_str()) => {
+                        // A pending binding keeps its entry but is not a session yet; an
+                        // expired record keeps it until purge deletes the record.
+                        if rec.is_live(check::now_millis()) && !rec.is_pending() {
                             live_ids.push(id);
                         }
                     }
@@ -697,11 +729,12 @@ impl Storage for SledStore {
                 let id = &key[prefix.len()..];
                 (&inner.sessions, &inner.owners)
                     .transaction(|(s, o)| {
+                        // An expired record keeps its entry until purge deletes it: a
+                        // writer that swaps it for a record with the same owner relies on it.
                         let bound = match s.get(id)? {
                             Some(raw) => {
                                 let rec = abort(Record::decode(&raw))?;
-                                rec.is_live(check::now_millis())
-                                    && rec.owner.as_deref() == Some(owner.as_str())
+                                rec.owner.as_deref() == Some(owner.as_str())
                             }
                             None => false,
                         };
@@ -782,18 +815,20 @@ impl Storage for SledStore {
                 let deleted = (&inner.sessions, &inner.expiry, &inner.owners)
                     .transaction(|(s, e, o)| {
                         if e.remove(&key)?.is_none() {
-                            return Ok(false); // a writer moved it meanwhile
+                            return Ok(false); // another purge took it meanwhile
                         }
                         let Some(raw) = s.get(id)? else {
-                            return Ok(false); // stale entry
+                            return Ok(false); // stale entry: the session is gone
                         };
                         match record::deadline_of(&raw) {
-                            // The entry is the record's own: it expired, delete it.
-                            Ok(d) if d == entry_deadline => delete_session(s, e, o, id),
-                            // The record has another deadline (and its own entry): stale entry.
-                            Ok(_) => Ok(false),
-                            // Unreadable header but expired by the index: delete it too.
-                            Err(_) => delete_session(s, e, o, id),
+                            // Extended since the entry was made (writes add no entry when the
+                            // deadline moves later): index it at its real deadline.
+                            Ok(d) if d > now => {
+                                e.insert(record::expiry_key(d, id), Vec::new())?;
+                                Ok(false)
+                            }
+                            // Expired; or an unreadable header, expired by the index: delete.
+                            _ => delete_session(s, e, o, id),
                         }
                     })
                     .map_err(tx_error)?;

@@ -36,9 +36,11 @@ struct Body {
     data: HashMap<String, Bytes>,
 }
 
-/// Checks, from the documented on-disk layout, that every record (session or pending binding) has
-/// exactly its one expiry entry and its owner entry, and no index entry lacks its record.
-/// Returns (records, owner entries).
+/// Checks, from the documented on-disk layout, the index invariants of the README: every record
+/// (session or pending binding) has an expiry entry at or before its deadline (so purge finds it
+/// once it expires), and a record with an owner has its owner entry. Stale entries (no record,
+/// another owner, a deadline the record no longer has) are allowed: purge and `index_sessions`
+/// drop them. Returns (records, owner entries that belong to their record).
 fn check_indexes(store: &SledStore) -> (usize, usize) {
     let db = store.db();
     let tree = |name: &str| db.open_tree(format!("session.{name}")).expect("open tree");
@@ -54,31 +56,46 @@ fn check_indexes(store: &SledStore) -> (usize, usize) {
         );
         records.insert(k.to_vec(), (deadline, body.owner));
     }
-    let mut expiry = 0;
+    let mut indexed = HashSet::new();
     for entry in tree("expiry").iter() {
         let (k, v) = entry.expect("read expiry");
         assert!(v.is_empty());
         let deadline = u64::from_be_bytes(k[..8].try_into().expect("8 bytes"));
-        let rec = records
-            .get(&k[8..])
-            .unwrap_or_else(|| panic!("expiry entry without its session: {:?}", &k[8..]));
-        assert_eq!(rec.0, deadline, "expiry entry with another deadline");
-        expiry += 1;
+        if records.get(&k[8..]).is_some_and(|rec| deadline <= rec.0) {
+            indexed.insert(k[8..].to_vec());
+        }
     }
-    assert_eq!(expiry, records.len(), "a session lacks its expiry entry");
+    for id in records.keys() {
+        assert!(
+            indexed.contains(id),
+            "session {id:?} has no expiry entry at or before its deadline"
+        );
+    }
     let mut owners = 0;
     for entry in tree("owners").iter() {
         let (k, _) = entry.expect("read owners");
         let sep = k.iter().position(|&b| b == 0).expect("separator");
-        let rec = records
+        if records
             .get(&k[sep + 1..])
-            .expect("owner entry has its session");
-        assert_eq!(rec.1.as_deref().map(str::as_bytes), Some(&k[..sep]));
-        owners += 1;
+            .is_some_and(|rec| rec.1.as_deref().map(str::as_bytes) == Some(&k[..sep]))
+        {
+            owners += 1;
+        }
     }
     let owned = records.values().filter(|r| r.1.is_some()).count();
     assert_eq!(owners, owned, "an owned session lacks its owner entry");
     (records.len(), owners)
+}
+
+/// Deadlines of every entry of the expiry tree.
+fn expiry_deadlines(store: &SledStore) -> Vec<u64> {
+    let tree = store.db().open_tree("session.expiry").expect("open tree");
+    tree.iter()
+        .map(|entry| {
+            let (k, _) = entry.expect("read expiry");
+            u64::from_be_bytes(k[..8].try_into().expect("8 bytes"))
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -301,6 +318,12 @@ async fn purge_removes_exactly_the_expired_sessions_and_their_index_entries() {
     tokio::time::sleep(Duration::from_millis(450)).await;
 
     assert_eq!(store.purge_expired().await.expect("purge"), 14);
+    // Nothing due is left in the index: the slid session was re-indexed at its real deadline.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    assert!(expiry_deadlines(&store).iter().all(|&d| d > now));
     let (records, owners) = check_indexes(&store);
     assert_eq!(records, keep.len());
     assert_eq!(owners, 13); // the even i that are not multiples of 3
@@ -589,4 +612,77 @@ async fn a_pending_binding_runs_out_after_its_ttl_and_is_purged_uncounted() {
     store.set(&late, "k", val("v"), HOUR).await.expect("write");
     assert_eq!(store.index_owner(&late).await.expect("owner"), None);
     assert!(store.index_sessions("ada").await.expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn a_deadline_moved_earlier_is_indexed_and_purged_on_time() {
+    let store = temp_store().await;
+    let (shortened, kept) = (id(), id());
+    for id in [&shortened, &kept] {
+        store.set(id, "k", val("v"), HOUR).await.expect("set");
+    }
+    // Sliding later adds no entry; moving earlier must, or purge would wait an hour.
+    store.update_ttl(&kept, 2 * HOUR).await.expect("slide");
+    store
+        .set(&shortened, "k2", val("v"), Duration::from_millis(100))
+        .await
+        .expect("shorten");
+    assert_eq!(check_indexes(&store), (2, 0));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(store.purge_expired().await.expect("purge"), 1);
+    assert_eq!(store.get_size(&shortened).await.expect("size"), 0);
+    assert_eq!(store.get_size(&kept).await.expect("size"), 1);
+    assert_eq!(check_indexes(&store), (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn purge_racing_sliding_writers_deletes_only_expired_sessions() {
+    let store = Arc::new(temp_store().await);
+    let ids: Vec<SessionId> = (0..20).map(|_| id()).collect();
+    for id in &ids {
+        store
+            .set(id, "n", val("0"), Duration::from_millis(50))
+            .await
+            .expect("set");
+    }
+    // Writers keep sliding the even sessions while purges run; odd ones expire.
+    let mut tasks = Vec::new();
+    for (i, id) in ids.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        let (store, id) = (Arc::clone(&store), id.clone());
+        tasks.push(tokio::spawn(async move {
+            for n in 0..30 {
+                store
+                    .set(
+                        &id,
+                        "n",
+                        val(&format!("{i}-{n}")),
+                        Duration::from_millis(200),
+                    )
+                    .await
+                    .expect("slide");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+    let purger = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let mut purged = 0;
+            for _ in 0..30 {
+                purged += store.purge_expired().await.expect("purge");
+                tokio::time::sleep(Duration::from_millis(7)).await;
+            }
+            purged
+        })
+    };
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    let purged = purger.await.expect("purger") + store.purge_expired().await.expect("purge");
+    assert_eq!(purged, 10, "exactly the odd sessions expired");
+    for (i, id) in ids.iter().enumerate() {
+        let size = store.get_size(id).await.expect("size");
+        assert_eq!(size, usize::from(i % 2 == 0), "session {i}");
+    }
+    check_indexes(&store);
 }
