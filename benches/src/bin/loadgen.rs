@@ -111,7 +111,9 @@ fn target(driver: &str, phase: Phase) -> Option<f64> {
         ("memory", _) => Some(0.5),
         ("redis", Phase::Read) => Some(0.8),
         ("redis", Phase::Write) => Some(0.7),
-        (_, _) => Some(0.7),
+        ("file" | "sqlite" | "sled", _) => Some(0.7),
+        // the issue states no target for the server stores (postgres, mysql, memcached)
+        (_, _) => None,
     }
 }
 
