@@ -51,6 +51,10 @@ pub(crate) struct State {
     pub data: Data,
     /// Decoded reserved keys (kept in step with `data`).
     pub reserved: Reserved,
+    /// False only when `data` surely holds no flash or temp mark, so the mark lookups can be
+    /// skipped (most sessions have none). Set by every write of a mark key; cleared only when
+    /// `data` is replaced.
+    pub marks: bool,
     pub pending: Pending,
     /// Flash keys found at load: removed at save unless kept or set again.
     pub flash_old: BTreeSet<String>,
@@ -77,6 +81,7 @@ impl State {
             deadline: None,
             data: Data::new(),
             reserved: Reserved::default(),
+            marks: false,
             pending: Pending::default(),
             flash_old: BTreeSet::new(),
             regen: None,
@@ -95,6 +100,7 @@ impl State {
         self.deadline = None;
         self.data.clear();
         self.reserved = Reserved::default();
+        self.marks = false;
         self.pending = Pending::default();
         self.flash_old.clear();
         self.regen = None;
@@ -108,11 +114,16 @@ impl State {
         reserved: Reserved,
         deadline: Option<u64>,
     ) {
-        self.flash_old = data
-            .keys()
-            .filter_map(|k| k.strip_prefix(FLASH))
-            .map(str::to_string)
-            .collect();
+        self.flash_old.clear();
+        self.marks = false;
+        for key in data.keys().filter(|k| meta::is_reserved(k)) {
+            if let Some(flash) = key.strip_prefix(FLASH) {
+                self.flash_old.insert(flash.to_string());
+                self.marks = true;
+            } else if key.starts_with(TEMP) {
+                self.marks = true;
+            }
+        }
         self.id = Some(id);
         self.existed = true;
         self.deadline = deadline;
@@ -123,6 +134,9 @@ impl State {
     // ----- raw writes ------------------------------------------------------------------
 
     pub(crate) fn put(&mut self, key: String, value: Value) {
+        if is_mark(&key) {
+            self.marks = true;
+        }
         self.pending.remove.remove(&key);
         self.pending.set.insert(key.clone(), value.clone());
         self.data.insert(key, value);
@@ -136,6 +150,10 @@ impl State {
 
     /// Drops the flash and temp marks of `key` (it becomes a plain value, or goes).
     fn unmark(&mut self, key: &str) {
+        if !self.marks {
+            self.flash_old.remove(key);
+            return;
+        }
         let f = format!("{FLASH}{key}");
         if self.data.contains_key(&f) {
             self.del(&f);
@@ -151,6 +169,9 @@ impl State {
 
     /// The temp deadline of `key`, if it is temp data.
     fn temp_deadline(&self, key: &str) -> Option<u64> {
+        if !self.marks {
+            return None;
+        }
         self.data
             .get(&format!("{TEMP}{key}"))
             .and_then(|v| v.decode::<u64>().ok())
@@ -200,6 +221,7 @@ impl State {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         self.data = keep.clone();
+        self.marks = false;
         self.pending = Pending {
             clear: true,
             set: keep,
@@ -211,7 +233,7 @@ impl State {
     // ----- flash -----------------------------------------------------------------------
 
     pub(crate) fn is_flash(&self, key: &str) -> bool {
-        self.data.contains_key(&format!("{FLASH}{key}"))
+        self.marks && self.data.contains_key(&format!("{FLASH}{key}"))
     }
 
     /// Marks existing `key` as flash data for the next load; false if there is no such key.
@@ -259,7 +281,7 @@ impl State {
     }
 
     pub(crate) fn is_temp(&self, key: &str) -> bool {
-        self.data.contains_key(&format!("{TEMP}{key}"))
+        self.marks && self.data.contains_key(&format!("{TEMP}{key}"))
     }
 
     // ----- save ------------------------------------------------------------------------
@@ -272,6 +294,9 @@ impl State {
                 self.del(&format!("{FLASH}{key}"));
                 self.del(&key);
             }
+        }
+        if !self.marks {
+            return;
         }
         let expired: Vec<String> = self
             .data
@@ -327,6 +352,11 @@ impl State {
             ..ChangeSet::default()
         }
     }
+}
+
+/// Whether `key` is a flash or temp mark.
+fn is_mark(key: &str) -> bool {
+    meta::is_reserved(key) && (key.starts_with(FLASH) || key.starts_with(TEMP))
 }
 
 /// The value of a mark whose presence is all that counts.
@@ -464,5 +494,22 @@ mod tests {
         assert!(!s.mark_flash("x", "__s.f.x".into(), 0));
         assert!(!s.mark_temp("x", "__s.t.x".into(), 10, 0));
         assert!(!s.has_changes());
+    }
+
+    #[test]
+    fn marks_added_after_a_load_without_marks_are_seen() {
+        let mut s = loaded(&[("a", v(1)), ("b", v(2))]);
+        assert!(!s.marks, "no mark loaded");
+        assert!(!s.is_flash("a") && !s.is_temp("b"));
+        assert!(s.mark_flash("a", "__s.f.a".into(), 0));
+        assert!(s.mark_temp("b", "__s.t.b".into(), 10, 0));
+        assert!(s.is_flash("a"));
+        assert!(s.is_temp("b"));
+        assert_eq!(s.visible("b", 9), Some(&v(2)));
+        assert_eq!(s.visible("b", 10), None, "temp deadline honoured");
+        s.set_plain("a", v(3));
+        assert!(!s.is_flash("a"), "a plain write drops the mark");
+        s.age(10);
+        assert!(s.change_set(true).remove.contains(&"b".to_string()));
     }
 }
