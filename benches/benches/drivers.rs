@@ -4,8 +4,7 @@
 //!
 //! Drivers: memory, file, sqlite, sled (temporary directories) and redis (`REDIS_URL`, default
 //! 127.0.0.1:6379, under a private prefix deleted at the end). `BENCH_DRIVERS=memory,sqlite`
-//! limits the run to some drivers. `driver/sled/apply` runs only in test mode (once) or with
-//! `BENCH_SLED_APPLY=1`: sled 0.34 deadlocks in its measurement loop (see BENCHMARKS.md).
+//! limits the run to some drivers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,21 +88,6 @@ fn drivers(c: &mut Criterion) {
                     .expect("set")
             })
         });
-        // sled 0.34 deadlocks inside this loop (a blocking thread stuck in
-        // `SegmentAccountant::bump_tip` during the transaction commit, its io threads waiting on
-        // a mutex; sled issue 1412): skipped unless asked for, see BENCHMARKS.md.
-        let skip = driver == "sled"
-            && std::env::var("BENCH_SLED_APPLY").is_err()
-            && std::env::args().any(|a| a == "--bench");
-        if skip {
-            eprintln!(
-                "driver/sled/apply skipped: sled 0.34 deadlocks in it (set BENCH_SLED_APPLY=1 to run it)"
-            );
-            g.finish();
-            rt.block_on(opened.cleanup())
-                .unwrap_or_else(|e| panic!("{driver}: cleanup: {e}"));
-            continue;
-        }
         g.bench_function("apply", |b| {
             b.to_async(&rt).iter(|| async {
                 let mut set = Data::new();
