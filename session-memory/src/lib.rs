@@ -30,9 +30,9 @@ pub const DEFAULT_MAX_SESSIONS: u64 = 100_000;
 ///
 /// Sessions live in this process only and are lost when it exits. Each session is one cache
 /// entry that moka evicts at the session's own deadline; reads check the deadline too, so an
-/// expired session is never returned even before moka evicts it. Every write goes through
-/// moka's per-key atomic compute, so concurrent writers to one session never lose each other's
-/// keys.
+/// expired session is never returned even before moka evicts it. Every write reads and replaces
+/// the record under one of 64 striped locks (chosen by id hash), so concurrent writers to one
+/// session never lose each other's keys.
 ///
 /// At most [`max_sessions`](MemoryStoreBuilder::max_sessions) sessions are kept (default
 /// [`DEFAULT_MAX_SESSIONS`]); past the bound moka evicts the least recently used session. The
