@@ -584,7 +584,7 @@ impl Session {
             set.insert(key.to_string(), v.clone());
             let mut remove = Vec::new();
             for mark in [meta::flash_mark(key)?, meta::temp_mark(key)?] {
-                if st.data.contains_key(&mark) {
+                if st.contains(&mark) {
                     remove.push(mark);
                 }
             }
@@ -607,14 +607,10 @@ impl Session {
         match stored {
             Some(ttl) => {
                 for mark in [meta::flash_mark(key)?, meta::temp_mark(key)?] {
-                    st.data.remove(&mark);
-                    st.pending.set.remove(&mark);
-                    st.pending.remove.remove(&mark);
+                    st.settle_removed(&mark);
                 }
                 st.flash_old.remove(key);
-                st.data.insert(key.to_string(), v);
-                st.pending.set.remove(key);
-                st.pending.remove.remove(key);
+                st.settle(key.to_string(), v);
                 st.deadline = Some(now.saturating_add(ttl));
             }
             None => {
@@ -676,7 +672,7 @@ impl Session {
                     .unwrap_or_else(|| StoredMeta::new(now, st.client.clone()));
                 m.issued = now;
                 st.reserved.retired = None;
-                st.data.remove(RETIRED);
+                st.settle_removed(RETIRED);
                 self.stamp(st, Some(m), now)?;
                 match timing.write_ttl(st.reserved.meta.as_ref(), None, now) {
                     Some(ttl) => {

@@ -1,26 +1,70 @@
 //! The in-memory state of one session during a request: the data as this request sees it, the
 //! pending change set, and the flash/temp bookkeeping. Pure: no storage calls here.
+//!
+//! The loaded map is kept as the driver handed it over (shared, never copied); what this request
+//! changes lives beside it in a [`Delta`], so reading a session copies nothing and writing one
+//! copies only the changed values.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::id::{LockToken, SessionId};
 use crate::meta::{self, ClientInfo, FLASH, META, Reserved, SEEN, TEMP, USER};
 use crate::storage::ChangeSet;
 use crate::value::{Data, Value};
 
-/// Changes made by this request, not yet saved.
+/// Changes on top of a base map: with `clear`, nothing of the base shows; then `remove` hides
+/// base keys and `set` adds or replaces keys. A key is never in both `set` and `remove`.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Pending {
+pub(crate) struct Delta {
     pub clear: bool,
     pub set: Data,
     pub remove: BTreeSet<String>,
 }
 
-impl Pending {
+impl Delta {
     pub(crate) fn is_empty(&self) -> bool {
         !self.clear && self.set.is_empty() && self.remove.is_empty()
     }
+
+    fn put(&mut self, key: String, value: Value) {
+        self.remove.remove(&key);
+        self.set.insert(key, value);
+    }
+
+    fn del(&mut self, key: &str) {
+        self.set.remove(key);
+        self.remove.insert(key.to_string());
+    }
+
+    /// Forgets any change of `key` (it shows as in the base again, unless cleared).
+    fn forget(&mut self, key: &str) {
+        self.set.remove(key);
+        self.remove.remove(key);
+    }
+
+    /// The value of `key` in `base` with these changes applied.
+    fn get<'a>(&'a self, base: &'a Data, key: &str) -> Option<&'a Value> {
+        if let Some(v) = self.set.get(key) {
+            return Some(v);
+        }
+        if self.clear || self.remove.contains(key) {
+            return None;
+        }
+        base.get(key)
+    }
+
+    /// Every entry of `base` with these changes applied.
+    fn iter<'a>(&'a self, base: &'a Data) -> impl Iterator<Item = (&'a String, &'a Value)> {
+        let from_base = base.iter().filter(move |(k, _)| {
+            !self.clear && !self.set.contains_key(*k) && !self.remove.contains(*k)
+        });
+        self.set.iter().chain(from_base)
+    }
 }
+
+/// Changes made by this request, not yet saved.
+pub(crate) type Pending = Delta;
 
 /// A regeneration waiting for the save.
 #[derive(Clone, Debug)]
@@ -47,13 +91,16 @@ pub(crate) struct State {
     pub existed: bool,
     /// The storage deadline of `id` (unix ms) when known.
     pub deadline: Option<u64>,
-    /// Every key (user and reserved) as this request sees it.
-    pub data: Data,
+    /// Every key (user and reserved) as loaded (shared with the driver, never modified).
+    base: Arc<Data>,
+    /// What this request changed on top of `base` (saved or not): `view` of the two is the
+    /// session as this request sees it.
+    changed: Delta,
     /// Decoded reserved keys (kept in step with `data`).
     pub reserved: Reserved,
     /// False only when `data` surely holds no flash or temp mark, so the mark lookups can be
     /// skipped (most sessions have none). Set by every write of a mark key; cleared only when
-    /// `data` is replaced.
+    /// the data is replaced.
     pub marks: bool,
     pub pending: Pending,
     /// Flash keys found at load: removed at save unless kept or set again.
@@ -79,7 +126,8 @@ impl State {
             id: None,
             existed: false,
             deadline: None,
-            data: Data::new(),
+            base: Arc::default(),
+            changed: Delta::default(),
             reserved: Reserved::default(),
             marks: false,
             pending: Pending::default(),
@@ -98,7 +146,8 @@ impl State {
         self.id = None;
         self.existed = false;
         self.deadline = None;
-        self.data.clear();
+        self.base = Arc::default();
+        self.changed = Delta::default();
         self.reserved = Reserved::default();
         self.marks = false;
         self.pending = Pending::default();
@@ -110,7 +159,7 @@ impl State {
     pub(crate) fn adopt(
         &mut self,
         id: SessionId,
-        data: Data,
+        data: Arc<Data>,
         reserved: Reserved,
         deadline: Option<u64>,
     ) {
@@ -127,8 +176,38 @@ impl State {
         self.id = Some(id);
         self.existed = true;
         self.deadline = deadline;
-        self.data = data;
+        self.base = data;
+        self.changed = Delta::default();
         self.reserved = reserved;
+    }
+
+    // ----- the view --------------------------------------------------------------------
+
+    /// The value of any key (user or reserved) as this request sees it.
+    pub(crate) fn get(&self, key: &str) -> Option<&Value> {
+        self.changed.get(&self.base, key)
+    }
+
+    pub(crate) fn contains(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Every entry as this request sees it, in no order.
+    fn entries(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.changed.iter(&self.base)
+    }
+
+    /// Sets `key` as seen by this request without making it a pending write (it is stored
+    /// already).
+    pub(crate) fn settle(&mut self, key: String, value: Value) {
+        self.pending.forget(&key);
+        self.changed.put(key, value);
+    }
+
+    /// Removes `key` as seen by this request without making it a pending write.
+    pub(crate) fn settle_removed(&mut self, key: &str) {
+        self.pending.forget(key);
+        self.changed.del(key);
     }
 
     // ----- raw writes ------------------------------------------------------------------
@@ -137,15 +216,13 @@ impl State {
         if is_mark(&key) {
             self.marks = true;
         }
-        self.pending.remove.remove(&key);
-        self.pending.set.insert(key.clone(), value.clone());
-        self.data.insert(key, value);
+        self.pending.put(key.clone(), value.clone());
+        self.changed.put(key, value);
     }
 
     pub(crate) fn del(&mut self, key: &str) {
-        self.pending.set.remove(key);
-        self.data.remove(key);
-        self.pending.remove.insert(key.to_string());
+        self.pending.del(key);
+        self.changed.del(key);
     }
 
     /// Drops the flash and temp marks of `key` (it becomes a plain value, or goes).
@@ -155,11 +232,11 @@ impl State {
             return;
         }
         let f = format!("{FLASH}{key}");
-        if self.data.contains_key(&f) {
+        if self.contains(&f) {
             self.del(&f);
         }
         let t = format!("{TEMP}{key}");
-        if self.data.contains_key(&t) {
+        if self.contains(&t) {
             self.del(&t);
         }
         self.flash_old.remove(key);
@@ -172,8 +249,7 @@ impl State {
         if !self.marks {
             return None;
         }
-        self.data
-            .get(&format!("{TEMP}{key}"))
+        self.get(&format!("{TEMP}{key}"))
             .and_then(|v| v.decode::<u64>().ok())
     }
 
@@ -185,13 +261,13 @@ impl State {
         if self.temp_deadline(key).is_some_and(|d| d <= now) {
             return None;
         }
-        self.data.get(key)
+        self.get(key)
     }
 
     pub(crate) fn user_keys(&self, now: u64) -> Vec<String> {
         let mut keys: Vec<String> = self
-            .data
-            .keys()
+            .entries()
+            .map(|(k, _)| k)
             .filter(|k| self.visible(k, now).is_some())
             .cloned()
             .collect();
@@ -207,7 +283,7 @@ impl State {
 
     pub(crate) fn remove_user(&mut self, key: &str) {
         self.unmark(key);
-        if self.data.contains_key(key) || self.existed {
+        if self.contains(key) || self.existed {
             self.del(key);
         }
     }
@@ -215,13 +291,16 @@ impl State {
     /// Removes every user key (and flash/temp marks); keeps metadata and the login.
     pub(crate) fn clear_user(&mut self) {
         let keep: Data = self
-            .data
-            .iter()
+            .entries()
             .filter(|(k, _)| [META, SEEN, USER, meta::RETIRED].contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        self.data = keep.clone();
         self.marks = false;
+        self.changed = Delta {
+            clear: true,
+            set: keep.clone(),
+            remove: BTreeSet::new(),
+        };
         self.pending = Pending {
             clear: true,
             set: keep,
@@ -233,7 +312,7 @@ impl State {
     // ----- flash -----------------------------------------------------------------------
 
     pub(crate) fn is_flash(&self, key: &str) -> bool {
-        self.marks && self.data.contains_key(&format!("{FLASH}{key}"))
+        self.marks && self.contains(&format!("{FLASH}{key}"))
     }
 
     /// Marks existing `key` as flash data for the next load; false if there is no such key.
@@ -242,10 +321,10 @@ impl State {
             return false;
         }
         let t = format!("{TEMP}{key}");
-        if self.data.contains_key(&t) {
+        if self.contains(&t) {
             self.del(&t);
         }
-        if !self.data.contains_key(&mark) {
+        if !self.contains(&mark) {
             self.put(mark, flag());
         }
         self.flash_old.remove(key);
@@ -272,7 +351,7 @@ impl State {
             return false;
         }
         let f = format!("{FLASH}{key}");
-        if self.data.contains_key(&f) {
+        if self.contains(&f) {
             self.del(&f);
         }
         self.flash_old.remove(key);
@@ -281,7 +360,7 @@ impl State {
     }
 
     pub(crate) fn is_temp(&self, key: &str) -> bool {
-        self.marks && self.data.contains_key(&format!("{TEMP}{key}"))
+        self.marks && self.contains(&format!("{TEMP}{key}"))
     }
 
     // ----- save ------------------------------------------------------------------------
@@ -299,8 +378,7 @@ impl State {
             return;
         }
         let expired: Vec<String> = self
-            .data
-            .iter()
+            .entries()
             .filter_map(|(k, v)| {
                 let key = k.strip_prefix(TEMP)?;
                 let deadline = v.decode::<u64>().unwrap_or(0);
@@ -321,9 +399,8 @@ impl State {
     /// Whether a not-yet-stored session has anything worth creating it for (a user key, flash
     /// or temp data, or a login): metadata alone creates nothing.
     pub(crate) fn has_content(&self) -> bool {
-        self.data
-            .keys()
-            .any(|k| !matches!(k.as_str(), META | SEEN | meta::RETIRED))
+        self.entries()
+            .any(|(k, _)| !matches!(k.as_str(), META | SEEN | meta::RETIRED))
     }
 
     /// The pending changes as a change set.
@@ -345,8 +422,11 @@ impl State {
     /// The whole session as a change set that creates it under a new id (minus the retirement
     /// mark of an old id).
     pub(crate) fn full_set(&self) -> ChangeSet {
-        let mut set = self.data.clone();
-        set.remove(meta::RETIRED);
+        let set: Data = self
+            .entries()
+            .filter(|(k, _)| k.as_str() != meta::RETIRED)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         ChangeSet {
             set,
             ..ChangeSet::default()
@@ -379,7 +459,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
-        s.adopt(id, d, Reserved::default(), None);
+        s.adopt(id, Arc::new(d), Reserved::default(), None);
         s.loaded = true;
         s
     }
@@ -486,6 +566,45 @@ mod tests {
         let full = s.full_set();
         assert_eq!(full.set.len(), 3);
         assert!(!full.only_if_exists);
+    }
+
+    #[test]
+    fn the_loaded_map_is_shared_and_never_modified() {
+        let base: Arc<Data> = Arc::new([("a".to_string(), v(1)), ("b".to_string(), v(2))].into());
+        let mut s = State::new(true, None, ClientInfo::default());
+        s.adopt(
+            SessionId::generate().expect("rng"),
+            base.clone(),
+            Reserved::default(),
+            None,
+        );
+        s.set_plain("a", v(10));
+        s.remove_user("b");
+        s.set_plain("c", v(3));
+        assert_eq!(s.get("a"), Some(&v(10)));
+        assert_eq!(s.get("b"), None);
+        assert_eq!(s.user_keys(0), vec!["a".to_string(), "c".to_string()]);
+        // a save resets the pending changes; the view keeps them
+        s.pending = Pending::default();
+        assert!(!s.has_changes());
+        assert_eq!(s.get("a"), Some(&v(10)));
+        assert_eq!(s.get("b"), None);
+        assert_eq!(s.get("c"), Some(&v(3)));
+        assert_eq!(s.full_set().set.len(), 2);
+        // the driver's map is untouched and still shared
+        assert!(Arc::ptr_eq(&s.base, &base));
+        assert_eq!(base.get("a"), Some(&v(1)));
+        assert_eq!(base.get("b"), Some(&v(2)));
+        // a change stored by a single-key update is seen without becoming pending
+        s.settle("b".into(), v(20));
+        s.settle_removed("c");
+        assert!(!s.has_changes());
+        assert_eq!(s.get("b"), Some(&v(20)));
+        assert_eq!(s.get("c"), None);
+        // clearing hides the base entirely
+        s.clear_user();
+        assert!(s.user_keys(0).is_empty());
+        assert_eq!(base.len(), 2);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The storage trait every driver implements, and the types of its capability methods.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -66,7 +67,10 @@ impl ChangeSet {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Loaded {
     /// All values of the session (never empty: a session without keys does not exist).
-    pub data: Data,
+    ///
+    /// Shared, so a driver that keeps sessions in memory hands out its own map without copying
+    /// it; the session layer copies nothing either, it keeps its changes beside the map.
+    pub data: Arc<Data>,
     /// When the session expires, if the driver knows ([`Capabilities::load_with_deadline`]).
     pub expires_at: Option<SystemTime>,
 }
@@ -222,7 +226,7 @@ pub trait Storage: Send + Sync + 'static {
             .get_session(id, Duration::from_secs(1), None)
             .await?
             .map(|data| Loaded {
-                data,
+                data: Arc::new(data),
                 expires_at: None,
             }))
     }

@@ -329,7 +329,7 @@ impl Storage for FileStore {
         self.run(move |d| {
             Ok(d.read_live(&id)?.map(|r| Loaded {
                 expires_at: Some(check::from_unix_millis(r.deadline_ms)),
-                data: r.data,
+                data: r.data.into(),
             }))
         })
         .await

@@ -511,7 +511,7 @@ impl Storage for MemcachedStore {
 
     async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
         Ok(self.read(id).await?.map(|r| Loaded {
-            data: r.data,
+            data: r.data.into(),
             expires_at: Some(check::from_unix_millis(r.deadline_ms)),
         }))
     }

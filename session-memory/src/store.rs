@@ -331,7 +331,7 @@ impl Storage for MemoryStore {
 
     async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
         Ok(self.session(id).await.map(|r| Loaded {
-            data: (*r.data).clone(),
+            data: r.data.clone(),
             expires_at: Some(r.deadline),
         }))
     }

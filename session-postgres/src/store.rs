@@ -360,7 +360,7 @@ impl Storage for PostgresStore {
 
     async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
         Ok(self.load_raw(id).await?.map(|(data, deadline)| Loaded {
-            data,
+            data: data.into(),
             expires_at: Some(check::from_unix_millis(
                 u64::try_from(deadline).unwrap_or(0),
             )),

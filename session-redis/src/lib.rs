@@ -693,7 +693,10 @@ impl Storage for RedisStore {
             .ok()
             .filter(|ms| *ms > 0)
             .map(|ms| now + Duration::from_millis(ms));
-        Ok(Some(Loaded { data, expires_at }))
+        Ok(Some(Loaded {
+            data: data.into(),
+            expires_at,
+        }))
     }
 
     async fn index_add(&self, owner: &str, id: &SessionId, ttl: Duration) -> Result<()> {

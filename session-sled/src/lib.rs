@@ -648,7 +648,7 @@ impl Storage for SledStore {
         let id = id.clone();
         self.read(move |inner| {
             Ok(load_live(inner, id.as_str())?.map(|rec| Loaded {
-                data: rec.to_data(),
+                data: rec.to_data().into(),
                 expires_at: Some(check::from_unix_millis(rec.deadline)),
             }))
         })

@@ -206,7 +206,7 @@ impl Storage for SqliteStore {
         let id = owned(id);
         let loaded = self.read(move |c| ops::load(c, &id)).await?;
         Ok(loaded.map(|(data, deadline)| Loaded {
-            data,
+            data: data.into(),
             expires_at: Some(check::from_unix_millis(
                 u64::try_from(deadline).unwrap_or(0),
             )),

@@ -384,7 +384,7 @@ where
         panic!("[{name}] load after {what} returned None for a live session");
     };
     assert!(
-        &loaded.data == expected,
+        *loaded.data == *expected,
         "[{name}] load after {what} returned keys {}, expected {}",
         keys(&loaded.data),
         keys(expected)

@@ -251,7 +251,7 @@ impl Storage for Reference {
 
     async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
         Ok(self.state().live(id).map(|e| Loaded {
-            data: e.data.clone(),
+            data: e.data.clone().into(),
             expires_at: Some(e.deadline),
         }))
     }
