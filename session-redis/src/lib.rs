@@ -36,6 +36,11 @@ pub const DEFAULT_RECONNECT_RETRIES: usize = 2;
 /// The page size [`Storage::scan`] asks `SCAN` for at most, whatever the `limit` hint.
 const MAX_SCAN_COUNT: usize = 10_000;
 
+/// How far past now + [`check::MAX_TTL`] (on the local clock) a stored deadline may lie and still
+/// be believed: room for a server clock that is ahead of ours. A later one was not written by
+/// this driver, and `load` asks `PTTL` instead.
+const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(24 * 3600);
+
 /// Maps a redis-rs error: a key of ours holding another Redis type (`WRONGTYPE`, written by
 /// someone else) is a corrupt record; everything else is a backend failure.
 fn backend(e: RedisError) -> Error {
@@ -596,6 +601,14 @@ fn unexpected_reply(value: &redis::Value) -> Error {
     Error::backend(NAME, format!("unexpected HGETALL reply: {kind}"))
 }
 
+/// The deadline a deadline field holds, if it is unix milliseconds in decimal and no later than
+/// this driver could have written ([`MAX_CLOCK_AHEAD`]); `None` sends `load` to `PTTL`.
+fn parse_deadline(raw: &[u8]) -> Option<SystemTime> {
+    let ms: u64 = std::str::from_utf8(raw).ok()?.parse().ok()?;
+    let latest = (check::MAX_TTL + MAX_CLOCK_AHEAD).as_millis() as u64;
+    (ms <= check::now_millis().saturating_add(latest)).then(|| check::from_unix_millis(ms))
+}
+
 #[async_trait]
 impl Storage for RedisStore {
     fn name(&self) -> &'static str {
@@ -728,25 +741,29 @@ impl Storage for RedisStore {
         self.write(id, &changes, ttl_ms).await
     }
 
+    /// One `HGETALL`: the deadline comes from the hash's deadline field. Only a hash without a
+    /// valid one (written before the field existed, or by another tool) costs a second command,
+    /// `PTTL`, read against the local clock.
     async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
         let data_key = self.keys.data(id);
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("HGETALL")
-            .arg(&data_key)
-            .cmd("PTTL")
-            .arg(&data_key);
-        let mut conn = self.conn.clone();
-        let (reply, pttl): (redis::Value, i64) = self.run(pipe.query_async(&mut conn)).await?;
-        let now = SystemTime::now();
-        let (data, _) = parse_hash(reply)?;
+        let (data, deadline) = self.hgetall(&data_key).await?;
         if data.is_empty() {
             return Ok(None);
         }
-        let expires_at = u64::try_from(pttl)
-            .ok()
-            .filter(|ms| *ms > 0)
-            .map(|ms| now + Duration::from_millis(ms));
+        let expires_at = match deadline.as_deref().and_then(parse_deadline) {
+            Some(at) => Some(at),
+            None => {
+                let mut conn = self.conn.clone();
+                let pttl: i64 = self
+                    .run(redis::cmd("PTTL").arg(&data_key).query_async(&mut conn))
+                    .await?;
+                let now = SystemTime::now();
+                u64::try_from(pttl)
+                    .ok()
+                    .filter(|ms| *ms > 0)
+                    .map(|ms| now + Duration::from_millis(ms))
+            }
+        };
         Ok(Some(Loaded { data, expires_at }))
     }
 
@@ -915,6 +932,30 @@ mod tests {
         assert!(matches!(parse_hash(not_utf8), Err(Error::Corrupt { .. })));
         let int_value = redis::Value::Map(vec![(bulk(b"a"), redis::Value::Int(1))]);
         assert!(matches!(parse_hash(int_value), Err(Error::Backend { .. })));
+    }
+
+    #[test]
+    fn deadlines_are_believed_only_when_this_driver_could_have_written_them() {
+        let soon = check::now_millis() + 60_000;
+        assert_eq!(
+            parse_deadline(soon.to_string().as_bytes()),
+            Some(check::from_unix_millis(soon))
+        );
+        let latest = check::now_millis() + check::MAX_TTL.as_millis() as u64;
+        assert!(parse_deadline(latest.to_string().as_bytes()).is_some());
+        assert!(parse_deadline(b"1").is_some(), "a past deadline is kept");
+        for bad in [
+            &b"abc"[..],
+            b"",
+            b"-5",
+            b"1.8e+12",
+            b" 1750000000123",
+            b"99999999999999999",
+            b"18446744073709551615",
+            b"18446744073709551616",
+        ] {
+            assert_eq!(parse_deadline(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
