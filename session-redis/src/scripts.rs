@@ -124,19 +124,22 @@ return 0
 });
 
 /// Slides the expiry of an existing session (its hash, deadline field and owner key); no effect
-/// on a missing one. `HSET` keeps the hash's new TTL.
+/// on a missing one.
 ///
-/// `KEYS[1]` data hash, `KEYS[2]` owner key, `ARGV[1]` TTL in ms. Returns 1 if it slid.
+/// `KEYS[1]` data hash, `KEYS[2]` owner key, `ARGV[1]` TTL in ms. Returns 1 if it slid. The
+/// deadline field is written before the `PEXPIRE`s (`HSET` keeps a key's TTL, and `PEXPIRE`
+/// replaces it), so a key of another type fails with `WRONGTYPE` before anything changed.
 pub(crate) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     session_script(
         r#"
-local ttl = tonumber(ARGV[1])
-if redis.call('PEXPIRE', KEYS[1], ttl) == 1 then
-  redis.call('HSET', KEYS[1], D, deadline(ttl))
-  redis.call('PEXPIRE', KEYS[2], ttl)
-  return 1
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
 end
-return 0
+local ttl = tonumber(ARGV[1])
+redis.call('HSET', KEYS[1], D, deadline(ttl))
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+return 1
 "#,
     )
 });

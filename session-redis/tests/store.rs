@@ -355,6 +355,29 @@ async fn a_foreign_value_at_a_session_key_is_corrupt_not_a_panic() {
     assert!(matches!(store.load(&id).await, Err(Error::Corrupt { .. })));
     let written = store.set(&id, "k", v("x"), ttl).await;
     assert!(matches!(written, Err(Error::Corrupt { .. })), "{written:?}");
+    // Writes refuse it too, before changing anything: not even its expiry.
+    let replaced = store.set_session(&id, Data::new(), ttl).await;
+    assert!(
+        matches!(replaced, Err(Error::Corrupt { .. })),
+        "{replaced:?}"
+    );
+    let slid = store.update_ttl(&id, Duration::from_secs(5)).await;
+    assert!(matches!(slid, Err(Error::Corrupt { .. })), "{slid:?}");
+    assert!(matches!(
+        store.remove(&id, "k").await,
+        Err(Error::Corrupt { .. })
+    ));
+    let left: String = raw.get(&data_key).await.unwrap();
+    assert_eq!(left, "not a hash");
+    let pttl: i64 = raw.pttl(&data_key).await.unwrap();
+    assert!(
+        pttl > 50_000,
+        "the foreign key's expiry was changed ({pttl} ms)"
+    );
+    // remove_all deletes it.
+    store.remove_all(&id).await.unwrap();
+    let exists: bool = raw.exists(&data_key).await.unwrap();
+    assert!(!exists);
     store.clear_prefix().await.unwrap();
 }
 
