@@ -10,6 +10,12 @@ const FORBIDDEN_IN_PREFIX: &[char] = &['{', '}', '*', '?', '[', ']', '\\'];
 /// Longest accepted prefix, in bytes.
 pub(crate) const MAX_PREFIX_LEN: usize = 128;
 
+/// The driver-private field of a session hash that holds the session's deadline: unix
+/// milliseconds, decimal ASCII, computed from the server clock by every script that sets the
+/// hash's expiry. It starts with byte 0xFF, which never occurs in UTF-8, so no session key (a Rust
+/// `String`) can be named like it. Every read drops it; a hash never holds it alone.
+pub(crate) const DEADLINE_FIELD: &[u8] = b"\xffdeadline";
+
 /// Builds the Redis key names of one store.
 #[derive(Clone, Debug)]
 pub(crate) struct Keys {
@@ -101,6 +107,13 @@ mod tests {
         assert_eq!(keys.id_of_data_key(keys.lock(&id).as_bytes()), None);
         assert_eq!(keys.id_of_data_key(b"other:{abcdefghijklmnop}:data"), None);
         assert_eq!(keys.id_of_data_key(b"app:sess:{a}b}:data"), None);
+    }
+
+    #[test]
+    fn the_deadline_field_is_no_session_key() {
+        // Any byte string starting with 0xFF is invalid UTF-8.
+        assert!(String::from_utf8(DEADLINE_FIELD.to_vec()).is_err());
+        assert_eq!(DEADLINE_FIELD[0], 0xff);
     }
 
     #[test]

@@ -5,7 +5,6 @@ mod conn;
 mod keys;
 mod scripts;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
@@ -19,7 +18,7 @@ use session_core::{
 use tokio::task::JoinSet;
 
 use crate::conn::Conn;
-use crate::keys::Keys;
+use crate::keys::{DEADLINE_FIELD, Keys};
 
 /// The driver's name in errors ([`Storage::name`]).
 const NAME: &str = "redis";
@@ -36,6 +35,11 @@ pub const DEFAULT_RECONNECT_RETRIES: usize = 2;
 
 /// The page size [`Storage::scan`] asks `SCAN` for at most, whatever the `limit` hint.
 const MAX_SCAN_COUNT: usize = 10_000;
+
+/// How far past now + [`check::MAX_TTL`] (on the local clock) a stored deadline may lie and still
+/// be believed: room for a server clock that is ahead of ours. A later one was not written by
+/// this driver, and `load` asks `PTTL` instead.
+const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(24 * 3600);
 
 /// Maps a redis-rs error: a key of ours holding another Redis type (`WRONGTYPE`, written by
 /// someone else) is a corrupt record; everything else is a backend failure.
@@ -283,16 +287,13 @@ impl RedisStore {
         Ok(exists == 1)
     }
 
-    async fn hgetall(&self, id: &SessionId) -> Result<Data> {
+    /// `HGETALL` of the session hash: its data and the raw value of its deadline field.
+    async fn hgetall(&self, data_key: &str) -> Result<(Data, Option<Vec<u8>>)> {
         let mut conn = self.conn.clone();
-        let raw: HashMap<Vec<u8>, Vec<u8>> = self
-            .run(
-                redis::cmd("HGETALL")
-                    .arg(self.keys.data(id))
-                    .query_async(&mut conn),
-            )
+        let reply: redis::Value = self
+            .run(redis::cmd("HGETALL").arg(data_key).query_async(&mut conn))
             .await?;
-        to_data(raw)
+        parse_hash(reply)
     }
 
     /// Master nodes of the cluster, sorted, from `CLUSTER NODES`.
@@ -535,14 +536,77 @@ fn parse_cluster_masters(text: &str) -> Vec<(String, u16)> {
         .collect()
 }
 
-fn to_data(raw: HashMap<Vec<u8>, Vec<u8>>) -> Result<Data> {
-    raw.into_iter()
-        .map(|(k, v)| {
-            let key = String::from_utf8(k)
-                .map_err(|_| Error::corrupt(NAME, "a session field name is not UTF-8"))?;
-            Ok((key, Value::from(v)))
-        })
-        .collect()
+/// Splits an `HGETALL` reply into the session's data and the raw value of the deadline field
+/// ([`DEADLINE_FIELD`], `None` if the hash does not hold it), which never reaches the data.
+///
+/// RESP2 replies are an array of alternating names and values, RESP3 replies a map. The value
+/// bytes move into the [`Data`] without a copy. A field name that is not UTF-8 (and not the
+/// deadline field) is `Error::Corrupt`.
+fn parse_hash(reply: redis::Value) -> Result<(Data, Option<Vec<u8>>)> {
+    let len = match &reply {
+        redis::Value::Array(items) => items.len() / 2,
+        redis::Value::Map(pairs) => pairs.len(),
+        _ => 0,
+    };
+    let mut data = Data::with_capacity(len);
+    let mut deadline = None;
+    let mut add = |name: redis::Value, value: redis::Value| -> Result<()> {
+        let (name, value) = (reply_bytes(name)?, reply_bytes(value)?);
+        match String::from_utf8(name) {
+            Ok(key) => {
+                data.insert(key, Value::from(value));
+            }
+            Err(e) if e.as_bytes() == DEADLINE_FIELD => deadline = Some(value),
+            Err(_) => return Err(Error::corrupt(NAME, "a session field name is not UTF-8")),
+        }
+        Ok(())
+    };
+    match reply {
+        redis::Value::Array(items) if items.len() % 2 == 0 => {
+            let mut items = items.into_iter();
+            while let (Some(name), Some(value)) = (items.next(), items.next()) {
+                add(name, value)?;
+            }
+        }
+        redis::Value::Map(pairs) => {
+            for (name, value) in pairs {
+                add(name, value)?;
+            }
+        }
+        redis::Value::Nil => {}
+        other => return Err(unexpected_reply(&other)),
+    }
+    Ok((data, deadline))
+}
+
+/// The bytes of one string of an `HGETALL` reply.
+fn reply_bytes(value: redis::Value) -> Result<Vec<u8>> {
+    match value {
+        redis::Value::BulkString(bytes) => Ok(bytes),
+        redis::Value::SimpleString(text) => Ok(text.into_bytes()),
+        other => Err(unexpected_reply(&other)),
+    }
+}
+
+fn unexpected_reply(value: &redis::Value) -> Error {
+    let kind = match value {
+        redis::Value::Nil => "nil",
+        redis::Value::Int(_) => "an integer",
+        redis::Value::Array(items) if items.len() % 2 == 1 => "an array of odd length",
+        redis::Value::Array(_) => "an array",
+        redis::Value::Map(_) => "a map",
+        redis::Value::Set(_) => "a set",
+        _ => "another type",
+    };
+    Error::backend(NAME, format!("unexpected HGETALL reply: {kind}"))
+}
+
+/// The deadline a deadline field holds, if it is unix milliseconds in decimal and no later than
+/// this driver could have written ([`MAX_CLOCK_AHEAD`]); `None` sends `load` to `PTTL`.
+fn parse_deadline(raw: &[u8]) -> Option<SystemTime> {
+    let ms: u64 = std::str::from_utf8(raw).ok()?.parse().ok()?;
+    let latest = (check::MAX_TTL + MAX_CLOCK_AHEAD).as_millis() as u64;
+    (ms <= check::now_millis().saturating_add(latest)).then(|| check::from_unix_millis(ms))
 }
 
 #[async_trait]
@@ -583,17 +647,21 @@ impl Storage for RedisStore {
     }
 
     async fn get_map(&self, id: &SessionId) -> Result<Data> {
-        self.hgetall(id).await
+        Ok(self.hgetall(&self.keys.data(id)).await?.0)
     }
 
     async fn get_size(&self, id: &SessionId) -> Result<usize> {
+        let data_key = self.keys.data(id);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HLEN")
+            .arg(&data_key)
+            .cmd("HEXISTS")
+            .arg(&data_key)
+            .arg(DEADLINE_FIELD);
         let mut conn = self.conn.clone();
-        self.run(
-            redis::cmd("HLEN")
-                .arg(self.keys.data(id))
-                .query_async(&mut conn),
-        )
-        .await
+        let (fields, has_deadline): (usize, usize) = self.run(pipe.query_async(&mut conn)).await?;
+        Ok(fields.saturating_sub(has_deadline))
     }
 
     async fn set(&self, id: &SessionId, key: &str, value: Value, ttl: Duration) -> Result<()> {
@@ -643,7 +711,7 @@ impl Storage for RedisStore {
         _ttl: Duration,
         _cached: Option<&Data>,
     ) -> Result<Option<Data>> {
-        let data = self.hgetall(id).await?;
+        let (data, _) = self.hgetall(&self.keys.data(id)).await?;
         Ok((!data.is_empty()).then_some(data))
     }
 
@@ -673,26 +741,29 @@ impl Storage for RedisStore {
         self.write(id, &changes, ttl_ms).await
     }
 
+    /// One `HGETALL`: the deadline comes from the hash's deadline field. Only a hash without a
+    /// valid one (written before the field existed, or by another tool) costs a second command,
+    /// `PTTL`, read against the local clock.
     async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
         let data_key = self.keys.data(id);
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("HGETALL")
-            .arg(&data_key)
-            .cmd("PTTL")
-            .arg(&data_key);
-        let mut conn = self.conn.clone();
-        let (raw, pttl): (HashMap<Vec<u8>, Vec<u8>>, i64) =
-            self.run(pipe.query_async(&mut conn)).await?;
-        let now = SystemTime::now();
-        let data = to_data(raw)?;
+        let (data, deadline) = self.hgetall(&data_key).await?;
         if data.is_empty() {
             return Ok(None);
         }
-        let expires_at = u64::try_from(pttl)
-            .ok()
-            .filter(|ms| *ms > 0)
-            .map(|ms| now + Duration::from_millis(ms));
+        let expires_at = match deadline.as_deref().and_then(parse_deadline) {
+            Some(at) => Some(at),
+            None => {
+                let mut conn = self.conn.clone();
+                let pttl: i64 = self
+                    .run(redis::cmd("PTTL").arg(&data_key).query_async(&mut conn))
+                    .await?;
+                let now = SystemTime::now();
+                u64::try_from(pttl)
+                    .ok()
+                    .filter(|ms| *ms > 0)
+                    .map(|ms| now + Duration::from_millis(ms))
+            }
+        };
         Ok(Some(Loaded {
             data: data.into(),
             expires_at,
@@ -818,6 +889,77 @@ impl Storage for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bulk(bytes: &[u8]) -> redis::Value {
+        redis::Value::BulkString(bytes.to_vec())
+    }
+
+    #[test]
+    fn hgetall_replies_of_both_protocols_drop_the_deadline_field() {
+        let resp2 = redis::Value::Array(vec![
+            bulk(b"a"),
+            bulk(b"\x01"),
+            bulk(DEADLINE_FIELD),
+            bulk(b"1750000000123"),
+            bulk(b"b"),
+            bulk(b""),
+        ]);
+        let resp3 = redis::Value::Map(vec![
+            (bulk(DEADLINE_FIELD), bulk(b"1750000000123")),
+            (bulk(b"a"), bulk(b"\x01")),
+            (bulk(b"b"), bulk(b"")),
+        ]);
+        for reply in [resp2, resp3] {
+            let (data, deadline) = parse_hash(reply).expect("a valid reply");
+            assert_eq!(data.len(), 2);
+            assert_eq!(data["a"], Value::from(vec![1u8]));
+            assert_eq!(data["b"], Value::from(Vec::new()));
+            assert_eq!(deadline.as_deref(), Some(&b"1750000000123"[..]));
+        }
+        for empty in [
+            redis::Value::Array(vec![]),
+            redis::Value::Map(vec![]),
+            redis::Value::Nil,
+        ] {
+            let (data, deadline) = parse_hash(empty).expect("empty reply");
+            assert!(data.is_empty() && deadline.is_none());
+        }
+    }
+
+    #[test]
+    fn odd_replies_and_foreign_field_names_are_errors() {
+        assert!(matches!(parse_hash(bulk(b"x")), Err(Error::Backend { .. })));
+        let odd = redis::Value::Array(vec![bulk(b"a")]);
+        assert!(matches!(parse_hash(odd), Err(Error::Backend { .. })));
+        let not_utf8 = redis::Value::Array(vec![bulk(b"\xfeother"), bulk(b"x")]);
+        assert!(matches!(parse_hash(not_utf8), Err(Error::Corrupt { .. })));
+        let int_value = redis::Value::Map(vec![(bulk(b"a"), redis::Value::Int(1))]);
+        assert!(matches!(parse_hash(int_value), Err(Error::Backend { .. })));
+    }
+
+    #[test]
+    fn deadlines_are_believed_only_when_this_driver_could_have_written_them() {
+        let soon = check::now_millis() + 60_000;
+        assert_eq!(
+            parse_deadline(soon.to_string().as_bytes()),
+            Some(check::from_unix_millis(soon))
+        );
+        let latest = check::now_millis() + check::MAX_TTL.as_millis() as u64;
+        assert!(parse_deadline(latest.to_string().as_bytes()).is_some());
+        assert!(parse_deadline(b"1").is_some(), "a past deadline is kept");
+        for bad in [
+            &b"abc"[..],
+            b"",
+            b"-5",
+            b"1.8e+12",
+            b" 1750000000123",
+            b"99999999999999999",
+            b"18446744073709551615",
+            b"18446744073709551616",
+        ] {
+            assert_eq!(parse_deadline(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn cluster_nodes_reply_is_parsed() {

@@ -5,10 +5,54 @@
 //! session's hash tag, so the scripts run unchanged on Redis Cluster. The one exception is
 //! [`INDEX_SESSIONS_SINGLE`] (and [`INDEX_ADD_SINGLE`]), used only on a single node, which touch
 //! keys of several sessions.
+//!
+//! Every script that sets the expiry of a session hash (apply, touch) also writes the hash's
+//! deadline field ([`DEADLINE_FIELD`]) in the same step, so `load` reads the deadline with the
+//! data in one `HGETALL`; and no script leaves a hash holding the deadline field alone.
 
 use std::sync::LazyLock;
 
 use redis::Script;
+
+use crate::keys::DEADLINE_FIELD;
+
+/// `bytes` as a Lua string literal, every byte a decimal escape (`'\255\100...'`), so any byte
+/// string survives, whatever the Lua source's encoding.
+fn lua_literal(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 4 + 2);
+    out.push('\'');
+    for b in bytes {
+        out.push('\\');
+        out.push_str(&b.to_string());
+    }
+    out.push('\'');
+    out
+}
+
+/// A script whose body can use what every script on a session hash shares:
+///
+/// * `D`: the name of the deadline field ([`DEADLINE_FIELD`]);
+/// * `users(key)`: how many fields of the hash `key` are session keys (`HLEN` minus the deadline
+///   field);
+/// * `deadline(ttl)`: the deadline `ttl` ms from now on the server clock (`TIME`), as unix
+///   milliseconds in decimal (`%.0f`: `tostring` may print `1.8e+12`; TTLs of at most 10 years
+///   keep the sum far below 2^53, so the double is exact).
+fn session_script(body: &str) -> Script {
+    let source = format!(
+        r#"
+local D = {field}
+local function users(key)
+  return redis.call('HLEN', key) - redis.call('HEXISTS', key, D)
+end
+local function deadline(ttl)
+  local t = redis.call('TIME')
+  return string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + ttl)
+end
+{body}"#,
+        field = lua_literal(DEADLINE_FIELD),
+    );
+    Script::new(&source)
+}
 
 /// Applies a change set and the expiry atomically.
 ///
@@ -16,19 +60,22 @@ use redis::Script;
 /// `ARGV[3]` only-if-exists ("1"/"0"), `ARGV[4]` number `n` of removed fields, then the `n`
 /// fields, then field/value pairs to set. Returns 1 if the session exists afterwards, else 0.
 ///
-/// Fields are written 1000 arguments per `HSET`/`HDEL` call (an even number, so pairs never
-/// split; far below the limit of Lua's `unpack`). Order: clear, remove, set, then `PEXPIRE` on the hash and the owner key (so the owner binding
-/// expires with the session). If the write empties a session that existed, its owner key is
-/// deleted with it.
+/// The session exists when its hash holds a field other than the deadline field. Fields are
+/// written 1000 arguments per `HSET`/`HDEL` call (an even number, so pairs never split; far below
+/// the limit of Lua's `unpack`). Order: clear, remove, set; then, if session keys are left, the
+/// deadline field, and `PEXPIRE` on the hash and the owner key (so the owner binding expires with
+/// the session). If none are left, the hash is deleted (it may still hold the deadline field),
+/// and so is the owner key if the session existed before.
 pub(crate) static APPLY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    session_script(
         r#"
 local data, okey = KEYS[1], KEYS[2]
-local existed = redis.call('EXISTS', data) == 1
+local ttl = tonumber(ARGV[1])
+local existed = users(data) > 0
 if ARGV[3] == '1' and not existed then
   return 0
 end
-if ARGV[2] == '1' and existed then
+if ARGV[2] == '1' then
   redis.call('DEL', data)
 end
 local step = 1000
@@ -46,11 +93,13 @@ while i < n do
   redis.call('HSET', data, unpack(ARGV, i, j))
   i = j + 1
 end
-if redis.call('EXISTS', data) == 1 then
-  redis.call('PEXPIRE', data, ARGV[1])
-  redis.call('PEXPIRE', okey, ARGV[1])
+if users(data) > 0 then
+  redis.call('HSET', data, D, deadline(ttl))
+  redis.call('PEXPIRE', data, ttl)
+  redis.call('PEXPIRE', okey, ttl)
   return 1
 end
+redis.call('DEL', data)
 if existed then
   redis.call('DEL', okey)
 end
@@ -59,31 +108,38 @@ return 0
     )
 });
 
-/// Deletes one field; if that empties the session, deletes its owner key too.
+/// Deletes one field; if that leaves no session key, deletes the hash (and its deadline field)
+/// and the owner key.
 ///
 /// `KEYS[1]` data hash, `KEYS[2]` owner key, `ARGV[1]` field.
 pub(crate) static REMOVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    session_script(
         r#"
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 and redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('DEL', KEYS[2])
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 and users(KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[1], KEYS[2])
 end
 return 0
 "#,
     )
 });
 
-/// Slides the expiry of an existing session (and its owner key); no effect on a missing one.
+/// Slides the expiry of an existing session (its hash, deadline field and owner key); no effect
+/// on a missing one.
 ///
-/// `KEYS[1]` data hash, `KEYS[2]` owner key, `ARGV[1]` TTL in ms. Returns 1 if it slid.
+/// `KEYS[1]` data hash, `KEYS[2]` owner key, `ARGV[1]` TTL in ms. Returns 1 if it slid. The
+/// deadline field is written before the `PEXPIRE`s (`HSET` keeps a key's TTL, and `PEXPIRE`
+/// replaces it), so a key of another type fails with `WRONGTYPE` before anything changed.
 pub(crate) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    session_script(
         r#"
-if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 1 then
-  redis.call('PEXPIRE', KEYS[2], ARGV[1])
-  return 1
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
 end
-return 0
+local ttl = tonumber(ARGV[1])
+redis.call('HSET', KEYS[1], D, deadline(ttl))
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+return 1
 "#,
     )
 });
@@ -181,3 +237,18 @@ return live
 "#,
     )
 });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lua_literal_escapes_every_byte() {
+        assert_eq!(lua_literal(b"\xffd"), r"'\255\100'");
+        assert_eq!(lua_literal(b""), "''");
+        assert_eq!(
+            lua_literal(DEADLINE_FIELD),
+            r"'\255\100\101\97\100\108\105\110\101'"
+        );
+    }
+}

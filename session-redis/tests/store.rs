@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use redis::AsyncCommands;
-use session_core::{ChangeSet, Data, Error, SessionId, Storage, Value};
+use session_core::{ChangeSet, Data, Error, SessionId, Storage, Value, check};
 use session_redis::RedisStore;
 
 async fn raw() -> redis::aio::MultiplexedConnection {
@@ -20,6 +20,45 @@ async fn raw() -> redis::aio::MultiplexedConnection {
 
 fn v(text: &str) -> Value {
     Value::encode(text).unwrap()
+}
+
+/// The driver-private field of a session hash holding its deadline (unix ms, server clock).
+const DEADLINE: &[u8] = b"\xffdeadline";
+
+fn data_key(store: &RedisStore, id: &SessionId) -> String {
+    format!("{}:{{{}}}:data", store.prefix(), id.as_str())
+}
+
+fn owner_key(store: &RedisStore, id: &SessionId) -> String {
+    format!("{}:{{{}}}:owner", store.prefix(), id.as_str())
+}
+
+/// The deadline field of the hash `key`, parsed (`None` if absent).
+async fn deadline_field(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Option<u64> {
+    let text: Option<String> = raw.hget(key, DEADLINE).await.unwrap();
+    text.map(|t| t.parse().expect("the deadline field is decimal unix ms"))
+}
+
+/// The real expiry of `key` on the server clock: `TIME` + `PTTL`, in unix ms.
+async fn server_expiry(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> u64 {
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(raw).await.unwrap();
+    let pttl: i64 = raw.pttl(key).await.unwrap();
+    assert!(pttl > 0, "{key} has no expiry ({pttl})");
+    secs * 1000 + micros / 1000 + pttl as u64
+}
+
+/// How far apart two times are.
+fn apart(a: SystemTime, b: SystemTime) -> Duration {
+    a.duration_since(b).unwrap_or_else(|e| e.duration())
+}
+
+/// Asserts that `deadline` (unix ms) is within a second of the local now + `ttl`.
+fn assert_deadline_near(deadline: u64, ttl: Duration) {
+    let expected = check::now_millis() + ttl.as_millis() as u64;
+    assert!(
+        deadline.abs_diff(expected) < 1000,
+        "deadline {deadline} is not now + {ttl:?} ({expected})"
+    );
 }
 
 /// Every key under `prefix` and its PTTL.
@@ -80,17 +119,51 @@ async fn layout_is_one_hash_per_session_with_a_hash_tag_and_an_expiry() {
         *set_ttl > 100_000,
         "owner set lives as long as index_add's ttl"
     );
-    let fields: Vec<String> = raw.hkeys(format!("{prefix}:{tag}:data")).await.unwrap();
-    assert_eq!(fields.len(), 2, "the owner is not a field of the hash");
+    let data_key = format!("{prefix}:{tag}:data");
+    let mut fields: Vec<Vec<u8>> = raw.hkeys(&data_key).await.unwrap();
+    fields.sort();
+    assert_eq!(
+        fields,
+        vec![b"a".to_vec(), b"b".to_vec(), DEADLINE.to_vec()],
+        "the session keys and the deadline field; the owner is not a field of the hash"
+    );
+    let deadline = deadline_field(&mut raw, &data_key).await.expect("deadline");
+    assert_deadline_near(deadline, ttl);
+    let expiry = server_expiry(&mut raw, &data_key).await;
+    assert!(
+        deadline.abs_diff(expiry) < 50,
+        "the field ({deadline}) is the hash's real expiry ({expiry}) on the server clock"
+    );
+    // No read shows the deadline field.
     assert_eq!(store.get_size(&id).await.unwrap(), 2);
+    let map = store.get_map(&id).await.unwrap();
+    let mut names: Vec<&str> = map.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(names, ["a", "b"]);
+    let session = store.get_session(&id, ttl, None).await.unwrap().unwrap();
+    assert_eq!(session, map);
+    let loaded = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(*loaded.data, map);
+    assert_eq!(
+        loaded.expires_at.map(check::unix_millis),
+        Some(deadline),
+        "load reports the field"
+    );
 
-    // Sliding the session moves the owner key with it.
-    store
-        .update_ttl(&id, Duration::from_secs(600))
-        .await
-        .unwrap();
+    // Sliding the session moves the deadline field and the owner key with it.
+    let slid = Duration::from_secs(600);
+    store.update_ttl(&id, slid).await.unwrap();
     let owner_ttl: i64 = raw.pttl(format!("{prefix}:{tag}:owner")).await.unwrap();
     assert!(owner_ttl > 500_000, "owner key slid with the session");
+    let moved = deadline_field(&mut raw, &data_key).await.expect("deadline");
+    assert_deadline_near(moved, slid);
+    let expiry = server_expiry(&mut raw, &data_key).await;
+    assert!(moved.abs_diff(expiry) < 50, "{moved} vs {expiry}");
+    assert_eq!(
+        store.load(&id).await.unwrap().unwrap().expires_at,
+        Some(check::from_unix_millis(moved))
+    );
+    assert_eq!(store.get_size(&id).await.unwrap(), 2);
 
     assert!(store.unlock(&id, &token).await.unwrap());
     store.clear_prefix().await.unwrap();
@@ -282,5 +355,312 @@ async fn a_foreign_value_at_a_session_key_is_corrupt_not_a_panic() {
     assert!(matches!(store.load(&id).await, Err(Error::Corrupt { .. })));
     let written = store.set(&id, "k", v("x"), ttl).await;
     assert!(matches!(written, Err(Error::Corrupt { .. })), "{written:?}");
+    // Writes refuse it too, before changing anything: not even its expiry.
+    let replaced = store.set_session(&id, Data::new(), ttl).await;
+    assert!(
+        matches!(replaced, Err(Error::Corrupt { .. })),
+        "{replaced:?}"
+    );
+    let slid = store.update_ttl(&id, Duration::from_secs(5)).await;
+    assert!(matches!(slid, Err(Error::Corrupt { .. })), "{slid:?}");
+    assert!(matches!(
+        store.remove(&id, "k").await,
+        Err(Error::Corrupt { .. })
+    ));
+    let left: String = raw.get(&data_key).await.unwrap();
+    assert_eq!(left, "not a hash");
+    let pttl: i64 = raw.pttl(&data_key).await.unwrap();
+    assert!(
+        pttl > 50_000,
+        "the foreign key's expiry was changed ({pttl} ms)"
+    );
+    // remove_all deletes it.
+    store.remove_all(&id).await.unwrap();
+    let exists: bool = raw.exists(&data_key).await.unwrap();
+    assert!(!exists);
     store.clear_prefix().await.unwrap();
+}
+
+/// Asserts that `loaded` expires `ttl` after `before` (local clock), within 200 ms.
+fn assert_expires_after(expires_at: Option<SystemTime>, before: SystemTime, ttl: Duration) {
+    let deadline = expires_at.expect("a deadline");
+    let diff = apart(deadline, before + ttl);
+    assert!(
+        diff < Duration::from_millis(200),
+        "deadline off by {diff:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_hash_without_the_deadline_field_loads_with_the_deadline_from_pttl() {
+    let store = common::open_shared("nofield").await;
+    let mut raw = raw().await;
+    let id = SessionId::generate().unwrap();
+    let key = data_key(&store, &id);
+    // As written before the deadline field existed, or by another tool.
+    let before = SystemTime::now();
+    let _: () = raw.hset(&key, "k", v("x").as_bytes()).await.unwrap();
+    let _: () = raw.pexpire(&key, 7_000).await.unwrap();
+
+    let loaded = store.load(&id).await.unwrap().expect("live session");
+    assert_eq!(loaded.data.len(), 1);
+    assert_eq!(loaded.data.get("k"), Some(&v("x")));
+    assert_expires_after(loaded.expires_at, before, Duration::from_millis(7_000));
+    assert_eq!(store.get_size(&id).await.unwrap(), 1);
+    assert_eq!(
+        deadline_field(&mut raw, &key).await,
+        None,
+        "reads write nothing"
+    );
+
+    // The next write adds the field.
+    let ttl = Duration::from_secs(30);
+    store.set(&id, "k2", v("y"), ttl).await.unwrap();
+    let deadline = deadline_field(&mut raw, &key).await.expect("deadline");
+    assert_deadline_near(deadline, ttl);
+    let loaded = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(loaded.data.len(), 2);
+    assert_eq!(loaded.expires_at, Some(check::from_unix_millis(deadline)));
+    store.clear_prefix().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_corrupt_deadline_field_still_loads_with_the_deadline_from_pttl() {
+    let store = common::open_shared("badfield").await;
+    let mut raw = raw().await;
+    let id = SessionId::generate().unwrap();
+    let key = data_key(&store, &id);
+    store
+        .set(&id, "k", v("x"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let far_future = (check::now_millis() + 20 * 365 * 24 * 3600 * 1000).to_string();
+    for bad in [
+        "abc",
+        "",
+        "-1",
+        "1.8e+12",
+        "18446744073709551616",
+        far_future.as_str(),
+    ] {
+        let _: () = raw.hset(&key, DEADLINE, bad).await.unwrap();
+        let before = SystemTime::now();
+        let _: () = raw.pexpire(&key, 7_000).await.unwrap();
+        let loaded = store.load(&id).await.unwrap().expect("live session");
+        assert_eq!(loaded.data.len(), 1, "{bad:?}");
+        assert_eq!(loaded.data.get("k"), Some(&v("x")));
+        assert_expires_after(loaded.expires_at, before, Duration::from_millis(7_000));
+        assert_eq!(store.get_size(&id).await.unwrap(), 1);
+        assert_eq!(store.get_map(&id).await.unwrap().len(), 1);
+    }
+    // A slide writes a good one again.
+    store
+        .update_ttl(&id, Duration::from_secs(90))
+        .await
+        .unwrap();
+    let deadline = deadline_field(&mut raw, &key).await.expect("deadline");
+    assert_deadline_near(deadline, Duration::from_secs(90));
+    store.clear_prefix().await.unwrap();
+}
+
+#[tokio::test]
+async fn emptying_a_session_leaves_no_hash_and_no_owner_key() {
+    let store = common::open_shared("empty").await;
+    let mut raw = raw().await;
+    let ttl = Duration::from_secs(60);
+    let every_key = ChangeSet {
+        remove: vec!["a".into(), "b".into()],
+        ..ChangeSet::default()
+    };
+    let clear = ChangeSet {
+        clear: true,
+        ..ChangeSet::default()
+    };
+    for case in ["remove", "apply remove", "apply clear", "set_session empty"] {
+        let id = SessionId::generate().unwrap();
+        let mut data = Data::new();
+        data.insert("a".into(), v("1"));
+        data.insert("b".into(), v("2"));
+        store.set_map(&id, data, ttl).await.unwrap();
+        store.index_add("dave", &id, ttl).await.unwrap();
+        let key = data_key(&store, &id);
+        let owner = owner_key(&store, &id);
+        assert!(deadline_field(&mut raw, &key).await.is_some());
+        match case {
+            "remove" => {
+                store.remove(&id, "a").await.unwrap();
+                // One session key left: the hash, its deadline and owner key stay.
+                let fields: usize = raw.hlen(&key).await.unwrap();
+                assert_eq!(fields, 2, "b and the deadline field");
+                assert_eq!(store.get_size(&id).await.unwrap(), 1);
+                store.remove(&id, "b").await.unwrap();
+            }
+            "apply remove" => {
+                assert!(!store.apply(&id, every_key.clone(), ttl).await.unwrap());
+            }
+            "apply clear" => {
+                assert!(!store.apply(&id, clear.clone(), ttl).await.unwrap());
+            }
+            _ => store.set_session(&id, Data::new(), ttl).await.unwrap(),
+        }
+        let hash_exists: bool = raw.exists(&key).await.unwrap();
+        let owner_exists: bool = raw.exists(&owner).await.unwrap();
+        assert!(
+            !hash_exists,
+            "{case}: the hash (deadline field alone) was left"
+        );
+        assert!(!owner_exists, "{case}: the owner key was left");
+        assert_eq!(store.load(&id).await.unwrap(), None, "{case}");
+        assert_eq!(store.get_size(&id).await.unwrap(), 0, "{case}");
+    }
+    store.clear_prefix().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_lone_deadline_field_is_no_session() {
+    // Not written by the driver (it never leaves one), but if a hash holds only the field, the
+    // session does not exist, and the next write that leaves no key deletes the hash.
+    let store = common::open_shared("lone").await;
+    let mut raw = raw().await;
+    let id = SessionId::generate().unwrap();
+    let key = data_key(&store, &id);
+    let deadline = (check::now_millis() + 60_000).to_string();
+    let _: () = raw.hset(&key, DEADLINE, &deadline).await.unwrap();
+    let _: () = raw.pexpire(&key, 60_000).await.unwrap();
+    assert_eq!(store.load(&id).await.unwrap(), None);
+    assert_eq!(
+        store
+            .get_session(&id, Duration::from_secs(60), None)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(store.get_map(&id).await.unwrap().is_empty());
+    assert_eq!(store.get_size(&id).await.unwrap(), 0);
+    let only_if_exists = ChangeSet {
+        only_if_exists: true,
+        set: [("k".to_owned(), v("x"))].into_iter().collect(),
+        ..ChangeSet::default()
+    };
+    assert!(
+        !store
+            .apply(&id, only_if_exists, Duration::from_secs(60))
+            .await
+            .unwrap(),
+        "only_if_exists sees no session"
+    );
+    let nothing = ChangeSet {
+        remove: vec!["k".into()],
+        ..ChangeSet::default()
+    };
+    assert!(
+        !store
+            .apply(&id, nothing, Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    let exists: bool = raw.exists(&key).await.unwrap();
+    assert!(!exists, "the write removed the lone deadline field");
+    store.clear_prefix().await.unwrap();
+}
+
+#[tokio::test]
+async fn resp2_and_resp3_replies_are_read_and_foreign_field_names_are_corrupt() {
+    let url = common::redis_url();
+    let resp3_url = if url.contains('?') {
+        format!("{url}&protocol=resp3")
+    } else {
+        format!("{url}?protocol=resp3")
+    };
+    for url in [url, resp3_url] {
+        let store = RedisStore::builder()
+            .prefix(common::unique_prefix("proto"))
+            .open(&url)
+            .await
+            .unwrap();
+        let mut raw = raw().await;
+        let id = SessionId::generate().unwrap();
+        let ttl = Duration::from_secs(60);
+        store.set(&id, "a", v("1"), ttl).await.unwrap();
+        store.set(&id, "b", v("2"), ttl).await.unwrap();
+        let loaded = store.load(&id).await.unwrap().expect("live session");
+        assert_eq!(loaded.data.len(), 2, "{url}");
+        assert_eq!(loaded.data.get("b"), Some(&v("2")));
+        let key = data_key(&store, &id);
+        let deadline = deadline_field(&mut raw, &key).await.expect("deadline");
+        assert_eq!(loaded.expires_at, Some(check::from_unix_millis(deadline)));
+        assert_eq!(store.get_map(&id).await.unwrap(), *loaded.data);
+        assert_eq!(store.get_size(&id).await.unwrap(), 2);
+
+        let _: () = raw.hset(&key, &b"\xfeforeign"[..], "x").await.unwrap();
+        assert!(
+            matches!(store.load(&id).await, Err(Error::Corrupt { .. })),
+            "{url}"
+        );
+        assert!(matches!(
+            store.get_map(&id).await,
+            Err(Error::Corrupt { .. })
+        ));
+        store.clear_prefix().await.unwrap();
+    }
+}
+
+/// `total_commands_processed` of the server behind `raw`.
+async fn commands_processed(raw: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(raw)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .expect("total_commands_processed in INFO stats")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_is_one_command_and_two_only_for_a_hash_without_the_field() {
+    // A private server: no other client adds to its command count.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = common::RedisServer::start(common::free_port(), dir.path(), false, &[]);
+    let store = RedisStore::builder()
+        .prefix("counttest")
+        .open(&server.url())
+        .await
+        .expect("store on the private server");
+    let mut raw = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let id = SessionId::generate().unwrap();
+    let ttl = Duration::from_secs(60);
+    store.set(&id, "k", v("x"), ttl).await.unwrap();
+    store.load(&id).await.unwrap().expect("live session");
+
+    // What reading the count costs by itself (the INFO command).
+    let first = commands_processed(&mut raw).await;
+    let overhead = commands_processed(&mut raw).await - first;
+    let commands_of_one_load = async |raw: &mut redis::aio::MultiplexedConnection| {
+        let before = commands_processed(raw).await;
+        let loaded = store.load(&id).await.unwrap().expect("live session");
+        let after = commands_processed(raw).await;
+        (after - before - overhead, loaded)
+    };
+
+    let (commands, loaded) = commands_of_one_load(&mut raw).await;
+    assert_eq!(commands, 1, "load with the deadline field: HGETALL only");
+    assert!(loaded.expires_at.is_some());
+
+    let key = data_key(&store, &id);
+    let _: () = raw.hdel(&key, DEADLINE).await.unwrap();
+    let (commands, loaded) = commands_of_one_load(&mut raw).await;
+    assert_eq!(
+        commands, 2,
+        "load without the deadline field: HGETALL and PTTL"
+    );
+    assert!(loaded.expires_at.is_some());
+    assert_eq!(loaded.data.get("k"), Some(&v("x")));
 }
