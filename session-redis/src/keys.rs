@@ -11,8 +11,8 @@ const FORBIDDEN_IN_PREFIX: &[char] = &['{', '}', '*', '?', '[', ']', '\\'];
 pub(crate) const MAX_PREFIX_LEN: usize = 128;
 
 /// The driver-private field of a session hash that holds the session's deadline: unix
-/// milliseconds, decimal ASCII, computed from the server clock by every script that sets the
-/// hash's expiry. It starts with byte 0xFF, which never occurs in UTF-8, so no session key (a Rust
+/// milliseconds, decimal ASCII, on the writing client's clock (now + TTL), written by every script
+/// that sets the hash's expiry. It starts with byte 0xFF, which never occurs in UTF-8, so no session key (a Rust
 /// `String`) can be named like it. Every read drops it; a hash never holds it alone.
 pub(crate) const DEADLINE_FIELD: &[u8] = b"\xffdeadline";
 

@@ -37,7 +37,7 @@ pub const DEFAULT_RECONNECT_RETRIES: usize = 2;
 const MAX_SCAN_COUNT: usize = 10_000;
 
 /// How far past now + [`check::MAX_TTL`] (on the local clock) a stored deadline may lie and still
-/// be believed: room for a server clock that is ahead of ours. A later one was not written by
+/// be believed: room for a writer's clock that is ahead of ours. A later one was not written by
 /// this driver, and `load` asks `PTTL` instead.
 const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(24 * 3600);
 
@@ -282,6 +282,7 @@ impl RedisStore {
         for (key, value) in &changes.set {
             inv.arg(key.as_str()).arg(value.as_bytes());
         }
+        inv.arg(DEADLINE_FIELD).arg(deadline_of(ttl_ms));
         let mut conn = self.conn.clone();
         let exists: i64 = self.run(inv.invoke_async(&mut conn)).await?;
         Ok(exists == 1)
@@ -601,6 +602,12 @@ fn unexpected_reply(value: &redis::Value) -> Error {
     Error::backend(NAME, format!("unexpected HGETALL reply: {kind}"))
 }
 
+/// The value of the deadline field for a write with a TTL of `ttl_ms`: unix milliseconds on the
+/// local clock, the clock [`Storage::load`] compares deadlines with.
+fn deadline_of(ttl_ms: u64) -> u64 {
+    check::now_millis().saturating_add(ttl_ms)
+}
+
 /// The deadline a deadline field holds, if it is unix milliseconds in decimal and no later than
 /// this driver could have written ([`MAX_CLOCK_AHEAD`]); `None` sends `load` to `PTTL`.
 fn parse_deadline(raw: &[u8]) -> Option<SystemTime> {
@@ -730,7 +737,8 @@ impl Storage for RedisStore {
         let mut inv = scripts::TOUCH.prepare_invoke();
         inv.key(self.keys.data(id))
             .key(self.keys.owner_of(id))
-            .arg(ttl_ms);
+            .arg(ttl_ms)
+            .arg(deadline_of(ttl_ms));
         let mut conn = self.conn.clone();
         let _: i64 = self.run(inv.invoke_async(&mut conn)).await?;
         Ok(())

@@ -32,21 +32,15 @@ fn lua_literal(bytes: &[u8]) -> String {
 /// A script whose body can use what every script on a session hash shares:
 ///
 /// * `D`: the name of the deadline field ([`DEADLINE_FIELD`]);
-/// * `users(key)`: how many fields of the hash `key` are session keys (`HLEN` minus the deadline
-///   field);
-/// * `deadline(ttl)`: the deadline `ttl` ms from now on the server clock (`TIME`), as unix
-///   milliseconds in decimal (`%.0f`: `tostring` may print `1.8e+12`; TTLs of at most 10 years
-///   keep the sum far below 2^53, so the double is exact).
+/// * `has_keys(key)`: whether the hash `key` holds a session key (a field other than the deadline
+///   field). One `HLEN` in the usual case; `HEXISTS` only for a hash of one field.
 fn session_script(body: &str) -> Script {
     let source = format!(
         r#"
 local D = {field}
-local function users(key)
-  return redis.call('HLEN', key) - redis.call('HEXISTS', key, D)
-end
-local function deadline(ttl)
-  local t = redis.call('TIME')
-  return string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + ttl)
+local function has_keys(key)
+  local n = redis.call('HLEN', key)
+  return n > 1 or (n == 1 and redis.call('HEXISTS', key, D) == 0)
 end
 {body}"#,
         field = lua_literal(DEADLINE_FIELD),
@@ -58,28 +52,32 @@ end
 ///
 /// `KEYS[1]` data hash, `KEYS[2]` owner key. `ARGV[1]` TTL in ms, `ARGV[2]` clear ("1"/"0"),
 /// `ARGV[3]` only-if-exists ("1"/"0"), `ARGV[4]` number `n` of removed fields, then the `n`
-/// fields, then field/value pairs to set. Returns 1 if the session exists afterwards, else 0.
+/// fields, then field/value pairs to set, the last pair always the deadline field and the
+/// deadline (unix ms, decimal). Returns 1 if the session exists afterwards, else 0.
 ///
 /// The session exists when its hash holds a field other than the deadline field. Fields are
 /// written 1000 arguments per `HSET`/`HDEL` call (an even number, so pairs never split; far below
-/// the limit of Lua's `unpack`). Order: clear, remove, set; then, if session keys are left, the
-/// deadline field, and `PEXPIRE` on the hash and the owner key (so the owner binding expires with
-/// the session). If none are left, the hash is deleted (it may still hold the deadline field),
-/// and so is the owner key if the session existed before.
+/// the limit of Lua's `unpack`). Order: clear, remove; then, if session keys are left, the set
+/// (with the deadline field, in the same `HSET`) and `PEXPIRE` on the hash and the owner key (so
+/// the owner binding expires with the session). If none are left, the hash is deleted (it may
+/// still hold the deadline field), and so is the owner key if the session existed before.
+/// Whether keys are left is known without asking the server unless the write removed keys and
+/// set none.
 pub(crate) static APPLY: LazyLock<Script> = LazyLock::new(|| {
     session_script(
         r#"
 local data, okey = KEYS[1], KEYS[2]
-local ttl = tonumber(ARGV[1])
-local existed = users(data) > 0
+local clear = ARGV[2] == '1'
+local removed = tonumber(ARGV[4])
+local existed = has_keys(data)
 if ARGV[3] == '1' and not existed then
   return 0
 end
-if ARGV[2] == '1' then
+if clear then
   redis.call('DEL', data)
 end
 local step = 1000
-local last = 4 + tonumber(ARGV[4])
+local last = 4 + removed
 local i = 5
 while i <= last do
   local j = math.min(i + step - 1, last)
@@ -87,23 +85,32 @@ while i <= last do
   i = j + 1
 end
 local n = #ARGV
+local left
+if n - last > 2 then
+  left = true
+elseif clear then
+  left = false
+elseif removed > 0 then
+  left = has_keys(data)
+else
+  left = existed
+end
+if not left then
+  redis.call('DEL', data)
+  if existed then
+    redis.call('DEL', okey)
+  end
+  return 0
+end
 i = last + 1
 while i < n do
   local j = math.min(i + step - 1, n)
   redis.call('HSET', data, unpack(ARGV, i, j))
   i = j + 1
 end
-if users(data) > 0 then
-  redis.call('HSET', data, D, deadline(ttl))
-  redis.call('PEXPIRE', data, ttl)
-  redis.call('PEXPIRE', okey, ttl)
-  return 1
-end
-redis.call('DEL', data)
-if existed then
-  redis.call('DEL', okey)
-end
-return 0
+redis.call('PEXPIRE', data, ARGV[1])
+redis.call('PEXPIRE', okey, ARGV[1])
+return 1
 "#,
     )
 });
@@ -115,7 +122,7 @@ return 0
 pub(crate) static REMOVE: LazyLock<Script> = LazyLock::new(|| {
     session_script(
         r#"
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 and users(KEYS[1]) == 0 then
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 and not has_keys(KEYS[1]) then
   redis.call('DEL', KEYS[1], KEYS[2])
 end
 return 0
@@ -126,19 +133,19 @@ return 0
 /// Slides the expiry of an existing session (its hash, deadline field and owner key); no effect
 /// on a missing one.
 ///
-/// `KEYS[1]` data hash, `KEYS[2]` owner key, `ARGV[1]` TTL in ms. Returns 1 if it slid. The
-/// deadline field is written before the `PEXPIRE`s (`HSET` keeps a key's TTL, and `PEXPIRE`
-/// replaces it), so a key of another type fails with `WRONGTYPE` before anything changed.
+/// `KEYS[1]` data hash, `KEYS[2]` owner key, `ARGV[1]` TTL in ms, `ARGV[2]` the deadline (unix
+/// ms, decimal). Returns 1 if it slid. The deadline field is written before the `PEXPIRE`s
+/// (`HSET` keeps a key's TTL, and `PEXPIRE` replaces it), so a key of another type fails with
+/// `WRONGTYPE` before anything changed.
 pub(crate) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     session_script(
         r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
-local ttl = tonumber(ARGV[1])
-redis.call('HSET', KEYS[1], D, deadline(ttl))
-redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('HSET', KEYS[1], D, ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
 return 1
 "#,
     )

@@ -22,7 +22,7 @@ fn v(text: &str) -> Value {
     Value::encode(text).unwrap()
 }
 
-/// The driver-private field of a session hash holding its deadline (unix ms, server clock).
+/// The driver-private field of a session hash holding its deadline (unix ms, on the writing client's clock).
 const DEADLINE: &[u8] = b"\xffdeadline";
 
 fn data_key(store: &RedisStore, id: &SessionId) -> String {
@@ -132,7 +132,7 @@ async fn layout_is_one_hash_per_session_with_a_hash_tag_and_an_expiry() {
     let expiry = server_expiry(&mut raw, &data_key).await;
     assert!(
         deadline.abs_diff(expiry) < 50,
-        "the field ({deadline}) is the hash's real expiry ({expiry}) on the server clock"
+        "the field ({deadline}) is the hash's real expiry ({expiry}) (one clock on this machine)"
     );
     // No read shows the deadline field.
     assert_eq!(store.get_size(&id).await.unwrap(), 2);
