@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use redis::cluster::ClusterClient;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{RedisError, RedisResult};
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, RedisResult, ServerErrorKind};
 use session_core::{
     Capabilities, ChangeSet, Data, Error, Loaded, LockToken, Result, ScanPage, SessionId, Storage,
     Value, async_trait, check,
@@ -264,15 +264,32 @@ impl RedisStore {
         }
     }
 
+    /// Runs `cmd`, an `EVALSHA` of `lua` made by [`Lua::call`](scripts::Lua::call), with the
+    /// operation timeout. A server that does not know the script (`NOSCRIPT`: the first call, or
+    /// after a restart, failover or `SCRIPT FLUSH`) gets it with `SCRIPT LOAD`, and `cmd` runs
+    /// again.
+    async fn eval<T: FromRedisValue>(&self, lua: &scripts::Lua, cmd: &Cmd) -> Result<T> {
+        let mut conn = self.conn.clone();
+        self.run(async move {
+            match cmd.query_async(&mut conn).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    let _: String = lua.load().query_async(&mut conn).await?;
+                    cmd.query_async(&mut conn).await
+                }
+                other => other,
+            }
+        })
+        .await
+    }
+
     /// The apply script: clear, remove, set, expiry; returns whether the session exists after.
     async fn write(&self, id: &SessionId, changes: &ChangeSet, ttl_ms: u64) -> Result<bool> {
         for key in changes.remove.iter().chain(changes.set.keys()) {
             check::key(key)?;
         }
-        let mut inv = scripts::APPLY.prepare_invoke();
-        inv.key(self.keys.data(id))
-            .key(self.keys.owner_of(id))
-            .arg(ttl_ms)
+        let (data, owner) = (self.keys.data(id), self.keys.owner_of(id));
+        let mut inv = scripts::APPLY.call(&[&data, &owner]);
+        inv.arg(ttl_ms)
             .arg(if changes.clear { "1" } else { "0" })
             .arg(if changes.only_if_exists { "1" } else { "0" })
             .arg(changes.remove.len());
@@ -283,8 +300,7 @@ impl RedisStore {
             inv.arg(key.as_str()).arg(value.as_bytes());
         }
         inv.arg(DEADLINE_FIELD).arg(deadline_of(ttl_ms));
-        let mut conn = self.conn.clone();
-        let exists: i64 = self.run(inv.invoke_async(&mut conn)).await?;
+        let exists: i64 = self.eval(&scripts::APPLY, &inv).await?;
         Ok(exists == 1)
     }
 
@@ -690,12 +706,10 @@ impl Storage for RedisStore {
 
     async fn remove(&self, id: &SessionId, key: &str) -> Result<()> {
         check::key(key)?;
-        let mut inv = scripts::REMOVE.prepare_invoke();
-        inv.key(self.keys.data(id))
-            .key(self.keys.owner_of(id))
-            .arg(key);
-        let mut conn = self.conn.clone();
-        let _: i64 = self.run(inv.invoke_async(&mut conn)).await?;
+        let (data, owner) = (self.keys.data(id), self.keys.owner_of(id));
+        let mut inv = scripts::REMOVE.call(&[&data, &owner]);
+        inv.arg(key);
+        let _: i64 = self.eval(&scripts::REMOVE, &inv).await?;
         Ok(())
     }
 
@@ -734,13 +748,10 @@ impl Storage for RedisStore {
 
     async fn update_ttl(&self, id: &SessionId, ttl: Duration) -> Result<()> {
         let ttl_ms = check::ttl_millis(ttl)?;
-        let mut inv = scripts::TOUCH.prepare_invoke();
-        inv.key(self.keys.data(id))
-            .key(self.keys.owner_of(id))
-            .arg(ttl_ms)
-            .arg(deadline_of(ttl_ms));
-        let mut conn = self.conn.clone();
-        let _: i64 = self.run(inv.invoke_async(&mut conn)).await?;
+        let (data, owner) = (self.keys.data(id), self.keys.owner_of(id));
+        let mut inv = scripts::TOUCH.call(&[&data, &owner]);
+        inv.arg(ttl_ms).arg(deadline_of(ttl_ms));
+        let _: i64 = self.eval(&scripts::TOUCH, &inv).await?;
         Ok(())
     }
 
@@ -784,29 +795,21 @@ impl Storage for RedisStore {
         let set_key = self.keys.owner_set(owner);
         match &self.conn {
             Conn::Single(_) => {
-                let mut inv = scripts::INDEX_ADD_SINGLE.prepare_invoke();
-                inv.key(&set_key)
-                    .key(self.keys.owner_of(id))
-                    .key(self.keys.data(id))
-                    .arg(owner)
-                    .arg(id.as_str())
-                    .arg(ttl_ms);
-                let mut conn = self.conn.clone();
-                let _: i64 = self.run(inv.invoke_async(&mut conn)).await?;
+                let (owner_key, data) = (self.keys.owner_of(id), self.keys.data(id));
+                let mut inv = scripts::INDEX_ADD_SINGLE.call(&[&set_key, &owner_key, &data]);
+                inv.arg(owner).arg(id.as_str()).arg(ttl_ms);
+                let _: i64 = self.eval(&scripts::INDEX_ADD_SINGLE, &inv).await?;
             }
             Conn::Cluster(_) => {
                 // Set first: if the second step fails, the set holds an entry that the next
                 // lookup prunes (its owner key does not name this owner).
-                let mut add = scripts::INDEX_ADD_SET.prepare_invoke();
-                add.key(&set_key).arg(id.as_str()).arg(ttl_ms);
-                let mut conn = self.conn.clone();
-                let _: i64 = self.run(add.invoke_async(&mut conn)).await?;
-                let mut bind = scripts::INDEX_BIND.prepare_invoke();
-                bind.key(self.keys.owner_of(id))
-                    .key(self.keys.data(id))
-                    .arg(owner)
-                    .arg(ttl_ms);
-                let _: i64 = self.run(bind.invoke_async(&mut conn)).await?;
+                let mut add = scripts::INDEX_ADD_SET.call(&[&set_key]);
+                add.arg(id.as_str()).arg(ttl_ms);
+                let _: i64 = self.eval(&scripts::INDEX_ADD_SET, &add).await?;
+                let (owner_key, data) = (self.keys.owner_of(id), self.keys.data(id));
+                let mut bind = scripts::INDEX_BIND.call(&[&owner_key, &data]);
+                bind.arg(owner).arg(ttl_ms);
+                let _: i64 = self.eval(&scripts::INDEX_BIND, &bind).await?;
             }
         }
         Ok(())
@@ -828,12 +831,10 @@ impl Storage for RedisStore {
         check::owner(owner)?;
         match &self.conn {
             Conn::Single(_) => {
-                let mut inv = scripts::INDEX_SESSIONS_SINGLE.prepare_invoke();
-                inv.key(self.keys.owner_set(owner))
-                    .arg(self.keys.session_base())
-                    .arg(owner);
-                let mut conn = self.conn.clone();
-                let ids: Vec<String> = self.run(inv.invoke_async(&mut conn)).await?;
+                let set_key = self.keys.owner_set(owner);
+                let mut inv = scripts::INDEX_SESSIONS_SINGLE.call(&[&set_key]);
+                inv.arg(self.keys.session_base()).arg(owner);
+                let ids: Vec<String> = self.eval(&scripts::INDEX_SESSIONS_SINGLE, &inv).await?;
                 Ok(ids
                     .iter()
                     .filter_map(|id| SessionId::parse(id).ok())
@@ -874,10 +875,10 @@ impl Storage for RedisStore {
     }
 
     async fn unlock(&self, id: &SessionId, token: &LockToken) -> Result<bool> {
-        let mut inv = scripts::UNLOCK.prepare_invoke();
-        inv.key(self.keys.lock(id)).arg(token.as_str());
-        let mut conn = self.conn.clone();
-        let released: i64 = self.run(inv.invoke_async(&mut conn)).await?;
+        let lock = self.keys.lock(id);
+        let mut inv = scripts::UNLOCK.call(&[&lock]);
+        inv.arg(token.as_str());
+        let released: i64 = self.eval(&scripts::UNLOCK, &inv).await?;
         Ok(released == 1)
     }
 

@@ -664,3 +664,63 @@ async fn load_is_one_command_and_two_only_for_a_hash_without_the_field() {
     assert!(loaded.expires_at.is_some());
     assert_eq!(loaded.data.get("k"), Some(&v("x")));
 }
+
+#[tokio::test]
+async fn scripts_are_loaded_again_after_the_server_forgets_them() {
+    // `SCRIPT FLUSH` is what a restart or a failover to a fresh replica does to the script
+    // cache: every script call must answer NOSCRIPT once, load the script and run it again.
+    // A private server, so the flushes never reach other tests' script calls.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = common::RedisServer::start(common::free_port(), dir.path(), false, &[]);
+    let store = RedisStore::builder()
+        .prefix("noscript")
+        .open(&server.url())
+        .await
+        .expect("store on the private server");
+    let mut raw = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let id = SessionId::generate().unwrap();
+    let ttl = Duration::from_secs(60);
+    store.set(&id, "a", v("1"), ttl).await.unwrap();
+    let token = store.try_lock(&id, ttl).await.unwrap().expect("free lock");
+    for step in 0..5 {
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        match step {
+            0 => store.set(&id, "b", v("2"), ttl).await.unwrap(),
+            1 => store.update_ttl(&id, ttl * 2).await.unwrap(),
+            2 => store.remove(&id, "b").await.unwrap(),
+            3 => store.index_add("noscript-owner", &id, ttl).await.unwrap(),
+            _ => assert!(store.unlock(&id, &token).await.unwrap()),
+        }
+        let loaded: u64 = redis::cmd("INFO")
+            .arg("memory")
+            .query_async::<String>(&mut raw)
+            .await
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("number_of_cached_scripts:"))
+            .expect("number_of_cached_scripts in INFO memory")
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            loaded, 1,
+            "step {step}: the script was loaded again after the flush"
+        );
+    }
+    assert_eq!(store.get_map(&id).await.unwrap().len(), 1);
+    assert_eq!(store.get(&id, "a").await.unwrap(), Some(v("1")));
+    assert!(store.load(&id).await.unwrap().unwrap().expires_at.is_some());
+    assert_eq!(
+        store.index_owner(&id).await.unwrap().as_deref(),
+        Some("noscript-owner")
+    );
+    store.clear_prefix().await.unwrap();
+}
