@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -28,8 +29,11 @@ const ID_BYTES: usize = 24;
 /// assert!(SessionId::parse("../../etc/passwd").is_err());
 /// # Ok::<(), session_core::Error>(())
 /// ```
+///
+/// Cloning is cheap (a reference count): the session layer hands the id to the store, the
+/// cookie and its own state.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(Box<str>);
+pub struct SessionId(Arc<str>);
 
 impl SessionId {
     /// Shortest id [`parse`](Self::parse) accepts.
@@ -42,7 +46,7 @@ impl SessionId {
     /// Fails only if the operating system cannot provide randomness, which is reported as a
     /// backend error rather than falling back to a weaker generator.
     pub fn generate() -> Result<Self> {
-        Ok(SessionId(random_token::<ID_BYTES>()?.into_boxed_str()))
+        Ok(SessionId(random_token::<ID_BYTES>()?.into()))
     }
 
     /// Validates an id that came from outside.

@@ -54,19 +54,32 @@ impl Keys {
         format!("{}:{{", self.prefix)
     }
 
+    /// `<prefix>:{<id>}:<kind>`, built without the formatting machinery (this runs twice per
+    /// request).
+    fn of_session(&self, id: &SessionId, kind: &str) -> String {
+        let id = id.as_str();
+        let mut key = String::with_capacity(self.prefix.len() + id.len() + kind.len() + 4);
+        key.push_str(&self.prefix);
+        key.push_str(":{");
+        key.push_str(id);
+        key.push_str("}:");
+        key.push_str(kind);
+        key
+    }
+
     /// The hash holding the session's keys: `<prefix>:{<id>}:data`.
     pub(crate) fn data(&self, id: &SessionId) -> String {
-        format!("{}:{{{}}}:data", self.prefix, id.as_str())
+        self.of_session(id, "data")
     }
 
     /// The string holding the session's owner: `<prefix>:{<id>}:owner`.
     pub(crate) fn owner_of(&self, id: &SessionId) -> String {
-        format!("{}:{{{}}}:owner", self.prefix, id.as_str())
+        self.of_session(id, "owner")
     }
 
     /// The lease lock of the session: `<prefix>:{<id>}:lock`.
     pub(crate) fn lock(&self, id: &SessionId) -> String {
-        format!("{}:{{{}}}:lock", self.prefix, id.as_str())
+        self.of_session(id, "lock")
     }
 
     /// The set of an owner's session ids: `<prefix>:owner:{<owner>}`.

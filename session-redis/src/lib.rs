@@ -288,7 +288,18 @@ impl RedisStore {
             check::key(key)?;
         }
         let (data, owner) = (self.keys.data(id), self.keys.owner_of(id));
-        let mut inv = scripts::APPLY.call(&[&data, &owner]);
+        // ARGV: 4 fixed, the removed keys, the set pairs, the deadline pair (20 digits at most)
+        let args = 4 + changes.remove.len() + 2 * changes.set.len() + 2;
+        let bytes = 40
+            + changes.remove.iter().map(String::len).sum::<usize>()
+            + changes
+                .set
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+            + DEADLINE_FIELD.len()
+            + 20;
+        let mut inv = scripts::APPLY.call_sized(&[&data, &owner], args, bytes);
         inv.arg(ttl_ms)
             .arg(if changes.clear { "1" } else { "0" })
             .arg(if changes.only_if_exists { "1" } else { "0" })

@@ -38,8 +38,18 @@ impl Lua {
 
     /// `EVALSHA <sha> <number of keys> <keys...>`: add the `ARGV` with [`Cmd::arg`].
     pub(crate) fn call(&self, keys: &[&str]) -> Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(&self.sha).arg(keys.len());
+        self.call_sized(keys, 0, 0)
+    }
+
+    /// [`call`](Self::call) with room for `args` more arguments of `bytes` bytes in all, so
+    /// adding them never grows the command's buffers.
+    pub(crate) fn call_sized(&self, keys: &[&str], args: usize, bytes: usize) -> Cmd {
+        let key_bytes: usize = keys.iter().map(|k| k.len()).sum();
+        let mut cmd = Cmd::with_capacity(
+            3 + keys.len() + args,
+            "EVALSHA".len() + self.sha.len() + 4 + key_bytes + bytes,
+        );
+        cmd.arg("EVALSHA").arg(&self.sha).arg(keys.len());
         for key in keys {
             cmd.arg(*key);
         }
