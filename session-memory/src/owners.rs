@@ -19,8 +19,7 @@ struct Map {
 }
 
 /// The owner index. A plain mutex: every critical section is a few hash map operations and
-/// never calls into moka or awaits, so it is never held long and cannot deadlock with moka's
-/// eviction listener, which also takes it.
+/// never calls into moka or awaits, so it is never held long.
 #[derive(Default)]
 pub(crate) struct OwnerIndex {
     map: Mutex<Map>,

@@ -18,7 +18,7 @@ use crate::record::{Binding, Lease, Record};
 const NAME: &str = "memory";
 
 /// Smallest index size at which [`MemoryStore::sweep_owners_if_due`] considers a full sweep.
-const SWEEP_FLOOR: usize = 1024;
+pub(crate) const SWEEP_FLOOR: usize = 1024;
 
 impl MemoryStore {
     /// Runs `f` on the current record of `id` under the write lock of its stripe and applies the
@@ -109,9 +109,10 @@ impl MemoryStore {
         live
     }
 
-    /// Sweeps the whole owner index when it has grown well past the number of records, which
-    /// only happens if some removals escaped both the eviction listener and the lookups. Keeps
-    /// the index bounded by about twice the number of cached records.
+    /// Sweeps the whole owner index when it has grown well past the number of records: sessions
+    /// that moka expired or evicted leave their bindings behind until a lookup of their owner or
+    /// a sweep finds them stale. Keeps the index bounded by about twice the number of cached
+    /// records (at least [`SWEEP_FLOOR`] entries).
     async fn sweep_owners_if_due(&self) {
         let limit = (self.sessions.entry_count() as usize)
             .saturating_mul(2)

@@ -9,6 +9,7 @@ use session_core::{ChangeSet, Data, Error, SessionId, Storage, Value};
 
 use crate::MemoryStore;
 use crate::record::Binding;
+use crate::store::SWEEP_FLOOR;
 
 const LONG: Duration = Duration::from_secs(600);
 
@@ -56,7 +57,7 @@ async fn capacity_bound_evicts_least_recently_used() {
 }
 
 #[tokio::test]
-async fn capacity_eviction_unbinds_the_owner_index() {
+async fn bindings_of_evicted_sessions_go_at_the_next_lookup() {
     let store = MemoryStore::builder().max_sessions(4).build();
     for _ in 0..20 {
         let id = id();
@@ -65,18 +66,43 @@ async fn capacity_eviction_unbinds_the_owner_index() {
         store.sessions.run_pending_tasks().await;
     }
     store.sessions.run_pending_tasks().await;
-    // The eviction listener removed the bindings of evicted sessions without any lookup.
-    assert!(
-        store.owners.len() <= 4,
-        "{} index entries",
-        store.owners.len()
-    );
     let listed = store.index_sessions("ada").await.expect("index_sessions");
     assert!(
         !listed.is_empty() && listed.len() <= 4,
         "{} listed",
         listed.len()
     );
+    // The lookup dropped the bindings of the evicted sessions.
+    assert!(
+        store.owners.len() <= 4,
+        "{} index entries",
+        store.owners.len()
+    );
+}
+
+#[tokio::test]
+async fn the_owner_index_stays_bounded_without_lookups_of_the_same_owner() {
+    // Every session has its own owner, so no lookup ever revisits a stale binding: only the
+    // sweep keeps the index at about twice the number of records.
+    let store = MemoryStore::builder().max_sessions(8).build();
+    for n in 0..(SWEEP_FLOOR * 3) {
+        let id = id();
+        store.set(&id, "k", v(1), LONG).await.expect("set");
+        store
+            .index_add(&format!("owner-{n}"), &id, LONG)
+            .await
+            .expect("index_add");
+        if n % 64 == 0 {
+            store.sessions.run_pending_tasks().await;
+        }
+        assert!(
+            store.owners.len() <= SWEEP_FLOOR + 1,
+            "{} index entries after {n} bindings",
+            store.owners.len()
+        );
+    }
+    store.purge_expired().await.expect("purge");
+    assert!(store.owners.len() <= 8, "{} entries", store.owners.len());
 }
 
 #[tokio::test]
