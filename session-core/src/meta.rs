@@ -158,17 +158,14 @@ pub(crate) struct StoredSeen {
 }
 
 fn decode_reserved<T: serde::de::DeserializeOwned>(
-    data: &Data,
+    value: &Value,
     key: &str,
     backend: &'static str,
 ) -> Result<Option<T>> {
-    match data.get(key) {
-        None => Ok(None),
-        Some(v) => v
-            .decode()
-            .map(Some)
-            .map_err(|e| Error::corrupt(backend, format!("session key {key}: {e}"))),
-    }
+    value
+        .decode()
+        .map(Some)
+        .map_err(|e| Error::corrupt(backend, format!("session key {key}: {e}")))
 }
 
 /// The reserved keys of a loaded session, decoded.
@@ -183,13 +180,24 @@ pub(crate) struct Reserved {
 impl Reserved {
     /// Decodes the reserved keys of `data`; a reserved key that does not decode is
     /// [`Error::Corrupt`].
+    ///
+    /// One pass over the keys rather than four hash lookups: a session holds a handful of keys,
+    /// and [`State::adopt`](crate::state::State) walks them right after anyway.
     pub(crate) fn read(data: &Data, backend: &'static str) -> Result<Self> {
-        Ok(Reserved {
-            meta: decode_reserved(data, META, backend)?,
-            seen: decode_reserved(data, SEEN, backend)?,
-            user: decode_reserved(data, USER, backend)?,
-            retired: decode_reserved(data, RETIRED, backend)?,
-        })
+        let mut r = Reserved::default();
+        for (key, value) in data {
+            if !is_reserved(key) {
+                continue;
+            }
+            match key.as_str() {
+                META => r.meta = decode_reserved(value, META, backend)?,
+                SEEN => r.seen = decode_reserved(value, SEEN, backend)?,
+                USER => r.user = decode_reserved(value, USER, backend)?,
+                RETIRED => r.retired = decode_reserved(value, RETIRED, backend)?,
+                _ => {}
+            }
+        }
+        Ok(r)
     }
 
     /// The public metadata view; `None` for a session without `__s.meta`.
