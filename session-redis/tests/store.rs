@@ -620,21 +620,35 @@ async fn commands_processed(raw: &mut redis::aio::MultiplexedConnection) -> u64 
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn load_is_one_command_and_two_only_for_a_hash_without_the_field() {
-    // A private server: no other client adds to its command count.
+/// A private `redis-server` on a free port (stopped when the returned server is dropped), a store
+/// on it and a raw connection to it.
+async fn private_server(
+    prefix: &str,
+) -> (
+    tempfile::TempDir,
+    common::RedisServer,
+    RedisStore,
+    redis::aio::MultiplexedConnection,
+) {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = common::RedisServer::start(common::free_port(), dir.path(), false, &[]);
     let store = RedisStore::builder()
-        .prefix("counttest")
+        .prefix(prefix)
         .open(&server.url())
         .await
         .expect("store on the private server");
-    let mut raw = redis::Client::open(server.url())
+    let raw = redis::Client::open(server.url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
         .unwrap();
+    (dir, server, store, raw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_is_one_command_and_two_only_for_a_hash_without_the_field() {
+    // A private server: no other client adds to its command count.
+    let (_dir, _server, store, mut raw) = private_server("counttest").await;
     let id = SessionId::generate().unwrap();
     let ttl = Duration::from_secs(60);
     store.set(&id, "k", v("x"), ttl).await.unwrap();
@@ -670,18 +684,7 @@ async fn scripts_are_loaded_again_after_the_server_forgets_them() {
     // `SCRIPT FLUSH` is what a restart or a failover to a fresh replica does to the script
     // cache: every script call must answer NOSCRIPT once, load the script and run it again.
     // A private server, so the flushes never reach other tests' script calls.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = common::RedisServer::start(common::free_port(), dir.path(), false, &[]);
-    let store = RedisStore::builder()
-        .prefix("noscript")
-        .open(&server.url())
-        .await
-        .expect("store on the private server");
-    let mut raw = redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let (_dir, _server, store, mut raw) = private_server("noscript").await;
     let id = SessionId::generate().unwrap();
     let ttl = Duration::from_secs(60);
     store.set(&id, "a", v("1"), ttl).await.unwrap();
