@@ -93,12 +93,12 @@ pub(crate) struct State {
     pub deadline: Option<u64>,
     /// Every key (user and reserved) as loaded (shared with the driver, never modified).
     base: Arc<Data>,
-    /// What this request changed on top of `base` (saved or not): `view` of the two is the
-    /// session as this request sees it.
+    /// What this request changed on top of `base` (saved or not): the two together are the
+    /// session as this request sees it ([`get`](Self::get), [`entries`](Self::entries)).
     changed: Delta,
-    /// Decoded reserved keys (kept in step with `data`).
+    /// Decoded reserved keys (kept in step with the data).
     pub reserved: Reserved,
-    /// False only when `data` surely holds no flash or temp mark, so the mark lookups can be
+    /// False only when the data surely holds no flash or temp mark, so the mark lookups can be
     /// skipped (most sessions have none). Set by every write of a mark key; cleared only when
     /// the data is replaced.
     pub marks: bool,
