@@ -8,7 +8,10 @@ use std::time::Duration;
 use session_core::Storage;
 
 pub mod cases;
+mod fixture;
 mod support;
+
+pub use fixture::Fixture;
 
 /// A boxed, sendable future returned by a type-erased case.
 pub type CaseFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -181,8 +184,9 @@ macro_rules! __suite_tests {
 ///
 /// Two forms:
 ///
-/// * `suite!(ctor)`: `ctor` is a path to an `async fn() -> Arc<dyn Storage>` that returns a
-///   fresh, isolated store for one case (cases run in parallel);
+/// * `suite!(ctor)`: `ctor` is a path to an `async fn` that returns a fresh, isolated store for
+///   one case (cases run in parallel): an `Arc<dyn Storage>`, or a [`Fixture`] that also owns
+///   what the store needs alive until the teardown has run (a temp dir, a database);
 /// * `suite!(ctor, teardown)`: `teardown` is a path to an `async fn(Arc<dyn Storage>)` that runs
 ///   after every case, whether it passed or failed (delete Redis keys, drop a database, ...).
 ///
@@ -222,15 +226,17 @@ macro_rules! suite {
 /// This is what the suite's own tests use to show that a correct driver passes every case and a
 /// broken one fails the cases it should. A driver's own test suite should use [`suite!`] instead,
 /// which gives one test per case. Must be called from a multi-thread tokio runtime.
-pub async fn run_all<F, Fut>(ctor: F) -> Vec<(&'static str, Result<(), String>)>
+pub async fn run_all<F, Fut, S>(ctor: F) -> Vec<(&'static str, Result<(), String>)>
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = Arc<dyn Storage>>,
+    Fut: Future<Output = S>,
+    S: Into<Fixture>,
 {
     let mut running = Vec::with_capacity(CASES.len());
     for case in CASES {
-        let store = ctor().await;
-        running.push((case.name, tokio::spawn((case.run)(store))));
+        let fixture: Fixture = ctor().await.into();
+        let run = (case.run)(fixture.store());
+        running.push((case.name, tokio::spawn(fixture.keep_during(run))));
     }
     let mut results = Vec::with_capacity(running.len());
     for (name, handle) in running {
@@ -255,7 +261,9 @@ where
                 Err(msg) if msg.contains(STALL_MARKER) => {}
                 _ => break,
             }
-            let handle = tokio::spawn((case.run)(ctor().await));
+            let fixture: Fixture = ctor().await.into();
+            let run = (case.run)(fixture.store());
+            let handle = tokio::spawn(fixture.keep_during(run));
             *outcome = match tokio::time::timeout(CASE_TIMEOUT, handle).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(join_err)) => Err(support::join_error_message(join_err)),
@@ -282,6 +290,8 @@ pub mod __private {
 
     use session_core::Storage;
 
+    use crate::Fixture;
+
     pub use tokio;
 
     /// The teardown of `suite!(ctor)`: nothing to clean up.
@@ -293,24 +303,27 @@ pub mod __private {
     /// case's panic (or fails when the case timed out). A case that reports a machine stall
     /// ([`STALL_MARKER`](crate::STALL_MARKER)) is run again on a fresh store, up to
     /// [`STALL_ATTEMPTS`](crate::STALL_ATTEMPTS) times in all.
-    pub async fn run_case<C, CF, T, TF, K, KF>(name: &'static str, ctor: C, teardown: T, case: K)
+    pub async fn run_case<C, CF, S, T, TF, K, KF>(name: &'static str, ctor: C, teardown: T, case: K)
     where
         C: Fn() -> CF,
-        CF: Future<Output = Arc<dyn Storage>>,
+        CF: Future<Output = S>,
+        S: Into<Fixture>,
         T: Fn(Arc<dyn Storage>) -> TF,
         TF: Future<Output = ()>,
         K: Fn(Arc<dyn Storage>) -> KF,
         KF: Future<Output = ()> + Send + 'static,
     {
         for attempt in 1..=crate::STALL_ATTEMPTS {
-            let store = ctor().await;
-            let handle = tokio::spawn(case(Arc::clone(&store)));
+            let fixture: Fixture = ctor().await.into();
+            let handle = tokio::spawn(case(fixture.store()));
             let abort = handle.abort_handle();
             let outcome = tokio::time::timeout(crate::CASE_TIMEOUT, handle).await;
             if outcome.is_err() {
                 abort.abort();
             }
-            teardown(store).await;
+            teardown(fixture.store()).await;
+            // The guards (temp dirs, databases) go only after the teardown.
+            drop(fixture);
             match outcome {
                 Ok(Ok(())) => return,
                 Ok(Err(join_err)) if join_err.is_panic() => {

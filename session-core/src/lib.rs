@@ -3,6 +3,7 @@
 
 pub mod check;
 mod config;
+pub mod driver;
 mod error;
 mod id;
 mod manager;
@@ -22,5 +23,5 @@ pub use manager::{Manager, SessionInfo};
 pub use meta::{ClientInfo, MAX_USER_AGENT_LEN, RESERVED_PREFIX, SessionMeta};
 pub use session::{CookieAction, SaveOutcome, Session};
 
-/// Re-exported so drivers implement [`Storage`] with the same macro version.
+/// Re-exported so drivers implement [`Driver`](driver::Driver) with the same macro version.
 pub use async_trait::async_trait;

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{memory, ms, setup, stored_session};
+use common::{Recorded, memory, ms, setup, stored_session};
 use session_core::{ClientInfo, Config, CookieAction, Error, LockPolicy};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{memory, ms, setup, stored_session};
+use common::{Recorded, memory, ms, setup, stored_session};
 use serde::{Deserialize, Serialize};
 use session_core::{ClientInfo, Config, CookieAction, Error, Manager, SessionId};
 

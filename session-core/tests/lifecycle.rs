@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::{ms, setup, stored_session};
+use common::{Recorded, ms, setup, stored_session};
 use session_core::{Config, CookieAction, Error, SessionId};
 
 #[tokio::test]
@@ -185,7 +185,7 @@ async fn a_touch_records_last_seen_in_one_apply() {
 
 #[tokio::test]
 async fn without_deadlines_every_read_only_request_touches() {
-    let store = common::Recording::new(true);
+    let store = common::recording(true, false);
     let m = session_core::Manager::new(
         store.clone(),
         Config {
@@ -322,10 +322,10 @@ async fn invalid_config_and_missing_capability_are_refused() {
         ..Config::default()
     };
     assert!(matches!(
-        session_core::Manager::new(common::Recording::new(false), bad),
+        session_core::Manager::new(common::recording(false, false), bad),
         Err(Error::InvalidInput(_))
     ));
-    let no_index = common::Recording::without_index();
+    let no_index = common::recording(false, true);
     assert!(matches!(
         session_core::Manager::new(no_index.clone(), Config::default()),
         Err(Error::Unsupported { .. })

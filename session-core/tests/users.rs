@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::{memory, ms, setup, stored_session};
+use common::{Recorded, memory, ms, setup, stored_session};
 use session_core::{ClientInfo, Config, CookieAction, Error, Manager, SessionId, Storage};
 
 /// Logs `user` in from a new session created by `client`; returns the new id.

@@ -1,23 +1,97 @@
-//! The `Storage` implementation.
+//! [`MemoryStore`] and its [`Driver`] implementation.
 
+use std::fmt;
 use std::future::ready;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
+use moka::future::Cache;
 use moka::ops::compute::{CompResult, Op};
-use session_core::{
-    Capabilities, ChangeSet, Data, Error, Loaded, LockToken, Result, ScanPage, SessionId, Storage,
-    Value, async_trait, check,
+use session_core::driver::{
+    Capabilities, ChangeSet, Data, Driver, Error, Expiry, Loaded, LockToken, Result, ScanPage,
+    SessionId, Ttl, async_trait,
 };
 
-use crate::MemoryStore;
-use crate::record::{Binding, Lease, Record};
+use crate::builder::MemoryStoreBuilder;
+use crate::owners::OwnerIndex;
+use crate::record::{Binding, EVICTION_SLACK, Lease, Record};
+use crate::{DEFAULT_MAX_SESSIONS, NAME};
 
-const NAME: &str = "memory";
+/// Number of write locks; a session's writes take the one its id hashes to.
+pub(crate) const STRIPES: usize = 64;
 
 /// Smallest index size at which [`MemoryStore::sweep_owners_if_due`] considers a full sweep.
 pub(crate) const SWEEP_FLOOR: usize = 1024;
+
+/// The in-memory session store: a [`session_core::Storage`] on a [moka](moka) cache.
+///
+/// Sessions live in this process only and are lost when it exits. Each session is one cache
+/// entry that moka evicts at the session's own deadline; reads check the deadline too, so an
+/// expired session is never returned even before moka evicts it. Every write reads and replaces
+/// the record under one of 64 striped locks (chosen by id hash), so concurrent writers to one
+/// session never lose each other's keys.
+///
+/// At most [`max_sessions`](MemoryStoreBuilder::max_sessions) sessions are kept (default
+/// [`DEFAULT_MAX_SESSIONS`]); past the bound moka evicts the least recently used session. The
+/// bound is enforced by moka's background maintenance, so the count may exceed it briefly.
+///
+/// Cloning is cheap and the clones share the same sessions.
+///
+/// ```
+/// use session_memory::MemoryStore;
+/// use session_core::Storage;
+///
+/// let store = MemoryStore::builder().max_sessions(10_000).build();
+/// assert_eq!(store.max_sessions(), 10_000);
+/// assert!(store.capabilities().owner_index);
+/// ```
+#[derive(Clone)]
+pub struct MemoryStore {
+    pub(crate) sessions: Cache<SessionId, Arc<Record>>,
+    /// Serialises the writes of one session: a write holds the stripe of its id across its
+    /// read and its insert, so concurrent writers to one session never lose each other's keys.
+    pub(crate) stripes: Arc<[tokio::sync::Mutex<()>]>,
+    pub(crate) locks: Cache<SessionId, Arc<Lease>>,
+    pub(crate) owners: Arc<OwnerIndex>,
+    pub(crate) stamps: Arc<AtomicU64>,
+    pub(crate) max_sessions: u64,
+}
+
+impl MemoryStore {
+    /// A store with the default settings (at most [`DEFAULT_MAX_SESSIONS`] sessions).
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder to choose the settings.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder {
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            eviction_slack: EVICTION_SLACK,
+        }
+    }
+
+    /// The bound on the number of sessions this store keeps.
+    pub fn max_sessions(&self) -> u64 {
+        self.max_sessions
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("max_sessions", &self.max_sessions)
+            .field("entries", &self.sessions.entry_count())
+            .finish_non_exhaustive()
+    }
+}
 
 impl MemoryStore {
     /// Runs `f` on the current record of `id` under the write lock of its stripe and applies the
@@ -70,22 +144,6 @@ impl MemoryStore {
             .filter(|r| r.is_session(SystemTime::now()))
     }
 
-    /// Slides the expiry of a live session; no effect on a missing one.
-    async fn touch(&self, id: &SessionId, deadline: SystemTime) -> Result<()> {
-        self.compute(id, |current, _| match current {
-            Some(r) if !r.data.is_empty() => (
-                Op::Put(Arc::new(Record {
-                    data: r.data.clone(),
-                    deadline,
-                    owner: r.owner.clone(),
-                })),
-                (),
-            ),
-            _ => (Op::Nop, ()),
-        })
-        .await
-    }
-
     /// Whether `binding` of `id` is still the current binding of a live record.
     async fn binding_is_current(&self, id: &SessionId, binding: &Binding) -> (bool, bool) {
         match self.sessions.get(id).await {
@@ -129,19 +187,14 @@ impl MemoryStore {
     }
 }
 
-fn check_keys<'a>(keys: impl IntoIterator<Item = &'a String>) -> Result<()> {
-    keys.into_iter().try_for_each(|k| check::key(k))
-}
-
 #[async_trait]
-impl Storage for MemoryStore {
+impl Driver for MemoryStore {
     fn name(&self) -> &'static str {
         NAME
     }
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            atomic_apply: true,
             load_with_deadline: true,
             owner_index: true,
             lock: true,
@@ -151,150 +204,17 @@ impl Storage for MemoryStore {
         }
     }
 
-    async fn new(&self, ttl: Duration) -> Result<Option<SessionId>> {
-        check::ttl_millis(ttl)?;
-        Ok(None)
+    async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
+        Ok(self.session(id).await.map(|r| Loaded {
+            data: r.data.clone(),
+            expires_at: Some(r.deadline),
+        }))
     }
 
-    async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Value>> {
-        check::key(key)?;
-        Ok(self
-            .session(id)
-            .await
-            .and_then(|r| r.data.get(key).cloned()))
-    }
-
-    async fn get_map(&self, id: &SessionId) -> Result<Data> {
-        Ok(self
-            .session(id)
-            .await
-            .map(|r| (*r.data).clone())
-            .unwrap_or_default())
-    }
-
-    async fn get_size(&self, id: &SessionId) -> Result<usize> {
-        Ok(self.session(id).await.map_or(0, |r| r.data.len()))
-    }
-
-    async fn set(&self, id: &SessionId, key: &str, value: Value, ttl: Duration) -> Result<()> {
-        check::key(key)?;
-        let deadline = check::deadline(ttl)?;
-        self.compute(id, |current, _| {
-            let (mut data, owner) = match current {
-                Some(r) => ((*r.data).clone(), r.owner.clone()),
-                None => (Data::new(), None),
-            };
-            data.insert(key.to_owned(), value);
-            let record = Record {
-                data: Arc::new(data),
-                deadline,
-                owner,
-            };
-            (Op::Put(Arc::new(record)), ())
-        })
-        .await
-    }
-
-    async fn set_map(&self, id: &SessionId, data: Data, ttl: Duration) -> Result<()> {
-        check_keys(data.keys())?;
-        let deadline = check::deadline(ttl)?;
-        if data.is_empty() {
-            return self.touch(id, deadline).await;
-        }
-        self.compute(id, |current, _| {
-            let (merged, owner) = match current {
-                Some(r) if !r.data.is_empty() => {
-                    let mut merged = (*r.data).clone();
-                    merged.extend(data);
-                    (merged, r.owner.clone())
-                }
-                Some(r) => (data, r.owner.clone()),
-                None => (data, None),
-            };
-            let record = Record {
-                data: Arc::new(merged),
-                deadline,
-                owner,
-            };
-            (Op::Put(Arc::new(record)), ())
-        })
-        .await
-    }
-
-    async fn remove(&self, id: &SessionId, key: &str) -> Result<()> {
-        check::key(key)?;
-        self.compute(id, |current, _| match current {
-            Some(r) if r.data.contains_key(key) => {
-                let mut data = (*r.data).clone();
-                data.remove(key);
-                if data.is_empty() {
-                    // The last key: the session, and its binding, are gone.
-                    if let Some(binding) = &r.owner {
-                        self.owners.unbind(id, binding);
-                    }
-                    (Op::Remove, ())
-                } else {
-                    let record = Record {
-                        data: Arc::new(data),
-                        deadline: r.deadline,
-                        owner: r.owner.clone(),
-                    };
-                    (Op::Put(Arc::new(record)), ())
-                }
-            }
-            _ => (Op::Nop, ()),
-        })
-        .await
-    }
-
-    async fn remove_all(&self, id: &SessionId) -> Result<()> {
-        self.compute(id, |current, _| {
-            if let Some(binding) = current.as_ref().and_then(|r| r.owner.as_ref()) {
-                self.owners.unbind(id, binding);
-            }
-            (Op::Remove, ())
-        })
-        .await
-    }
-
-    async fn get_session(
-        &self,
-        id: &SessionId,
-        _ttl: Duration,
-        _cached: Option<&Data>,
-    ) -> Result<Option<Data>> {
-        Ok(self.session(id).await.map(|r| (*r.data).clone()))
-    }
-
-    async fn set_session(&self, id: &SessionId, data: Data, ttl: Duration) -> Result<()> {
-        check_keys(data.keys())?;
-        let deadline = check::deadline(ttl)?;
-        if data.is_empty() {
-            return self.remove_all(id).await;
-        }
-        let data = Arc::new(data);
-        self.compute(id, |current, _| {
-            let record = Record {
-                data,
-                deadline,
-                owner: current.and_then(|r| r.owner.clone()),
-            };
-            (Op::Put(Arc::new(record)), ())
-        })
-        .await
-    }
-
-    async fn update_ttl(&self, id: &SessionId, ttl: Duration) -> Result<()> {
-        let deadline = check::deadline(ttl)?;
-        self.touch(id, deadline).await
-    }
-
-    async fn apply(&self, id: &SessionId, changes: ChangeSet, ttl: Duration) -> Result<bool> {
-        check_keys(changes.remove.iter().chain(changes.set.keys()))?;
-        let deadline = check::deadline(ttl)?;
-        self.compute(id, |current, _| {
+    async fn apply(&self, id: &SessionId, changes: ChangeSet, expiry: Expiry) -> Result<bool> {
+        self.compute(id, |current, now| {
             let exists = current.as_ref().is_some_and(|r| !r.data.is_empty());
-            if changes.only_if_exists && !exists {
+            if (changes.only_if_exists || !expiry.may_create()) && !exists {
                 return (Op::Nop, false);
             }
             let owner = current.as_ref().and_then(|r| r.owner.clone());
@@ -322,9 +242,10 @@ impl Storage for MemoryStore {
                 }
                 return (Op::Remove, false);
             }
+            let current_deadline = current.as_ref().map_or(now, |r| r.deadline);
             let record = Record {
                 data,
-                deadline,
+                deadline: expiry.deadline(now, current_deadline),
                 owner,
             };
             (Op::Put(Arc::new(record)), true)
@@ -332,16 +253,18 @@ impl Storage for MemoryStore {
         .await
     }
 
-    async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
-        Ok(self.session(id).await.map(|r| Loaded {
-            data: r.data.clone(),
-            expires_at: Some(r.deadline),
-        }))
+    async fn remove_all(&self, id: &SessionId) -> Result<()> {
+        self.compute(id, |current, _| {
+            if let Some(binding) = current.as_ref().and_then(|r| r.owner.as_ref()) {
+                self.owners.unbind(id, binding);
+            }
+            (Op::Remove, ())
+        })
+        .await
     }
 
-    async fn index_add(&self, owner: &str, id: &SessionId, ttl: Duration) -> Result<()> {
-        check::owner(owner)?;
-        let placeholder_deadline = check::deadline(ttl)?;
+    async fn index_add(&self, owner: &str, id: &SessionId, ttl: Ttl) -> Result<()> {
+        let placeholder_deadline = ttl.deadline();
         let binding = Binding {
             owner: owner.into(),
             stamp: self.next_stamp(),
@@ -403,7 +326,6 @@ impl Storage for MemoryStore {
     }
 
     async fn index_sessions(&self, owner: &str) -> Result<Vec<SessionId>> {
-        check::owner(owner)?;
         Ok(self.prune(self.owners.of(owner)).await)
     }
 
@@ -414,8 +336,8 @@ impl Storage for MemoryStore {
             .and_then(|r| r.owner.as_ref().map(|b| b.owner.to_string())))
     }
 
-    async fn try_lock(&self, id: &SessionId, lease: Duration) -> Result<Option<LockToken>> {
-        let deadline = check::deadline(lease)?;
+    async fn try_lock(&self, id: &SessionId, lease: Ttl) -> Result<Option<LockToken>> {
+        let deadline = lease.deadline();
         let token = LockToken::generate()?;
         let result = self
             .locks

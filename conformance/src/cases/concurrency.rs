@@ -50,55 +50,35 @@ async fn assert_none_lost(store: &Store, id: &SessionId, expected: &Data, what: 
     assert_data(store, id, expected, what).await;
 }
 
-/// 100 tasks each apply a change set with a distinct key to one session at the same moment. With
-/// `atomic_apply` declared, no key is lost. Without it, the driver must have declared it false
-/// and the same 100 change sets are checked applied one after another.
+/// 100 tasks each apply a change set with a distinct key to one session at the same moment:
+/// `apply` is atomic in every driver, so no key is lost.
 pub async fn concurrent_apply_loses_no_keys(store: Store) {
     const N: usize = 100;
     let id = new_id();
     ok(store.set(&id, "seed", val("s"), LONG).await, "set");
-    let change = |i: usize| ChangeSet {
-        set: data(&[(&format!("k{i}"), &i.to_string())]),
-        ..ChangeSet::default()
-    };
-    if store.capabilities().atomic_apply {
-        let barrier = Arc::new(Barrier::new(N));
-        let handles = (0..N)
-            .map(|i| {
-                let (store, id, barrier, changes) = (
-                    Arc::clone(&store),
-                    id.clone(),
-                    Arc::clone(&barrier),
-                    change(i),
-                );
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    let exists = ok(store.apply(&id, changes, LONG).await, "concurrent apply");
-                    assert!(exists, "[{}] concurrent apply returned false", store.name());
-                })
+    let barrier = Arc::new(Barrier::new(N));
+    let handles = (0..N)
+        .map(|i| {
+            let (store, id, barrier) = (Arc::clone(&store), id.clone(), Arc::clone(&barrier));
+            let changes = ChangeSet {
+                set: data(&[(&format!("k{i}"), &i.to_string())]),
+                ..ChangeSet::default()
+            };
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let exists = ok(store.apply(&id, changes, LONG).await, "concurrent apply");
+                assert!(exists, "[{}] concurrent apply returned false", store.name());
             })
-            .collect();
-        join_all(handles).await;
-        assert_none_lost(
-            &store,
-            &id,
-            &seed_plus(N),
-            "100 concurrent applies with distinct keys (atomic_apply is declared)",
-        )
-        .await;
-    } else {
-        for i in 0..N {
-            let exists = ok(store.apply(&id, change(i), LONG).await, "apply");
-            assert!(exists, "[{}] apply returned false", store.name());
-        }
-        assert_none_lost(
-            &store,
-            &id,
-            &seed_plus(N),
-            "100 applies one after another (atomic_apply is declared false, so only sequential apply is checked)",
-        )
-        .await;
-    }
+        })
+        .collect();
+    join_all(handles).await;
+    assert_none_lost(
+        &store,
+        &id,
+        &seed_plus(N),
+        "100 concurrent applies with distinct keys",
+    )
+    .await;
 }
 
 /// 50 tasks each `set` a distinct key of one session at the same moment: every method is atomic
@@ -133,7 +113,7 @@ pub async fn concurrent_set_on_distinct_keys_loses_none(store: Store) {
 }
 
 /// While a writer replaces a session again and again between two full states (with
-/// `set_session`, and with `apply(clear)` when `atomic_apply` is declared), concurrent readers
+/// `set_session` and with `apply(clear)`, alternately), concurrent readers
 /// (`get_map`, `get_session`, `load`, `get_size`) always see one state or the other, never a mix
 /// and never a missing session.
 pub async fn concurrent_readers_never_see_torn_session(store: Store) {
@@ -148,7 +128,6 @@ pub async fn concurrent_readers_never_see_torn_session(store: Store) {
         "set_session",
     );
     let done = Arc::new(AtomicBool::new(false));
-    let atomic_apply = store.capabilities().atomic_apply;
 
     let writer = {
         let (store, id, done) = (Arc::clone(&store), id.clone(), Arc::clone(&done));
@@ -156,7 +135,7 @@ pub async fn concurrent_readers_never_see_torn_session(store: Store) {
         tokio::spawn(async move {
             for i in 0..WRITES {
                 let next = if i % 2 == 0 { b.clone() } else { a.clone() };
-                if atomic_apply && (i / 2) % 2 == 1 {
+                if (i / 2) % 2 == 1 {
                     let changes = ChangeSet {
                         clear: true,
                         set: next,

@@ -8,9 +8,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use session_core::{
-    Capabilities, ChangeSet, Data, Loaded, LockToken, Result, ScanPage, SessionId, Storage, Value,
-    async_trait, check,
+use session_core::driver::{
+    Capabilities, ChangeSet, Data, Driver, Expiry, Loaded, LockToken, Result, ScanPage, SessionId,
+    Ttl, async_trait,
 };
 
 /// Ways to break the reference store on purpose.
@@ -100,29 +100,24 @@ impl Reference {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn deadline(&self, ttl: Duration) -> Result<SystemTime> {
-        let deadline = check::deadline(ttl)?;
-        Ok(if self.quirks.ignore_ttl {
-            SystemTime::now() + Duration::from_secs(3600)
-        } else {
-            deadline
-        })
+    /// The deadline a write with `expiry` gives a session whose deadline is `current`.
+    fn deadline(&self, expiry: Expiry, current: SystemTime) -> SystemTime {
+        let now = SystemTime::now();
+        match expiry {
+            Expiry::After(_) if self.quirks.ignore_ttl => now + Duration::from_secs(3600),
+            expiry => expiry.deadline(now, current),
+        }
     }
 }
 
-fn check_keys<'a>(keys: impl IntoIterator<Item = &'a String>) -> Result<()> {
-    keys.into_iter().try_for_each(|k| check::key(k))
-}
-
 #[async_trait]
-impl Storage for Reference {
+impl Driver for Reference {
     fn name(&self) -> &'static str {
         "reference"
     }
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            atomic_apply: true,
             load_with_deadline: true,
             owner_index: true,
             lock: true,
@@ -132,123 +127,6 @@ impl Storage for Reference {
         }
     }
 
-    async fn new(&self, _ttl: Duration) -> Result<Option<SessionId>> {
-        Ok(None)
-    }
-
-    async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Value>> {
-        check::key(key)?;
-        Ok(self.state().live(id).and_then(|e| e.data.get(key).cloned()))
-    }
-
-    async fn get_map(&self, id: &SessionId) -> Result<Data> {
-        Ok(self
-            .state()
-            .live(id)
-            .map(|e| e.data.clone())
-            .unwrap_or_default())
-    }
-
-    async fn get_size(&self, id: &SessionId) -> Result<usize> {
-        Ok(self.state().live(id).map_or(0, |e| e.data.len()))
-    }
-
-    async fn set(&self, id: &SessionId, key: &str, value: Value, ttl: Duration) -> Result<()> {
-        check::key(key)?;
-        let deadline = self.deadline(ttl)?;
-        let mut state = self.state();
-        let mut data = state.live(id).map(|e| e.data.clone()).unwrap_or_default();
-        data.insert(key.to_string(), value);
-        state.put(id, data, deadline);
-        Ok(())
-    }
-
-    async fn set_map(&self, id: &SessionId, data: Data, ttl: Duration) -> Result<()> {
-        check_keys(data.keys())?;
-        let deadline = self.deadline(ttl)?;
-        let mut state = self.state();
-        if data.is_empty() {
-            if let Some(e) = state.live(id) {
-                e.deadline = deadline;
-            }
-            return Ok(());
-        }
-        let merged = if self.quirks.set_map_replaces {
-            data
-        } else {
-            let mut merged = state.live(id).map(|e| e.data.clone()).unwrap_or_default();
-            merged.extend(data);
-            merged
-        };
-        state.put(id, merged, deadline);
-        Ok(())
-    }
-
-    async fn remove(&self, id: &SessionId, key: &str) -> Result<()> {
-        check::key(key)?;
-        let mut state = self.state();
-        let now_empty = match state.live(id) {
-            Some(e) => {
-                e.data.remove(key);
-                e.data.is_empty()
-            }
-            None => false,
-        };
-        if now_empty {
-            state.delete(id);
-        }
-        Ok(())
-    }
-
-    async fn remove_all(&self, id: &SessionId) -> Result<()> {
-        self.state().delete(id);
-        Ok(())
-    }
-
-    async fn get_session(
-        &self,
-        id: &SessionId,
-        _ttl: Duration,
-        _cached: Option<&Data>,
-    ) -> Result<Option<Data>> {
-        Ok(self.state().live(id).map(|e| e.data.clone()))
-    }
-
-    async fn set_session(&self, id: &SessionId, data: Data, ttl: Duration) -> Result<()> {
-        check_keys(data.keys())?;
-        let deadline = self.deadline(ttl)?;
-        self.state().put(id, data, deadline);
-        Ok(())
-    }
-
-    async fn update_ttl(&self, id: &SessionId, ttl: Duration) -> Result<()> {
-        let deadline = self.deadline(ttl)?;
-        if let Some(e) = self.state().live(id) {
-            e.deadline = deadline;
-        }
-        Ok(())
-    }
-
-    async fn apply(&self, id: &SessionId, changes: ChangeSet, ttl: Duration) -> Result<bool> {
-        check_keys(changes.remove.iter().chain(changes.set.keys()))?;
-        let deadline = self.deadline(ttl)?;
-        let mut state = self.state();
-        let current = state.live(id).map(|e| e.data.clone());
-        if changes.only_if_exists && current.is_none() {
-            return Ok(false);
-        }
-        let mut data = if changes.clear {
-            Data::new()
-        } else {
-            current.unwrap_or_default()
-        };
-        for key in &changes.remove {
-            data.remove(key);
-        }
-        data.extend(changes.set);
-        Ok(state.put(id, data, deadline))
-    }
-
     async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
         Ok(self.state().live(id).map(|e| Loaded {
             data: e.data.clone().into(),
@@ -256,9 +134,32 @@ impl Storage for Reference {
         }))
     }
 
-    async fn index_add(&self, owner: &str, id: &SessionId, ttl: Duration) -> Result<()> {
-        check::owner(owner)?;
-        check::ttl_millis(ttl)?;
+    async fn apply(&self, id: &SessionId, changes: ChangeSet, expiry: Expiry) -> Result<bool> {
+        let mut state = self.state();
+        let live = state.live(id).map(|e| (e.data.clone(), e.deadline));
+        let Some((mut data, current)) = changes.start(live, expiry) else {
+            return Ok(false);
+        };
+        changes.apply_to(&mut data);
+        Ok(state.put(id, data, self.deadline(expiry, current)))
+    }
+
+    async fn remove_all(&self, id: &SessionId) -> Result<()> {
+        self.state().delete(id);
+        Ok(())
+    }
+
+    async fn set_map(&self, id: &SessionId, data: Data, ttl: Ttl) -> Result<()> {
+        // The quirk: replace instead of merging.
+        let changes = ChangeSet {
+            clear: self.quirks.set_map_replaces && !data.is_empty(),
+            set: data,
+            ..ChangeSet::default()
+        };
+        self.apply(id, changes, Expiry::After(ttl)).await.map(drop)
+    }
+
+    async fn index_add(&self, owner: &str, id: &SessionId, _ttl: Ttl) -> Result<()> {
         let mut state = self.state();
         state.unbind(id);
         state.owner_of.insert(id.clone(), owner.to_string());
@@ -276,7 +177,6 @@ impl Storage for Reference {
     }
 
     async fn index_sessions(&self, owner: &str) -> Result<Vec<SessionId>> {
-        check::owner(owner)?;
         let mut state = self.state();
         let bound: Vec<SessionId> = state
             .owners
@@ -303,15 +203,16 @@ impl Storage for Reference {
         Ok(state.owner_of.get(id).cloned())
     }
 
-    async fn try_lock(&self, id: &SessionId, lease: Duration) -> Result<Option<LockToken>> {
-        let lease = Duration::from_millis(check::ttl_millis(lease)?);
+    async fn try_lock(&self, id: &SessionId, lease: Ttl) -> Result<Option<LockToken>> {
         let mut state = self.state();
         let now = Instant::now();
         if state.locks.get(id).is_some_and(|(_, until)| *until > now) {
             return Ok(None);
         }
         let token = LockToken::generate()?;
-        state.locks.insert(id.clone(), (token.clone(), now + lease));
+        state
+            .locks
+            .insert(id.clone(), (token.clone(), now + lease.as_duration()));
         Ok(Some(token))
     }
 
@@ -361,65 +262,36 @@ impl Storage for Reference {
     }
 }
 
-/// The reference store with no capability declared: only the eleven basic methods are its own,
-/// everything else is the trait's provided fallback.
+/// The reference store with no capability declared and only the required core of its own:
+/// everything else is the trait's provided default.
 pub struct Minimal(pub Reference);
 
 #[async_trait]
-impl Storage for Minimal {
+impl Driver for Minimal {
     fn name(&self) -> &'static str {
         "minimal"
     }
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
     }
-    async fn new(&self, ttl: Duration) -> Result<Option<SessionId>> {
-        self.0.new(ttl).await
+    async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
+        self.0.load(id).await
     }
-    async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Value>> {
-        self.0.get(id, key).await
-    }
-    async fn get_map(&self, id: &SessionId) -> Result<Data> {
-        self.0.get_map(id).await
-    }
-    async fn get_size(&self, id: &SessionId) -> Result<usize> {
-        self.0.get_size(id).await
-    }
-    async fn set(&self, id: &SessionId, key: &str, value: Value, ttl: Duration) -> Result<()> {
-        self.0.set(id, key, value, ttl).await
-    }
-    async fn set_map(&self, id: &SessionId, data: Data, ttl: Duration) -> Result<()> {
-        self.0.set_map(id, data, ttl).await
-    }
-    async fn remove(&self, id: &SessionId, key: &str) -> Result<()> {
-        self.0.remove(id, key).await
+    async fn apply(&self, id: &SessionId, changes: ChangeSet, expiry: Expiry) -> Result<bool> {
+        self.0.apply(id, changes, expiry).await
     }
     async fn remove_all(&self, id: &SessionId) -> Result<()> {
         self.0.remove_all(id).await
     }
-    async fn get_session(
-        &self,
-        id: &SessionId,
-        ttl: Duration,
-        cached: Option<&Data>,
-    ) -> Result<Option<Data>> {
-        self.0.get_session(id, ttl, cached).await
-    }
-    async fn set_session(&self, id: &SessionId, data: Data, ttl: Duration) -> Result<()> {
-        self.0.set_session(id, data, ttl).await
-    }
-    async fn update_ttl(&self, id: &SessionId, ttl: Duration) -> Result<()> {
-        self.0.update_ttl(id, ttl).await
-    }
 }
 
 /// A fresh correct store, as a suite constructor.
-pub async fn reference() -> Arc<dyn Storage> {
+pub async fn reference() -> Arc<dyn session_core::Storage> {
     Arc::new(Reference::new())
 }
 
 /// A fresh store that declares no capability, as a suite constructor.
-pub async fn minimal() -> Arc<dyn Storage> {
+pub async fn minimal() -> Arc<dyn session_core::Storage> {
     Arc::new(Minimal(Reference::new()))
 }
 
