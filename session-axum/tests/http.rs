@@ -27,16 +27,16 @@ async fn untouched_session_makes_no_storage_call_and_no_cookie() {
     let res = send(&app, "/untouched", None).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(set_cookies(&res).is_empty());
-    assert_eq!(store.calls(), 0, "no cookie, no use: no storage call");
+    assert_eq!(store.hook().calls(), 0, "no cookie, no use: no storage call");
 
     // a live session's cookie on a route that never touches the session: still no call
     let res = send(&app, "/set", None).await;
     let cookie = cookie_pair(&res);
-    let before = store.calls();
+    let before = store.hook().calls();
     let res = send(&app, "/untouched", Some(&cookie)).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(set_cookies(&res).is_empty());
-    assert_eq!(store.calls(), before, "cookie sent but session untouched");
+    assert_eq!(store.hook().calls(), before, "cookie sent but session untouched");
 
     // reading an empty new session: no write, no cookie
     let res = send(&app, "/read", None).await;
@@ -47,7 +47,7 @@ async fn untouched_session_makes_no_storage_call_and_no_cookie() {
         "no cookie for an empty session"
     );
     assert_eq!(
-        store.calls(),
+        store.hook().calls(),
         before,
         "an empty new session is never stored"
     );
@@ -56,7 +56,7 @@ async fn untouched_session_makes_no_storage_call_and_no_cookie() {
     let res = send(&app, "/read", Some(&cookie)).await;
     assert!(set_cookies(&res).is_empty());
     assert_eq!(body(res).await, "ada");
-    assert_eq!(store.calls(), before + 1, "exactly one load");
+    assert_eq!(store.hook().calls(), before + 1, "exactly one load");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,11 +177,11 @@ async fn signed_cookie_round_trip_and_key_rotation() {
 
     // the bare id without its signature is refused, and never reaches storage
     let bare = format!("session_id={id}");
-    let calls = store.calls();
+    let calls = store.hook().calls();
     let res = send(&before, "/read", Some(&bare)).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(body(res).await, "-");
-    assert_eq!(store.calls(), calls, "an unsigned cookie is not looked up");
+    assert_eq!(store.hook().calls(), calls, "an unsigned cookie is not looked up");
 
     // rotation: the new key first, the old one still accepted
     let during = signed(vec![new.clone(), old.clone()]);
@@ -274,8 +274,8 @@ async fn garbage_and_forged_cookies_get_a_fresh_session_without_error() {
         "session_id".to_string(),
         ";;;==;".to_string(),
     ];
-    let calls = store.calls();
-    let ids_before = store.ids().len();
+    let calls = store.hook().calls();
+    let ids_before = store.hook().ids().len();
     for cookie in &garbage {
         for app in [&plain, &signed] {
             let res = send(app, "/read", Some(cookie)).await;
@@ -291,8 +291,8 @@ async fn garbage_and_forged_cookies_get_a_fresh_session_without_error() {
         assert_eq!(res.status(), StatusCode::OK, "{cookie}");
         assert_eq!(body(res).await, "-", "{cookie}");
     }
-    assert_eq!(store.calls(), calls, "no cookie above reached storage");
-    assert_eq!(store.ids().len(), ids_before);
+    assert_eq!(store.hook().calls(), calls, "no cookie above reached storage");
+    assert_eq!(store.hook().ids().len(), ids_before);
 
     // a garbage cookie, then a write: a fresh session with a new, valid id
     let res = send(&plain, "/visits", Some("session_id=../../etc/passwd")).await;
@@ -321,7 +321,7 @@ async fn storage_error_on_save_is_a_500_without_cookie() {
     let app = app(layer(&manager, CookieConfig::default()));
     let cookie = cookie_pair(&send(&app, "/visits", None).await);
 
-    store.fail_apply.store(true, Ordering::SeqCst);
+    store.hook().fail_apply.store(true, Ordering::SeqCst);
     for c in [None, Some(cookie.as_str())] {
         let res = send(&app, "/visits", c).await;
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
@@ -339,7 +339,7 @@ async fn storage_error_on_save_is_a_500_without_cookie() {
         StatusCode::OK
     );
 
-    store.fail_apply.store(false, Ordering::SeqCst);
+    store.hook().fail_apply.store(false, Ordering::SeqCst);
     let res = send(&app, "/visits", Some(&cookie)).await;
     assert_eq!(body(res).await, "2", "the failed writes were never stored");
 }

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Counting, app, attributes, layer};
+use common::{app, counting, attributes, layer};
 use session_axum::CookieConfig;
 use session_core::Manager;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -67,7 +67,7 @@ async fn sqlite_store_over_a_real_socket() {
     let sqlite = session_sqlite::SqliteStore::open(dir.path().join("sessions.db"))
         .await
         .expect("open sqlite");
-    let store = Counting::new(Arc::new(sqlite));
+    let store = counting(sqlite);
     let manager = Manager::new(store.clone(), session_core::Config::default()).unwrap();
     let config = CookieConfig {
         secure: false,
@@ -87,7 +87,7 @@ async fn sqlite_store_over_a_real_socket() {
     let r = get(addr, "/untouched", None).await;
     assert_eq!((r.status, r.body.as_str()), (200, "hello"));
     assert!(r.set_cookies.is_empty());
-    assert_eq!(store.calls(), 0);
+    assert_eq!(store.hook().calls(), 0);
 
     let r = get(addr, "/visits", None).await;
     assert_eq!((r.status, r.body.as_str()), (200, "1"));

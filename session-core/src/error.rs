@@ -91,6 +91,22 @@ impl Error {
         Error::Unsupported { driver, operation }
     }
 
+    /// A short, stable name of the variant, for logs and metric labels: `"invalid_id"`,
+    /// `"invalid_input"`, `"unsupported"`, `"backend"`, `"corrupt"`, `"encode"`, `"decode"`,
+    /// `"locked"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::InvalidId(_) => "invalid_id",
+            Error::InvalidInput(_) => "invalid_input",
+            Error::Unsupported { .. } => "unsupported",
+            Error::Backend { .. } => "backend",
+            Error::Corrupt { .. } => "corrupt",
+            Error::Encode(_) => "encode",
+            Error::Decode(_) => "decode",
+            Error::Locked(_) => "locked",
+        }
+    }
+
     /// Whether this error is [`Error::Unsupported`].
     pub fn is_unsupported(&self) -> bool {
         matches!(self, Error::Unsupported { .. })

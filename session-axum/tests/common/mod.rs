@@ -12,31 +12,23 @@ use axum::body::Body;
 use axum::routing::get;
 use http::{Request, Response, StatusCode};
 use session_axum::{CookieConfig, Session, SessionLayer};
-use session_core::{
-    Capabilities, ChangeSet, Data, Error, Loaded, LockToken, Manager, Result, ScanPage, SessionId,
-    Storage, Value, async_trait,
-};
+use session_core::driver::{BoxFuture, Call, Driver, Intercept, Intercepted, Op};
+use session_core::{Error, Manager, Result};
 use tower::ServiceExt;
 
 /// A real store with instrumentation: counts calls, records the ids it was asked about, and can
 /// be told to fail `apply`.
-pub struct Counting {
-    inner: Arc<dyn Storage>,
+pub type Counting = Intercepted<Arc<dyn Driver>, Counter>;
+
+/// The hook of [`Counting`].
+#[derive(Default)]
+pub struct Counter {
     pub calls: AtomicUsize,
     pub ids: Mutex<Vec<String>>,
     pub fail_apply: AtomicBool,
 }
 
-impl Counting {
-    pub fn new(inner: Arc<dyn Storage>) -> Arc<Self> {
-        Arc::new(Counting {
-            inner,
-            calls: AtomicUsize::new(0),
-            ids: Mutex::new(Vec::new()),
-            fail_apply: AtomicBool::new(false),
-        })
-    }
-
+impl Counter {
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
@@ -44,118 +36,33 @@ impl Counting {
     pub fn ids(&self) -> Vec<String> {
         self.ids.lock().unwrap().clone()
     }
+}
 
-    fn saw(&self, id: Option<&SessionId>) {
+impl Intercept for Counter {
+    fn intercept<'a, T: Send + 'static>(
+        &'a self,
+        call: Call<'a>,
+        run: BoxFuture<'a, Result<T>>,
+    ) -> BoxFuture<'a, Result<T>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        if let Some(id) = id {
+        if let Some(id) = call.id {
             self.ids.lock().unwrap().push(id.as_str().to_owned());
         }
-    }
-}
-
-#[async_trait]
-impl Storage for Counting {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn new(&self, ttl: Duration) -> Result<Option<SessionId>> {
-        self.saw(None);
-        self.inner.new(ttl).await
-    }
-    async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Value>> {
-        self.saw(Some(id));
-        self.inner.get(id, key).await
-    }
-    async fn get_map(&self, id: &SessionId) -> Result<Data> {
-        self.saw(Some(id));
-        self.inner.get_map(id).await
-    }
-    async fn get_size(&self, id: &SessionId) -> Result<usize> {
-        self.saw(Some(id));
-        self.inner.get_size(id).await
-    }
-    async fn set(&self, id: &SessionId, key: &str, value: Value, ttl: Duration) -> Result<()> {
-        self.saw(Some(id));
-        self.inner.set(id, key, value, ttl).await
-    }
-    async fn set_map(&self, id: &SessionId, data: Data, ttl: Duration) -> Result<()> {
-        self.saw(Some(id));
-        self.inner.set_map(id, data, ttl).await
-    }
-    async fn remove(&self, id: &SessionId, key: &str) -> Result<()> {
-        self.saw(Some(id));
-        self.inner.remove(id, key).await
-    }
-    async fn remove_all(&self, id: &SessionId) -> Result<()> {
-        self.saw(Some(id));
-        self.inner.remove_all(id).await
-    }
-    async fn get_session(
-        &self,
-        id: &SessionId,
-        ttl: Duration,
-        cached: Option<&Data>,
-    ) -> Result<Option<Data>> {
-        self.saw(Some(id));
-        self.inner.get_session(id, ttl, cached).await
-    }
-    async fn set_session(&self, id: &SessionId, data: Data, ttl: Duration) -> Result<()> {
-        self.saw(Some(id));
-        self.inner.set_session(id, data, ttl).await
-    }
-    async fn update_ttl(&self, id: &SessionId, ttl: Duration) -> Result<()> {
-        self.saw(Some(id));
-        self.inner.update_ttl(id, ttl).await
-    }
-    async fn apply(&self, id: &SessionId, changes: ChangeSet, ttl: Duration) -> Result<bool> {
-        self.saw(Some(id));
-        if self.fail_apply.load(Ordering::SeqCst) {
-            return Err(Error::backend("counting", "injected apply failure"));
+        if call.op == Op::Apply && self.fail_apply.load(Ordering::SeqCst) {
+            return Box::pin(std::future::ready(Err(Error::backend(
+                "counting",
+                "injected apply failure",
+            ))));
         }
-        self.inner.apply(id, changes, ttl).await
-    }
-    async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
-        self.saw(Some(id));
-        self.inner.load(id).await
-    }
-    async fn index_add(&self, owner: &str, id: &SessionId, ttl: Duration) -> Result<()> {
-        self.saw(Some(id));
-        self.inner.index_add(owner, id, ttl).await
-    }
-    async fn index_remove(&self, id: &SessionId) -> Result<()> {
-        self.saw(Some(id));
-        self.inner.index_remove(id).await
-    }
-    async fn index_sessions(&self, owner: &str) -> Result<Vec<SessionId>> {
-        self.saw(None);
-        self.inner.index_sessions(owner).await
-    }
-    async fn index_owner(&self, id: &SessionId) -> Result<Option<String>> {
-        self.saw(Some(id));
-        self.inner.index_owner(id).await
-    }
-    async fn try_lock(&self, id: &SessionId, lease: Duration) -> Result<Option<LockToken>> {
-        self.saw(Some(id));
-        self.inner.try_lock(id, lease).await
-    }
-    async fn unlock(&self, id: &SessionId, token: &LockToken) -> Result<bool> {
-        self.saw(Some(id));
-        self.inner.unlock(id, token).await
-    }
-    async fn purge_expired(&self) -> Result<u64> {
-        self.saw(None);
-        self.inner.purge_expired().await
-    }
-    async fn scan(&self, cursor: Option<&str>, limit: usize) -> Result<ScanPage> {
-        self.saw(None);
-        self.inner.scan(cursor, limit).await
+        run
     }
 }
 
-type Answer = std::result::Result<String, (StatusCode, String)>;
+/// `inner`, counted.
+pub fn counting(inner: impl Driver) -> Arc<Counting> {
+    let inner: Arc<dyn Driver> = Arc::new(inner);
+    Arc::new(Intercepted::new(inner, Counter::default()))
+}
 
 fn fail(e: Error) -> (StatusCode, String) {
     (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
@@ -224,7 +131,7 @@ pub fn app(layer: SessionLayer) -> Router {
 
 /// A manager on the memory driver behind the counting delegate.
 pub fn memory() -> (Arc<Counting>, Manager) {
-    let store = Counting::new(Arc::new(session_memory::MemoryStore::new()));
+    let store = counting(session_memory::MemoryStore::new());
     let manager =
         Manager::new(store.clone(), session_core::Config::default()).expect("valid config");
     (store, manager)
