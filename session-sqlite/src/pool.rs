@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use rusqlite::Connection;
-use session_core::{Error, Result};
+use session_core::driver::{Error, Result};
 use tokio::sync::oneshot;
 
-use crate::BACKEND;
+use crate::NAME;
 
 /// A unit of work run on a connection thread.
 type Job = Box<dyn FnOnce(&mut Connection) + Send + 'static>;
@@ -34,7 +34,7 @@ pub(crate) struct Pool {
 }
 
 fn stopped() -> Error {
-    Error::backend(BACKEND, "the SQLite connection thread has stopped")
+    Error::backend(NAME, "the SQLite connection thread has stopped")
 }
 
 impl Pool {
@@ -144,6 +144,6 @@ where
                 let _ = catch_unwind(AssertUnwindSafe(|| job(&mut conn)));
             }
         })
-        .map_err(|e| Error::backend(BACKEND, e))?;
+        .map_err(|e| Error::backend(NAME, e))?;
     Ok(ready_rx)
 }

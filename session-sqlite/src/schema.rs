@@ -3,11 +3,12 @@
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
-use session_core::{Error, Result};
+use session_core::driver::{Error, Result};
 
-use crate::options::SqliteOptions;
+use crate::NAME;
+use crate::builder::SqliteStoreBuilder;
+use crate::error::db_error;
 use crate::pool::Role;
-use crate::{BACKEND, db_error};
 
 /// The schema version this driver writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 2;
@@ -42,7 +43,7 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
 ];
 
 /// Opens one connection for `role` and sets it up; the writer also creates or migrates the schema.
-pub(crate) fn open(path: &Path, role: Role, options: &SqliteOptions) -> Result<Connection> {
+pub(crate) fn open(path: &Path, role: Role, options: &SqliteStoreBuilder) -> Result<Connection> {
     let context = |e: rusqlite::Error| open_error(path, e);
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
@@ -57,7 +58,7 @@ pub(crate) fn open(path: &Path, role: Role, options: &SqliteOptions) -> Result<C
             .map_err(context)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(Error::backend(
-                BACKEND,
+                NAME,
                 format!(
                     "{}: could not switch to WAL mode (journal_mode is {mode})",
                     path.display()
@@ -88,7 +89,7 @@ fn migrate(path: &Path, conn: &Connection) -> Result<()> {
         .map_err(context)?;
     if version > SCHEMA_VERSION {
         return Err(Error::backend(
-            BACKEND,
+            NAME,
             format!(
                 "{}: schema version {version} is newer than the {SCHEMA_VERSION} this version of \
                  session-sqlite knows; upgrade session-sqlite to open it",
@@ -98,7 +99,7 @@ fn migrate(path: &Path, conn: &Connection) -> Result<()> {
     }
     if version < 0 {
         return Err(Error::corrupt(
-            BACKEND,
+            NAME,
             format!("{}: negative schema version {version}", path.display()),
         ));
     }
@@ -124,5 +125,5 @@ fn open_error(path: &Path, e: rusqlite::Error) -> Error {
         Some(ErrorCode::ReadOnly) => "the file is read-only",
         _ => return db_error(e),
     };
-    Error::backend(BACKEND, format!("{}: {what} ({e})", path.display()))
+    Error::backend(NAME, format!("{}: {what} ({e})", path.display()))
 }

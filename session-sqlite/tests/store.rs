@@ -169,6 +169,65 @@ async fn expired_rows_are_never_returned_nor_revived() {
     );
 }
 
+/// `Expiry::Keep` is reachable only through the driver API (`Storage::apply` always sets a TTL;
+/// `remove` uses it with `only_if_exists`): without `only_if_exists` it must still create nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn keep_expiry_writes_only_live_sessions_and_keeps_the_deadline() {
+    let (_dir, store) = fresh().await;
+    // The driver's `apply`, called past the checked `Storage` entry point.
+    let keep_apply = async |s: &SessionId, changes| {
+        let expiry = session_core::driver::Expiry::Keep;
+        session_core::driver::Driver::apply(&store, s, changes, expiry)
+            .await
+            .unwrap()
+    };
+    let keep = |set: &[(&str, u64)], remove: &[&str]| ChangeSet {
+        set: set.iter().map(|(k, x)| ((*k).to_owned(), v(*x))).collect(),
+        remove: remove.iter().map(|k| (*k).to_owned()).collect(),
+        ..ChangeSet::default()
+    };
+
+    let s = id();
+    store.set(&s, "a", v(1), HOUR).await.unwrap();
+    let before = store.load(&s).await.unwrap().expect("live").expires_at;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let changes = keep(&[("b", 2)], &["a"]);
+    assert!(keep_apply(&s, changes).await);
+    let after = store.load(&s).await.unwrap().expect("live");
+    assert_eq!(after.expires_at, before, "Keep moved the deadline");
+    assert_eq!(*after.data, Data::from([("b".into(), v(2))]));
+    let changes = keep(&[], &["b"]);
+    assert!(!keep_apply(&s, changes).await);
+    assert!(store.load(&s).await.unwrap().is_none(), "last key removed");
+
+    let missing = id();
+    let changes = keep(&[("a", 1)], &[]);
+    assert!(!keep_apply(&missing, changes).await);
+    assert_eq!(
+        store.get_size(&missing).await.unwrap(),
+        0,
+        "Keep created it"
+    );
+
+    let expired = id();
+    store
+        .set(&expired, "old", v(1), Duration::from_millis(20))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    let changes = keep(&[("a", 1)], &[]);
+    assert!(!keep_apply(&expired, changes).await);
+    let conn = Connection::open(store.path()).unwrap();
+    let rows: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM session_values WHERE id = ?1 AND key = 'a'",
+            [expired.as_str()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rows, 0, "Keep wrote to an expired session");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn scan_pages_through_live_sessions_in_id_order() {
     let (_dir, store) = fresh().await;

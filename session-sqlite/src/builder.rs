@@ -1,9 +1,9 @@
-//! Options for opening a [`SqliteStore`](crate::SqliteStore).
+//! [`SqliteStoreBuilder`]: the options for opening a [`SqliteStore`], and [`Synchronous`].
 
 use std::path::Path;
 use std::time::Duration;
 
-use session_core::Result;
+use session_core::driver::Result;
 
 use crate::SqliteStore;
 
@@ -36,8 +36,8 @@ impl Synchronous {
     }
 }
 
-/// Builder for a [`SqliteStore`]: the number of reader threads, the busy timeout and the
-/// synchronous mode.
+/// Builder for a [`SqliteStore`], made by [`SqliteStore::builder`]: the number of reader
+/// threads, the busy timeout, the synchronous mode and the statement cache.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -53,16 +53,18 @@ impl Synchronous {
 /// # let _ = store; Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
-pub struct SqliteOptions {
+pub struct SqliteStoreBuilder {
     pub(crate) readers: usize,
     pub(crate) busy_timeout: Duration,
     pub(crate) synchronous: Synchronous,
     pub(crate) statement_cache: usize,
 }
 
-impl Default for SqliteOptions {
+/// The defaults: 4 reader threads, a 5 s busy timeout, `synchronous = NORMAL`, 32 cached
+/// statements per connection (the same as [`SqliteStore::builder`]).
+impl Default for SqliteStoreBuilder {
     fn default() -> Self {
-        SqliteOptions {
+        SqliteStoreBuilder {
             readers: 4,
             busy_timeout: Duration::from_secs(5),
             synchronous: Synchronous::Normal,
@@ -71,13 +73,7 @@ impl Default for SqliteOptions {
     }
 }
 
-impl SqliteOptions {
-    /// The defaults: 4 reader threads, a 5 s busy timeout, `synchronous = NORMAL`, 32 cached
-    /// statements per connection.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
+impl SqliteStoreBuilder {
     /// Number of reader threads, each with its own read-only connection (default 4). With 0,
     /// reads run on the writer thread, one at a time.
     pub fn readers(mut self, readers: usize) -> Self {
@@ -104,9 +100,9 @@ impl SqliteOptions {
         self
     }
 
-    /// Opens (creating if needed) the database at `path` with these options. See
-    /// [`SqliteStore::open`].
+    /// Opens (creating if needed) the database at `path` with these options, switches it to WAL
+    /// mode and creates or migrates the schema. See [`SqliteStore::open`] for the errors.
     pub async fn open(self, path: impl AsRef<Path>) -> Result<SqliteStore> {
-        SqliteStore::open_with(path.as_ref(), self).await
+        SqliteStore::start(path.as_ref(), self).await
     }
 }

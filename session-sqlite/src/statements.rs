@@ -5,9 +5,12 @@
 //! returned (it may linger until the next write to that id or [`purge`]).
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-use session_core::{ChangeSet, Data, Error, LockToken, Result, SessionId, Value, check};
+use session_core::driver::{
+    ChangeSet, Data, Error, Expiry, LockToken, Result, SessionId, Ttl, Value, check,
+};
 
-use crate::{BACKEND, db_error};
+use crate::NAME;
+use crate::error::db_error;
 
 /// How many expired sessions [`purge`] deletes per transaction, so a big purge never holds the
 /// write lock for long.
@@ -74,7 +77,7 @@ pub(crate) fn size(conn: &Connection, id: &str) -> Result<usize> {
         )
         .and_then(|mut st| st.query_row(params![id, now()], |r| r.get(0)))
         .map_err(db_error)?;
-    usize::try_from(n).map_err(|_| Error::corrupt(BACKEND, format!("negative key count {n}")))
+    usize::try_from(n).map_err(|_| Error::corrupt(NAME, format!("negative key count {n}")))
 }
 
 pub(crate) fn scan(conn: &Connection, after: &str, limit: usize) -> Result<Vec<SessionId>> {
@@ -90,7 +93,7 @@ pub(crate) fn scan(conn: &Connection, after: &str, limit: usize) -> Result<Vec<S
     ids.map(|id| {
         let id = id.map_err(db_error)?;
         SessionId::parse(&id)
-            .map_err(|e| Error::corrupt(BACKEND, format!("stored session id is invalid: {e}")))
+            .map_err(|e| Error::corrupt(NAME, format!("stored session id is invalid: {e}")))
     })
     .collect()
 }
@@ -113,9 +116,11 @@ pub(crate) fn owner_sessions(conn: &Connection, owner: &str) -> Result<(Vec<Sess
     for row in rows {
         let (id, alive) = row.map_err(db_error)?;
         if alive == Some(true) {
-            live.push(SessionId::parse(&id).map_err(|e| {
-                Error::corrupt(BACKEND, format!("stored session id is invalid: {e}"))
-            })?);
+            live.push(
+                SessionId::parse(&id).map_err(|e| {
+                    Error::corrupt(NAME, format!("stored session id is invalid: {e}"))
+                })?,
+            );
         } else {
             dead = true;
         }
@@ -151,19 +156,35 @@ fn deadline(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<i64>> {
         .optional()
 }
 
-/// Applies `changes` and sets the deadline to now + `ttl_ms`; returns whether the session exists
-/// afterwards. Serves `set`, `set_map`, `set_session` and `apply`.
+/// Applies `changes` and sets the deadline by `expiry`; returns whether the session exists
+/// afterwards. Serves every GoFrame write: `set`, `set_map`, `set_session`, `remove` (with
+/// [`Expiry::Keep`]) and `update_ttl` (an empty change set).
 pub(crate) fn apply(
     conn: &mut Connection,
     id: &str,
     changes: ChangeSet,
-    ttl_ms: u64,
+    expiry: Expiry,
 ) -> Result<bool> {
     let tx = immediate(conn)?;
     let now = now();
+    if let (true, Some(ttl)) = (changes.is_empty(), expiry.ttl()) {
+        // Only the deadline of a live session changes: one conditional UPDATE (`update_ttl`).
+        let slid = tx
+            .prepare_cached("UPDATE sessions SET expires_at = ?2 WHERE id = ?1 AND expires_at > ?3")
+            .and_then(|mut st| {
+                st.execute(params![
+                    id,
+                    now.saturating_add(millis(ttl.as_millis())),
+                    now
+                ])
+            })
+            .map_err(db_error)?;
+        tx.commit().map_err(db_error)?;
+        return Ok(slid == 1);
+    }
     let stored = deadline(&tx, id).map_err(db_error)?;
     let live = stored.is_some_and(|d| d > now);
-    if !live && changes.only_if_exists {
+    if !live && (changes.only_if_exists || !expiry.may_create()) {
         return Ok(false); // the transaction rolls back: nothing was written
     }
     let run = || -> rusqlite::Result<bool> {
@@ -193,18 +214,31 @@ pub(crate) fn apply(
                 st.execute(params![id, key, value.as_bytes()])?;
             }
         }
-        let has_keys: bool = tx
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM session_values WHERE id = ?1)")?
-            .query_row([id], |r| r.get(0))?;
-        if has_keys {
-            tx.prepare_cached(
-                "INSERT INTO sessions (id, expires_at) VALUES (?1, ?2)
-                 ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at",
-            )?
-            .execute(params![id, now.saturating_add(millis(ttl_ms))])?;
-        } else if live {
+        // A key was just set, or a live session lost none (it has at least one key): only a
+        // clear or a removal that set nothing needs to look.
+        let has_keys = if !changes.set.is_empty() {
+            true
+        } else if live && (changes.clear || !changes.remove.is_empty()) {
+            tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM session_values WHERE id = ?1)")?
+                .query_row([id], |r| r.get(0))?
+        } else {
+            live
+        };
+        match (has_keys, expiry) {
+            (true, Expiry::After(ttl)) => {
+                tx.prepare_cached(
+                    "INSERT INTO sessions (id, expires_at) VALUES (?1, ?2)
+                     ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at",
+                )?
+                .execute(params![id, now.saturating_add(millis(ttl.as_millis()))])?;
+            }
+            // The session is live (`Keep` creates nothing): its row and deadline stay as they are.
+            (true, Expiry::Keep) => {}
             // The changes removed the last key: the session is gone, with its owner binding.
-            delete_session(&tx, id)?;
+            (false, _) if live => {
+                delete_session(&tx, id)?;
+            }
+            (false, _) => {}
         }
         Ok(has_keys)
     };
@@ -213,43 +247,9 @@ pub(crate) fn apply(
     Ok(exists)
 }
 
-/// Deletes one key of a live session, and the session with it if that was its last key. The
-/// deadline does not change.
-pub(crate) fn remove(conn: &mut Connection, id: &str, key: &str) -> Result<()> {
-    let tx = immediate(conn)?;
-    let now = now();
-    let run = || -> rusqlite::Result<()> {
-        if deadline(&tx, id)?.is_none_or(|d| d <= now) {
-            return Ok(());
-        }
-        tx.prepare_cached("DELETE FROM session_values WHERE id = ?1 AND key = ?2")?
-            .execute(params![id, key])?;
-        let has_keys: bool = tx
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM session_values WHERE id = ?1)")?
-            .query_row([id], |r| r.get(0))?;
-        if !has_keys {
-            delete_session(&tx, id)?;
-        }
-        Ok(())
-    };
-    run().map_err(db_error)?;
-    tx.commit().map_err(db_error)
-}
-
 pub(crate) fn remove_all(conn: &mut Connection, id: &str) -> Result<()> {
     let tx = immediate(conn)?;
     delete_session(&tx, id).map_err(db_error)?;
-    tx.commit().map_err(db_error)
-}
-
-/// Slides the deadline of a live session, in a `BEGIN IMMEDIATE` transaction like every other
-/// read-modify-write (the `UPDATE` reads the old deadline to decide).
-pub(crate) fn update_ttl(conn: &mut Connection, id: &str, ttl_ms: u64) -> Result<()> {
-    let tx = immediate(conn)?;
-    let now = now();
-    tx.prepare_cached("UPDATE sessions SET expires_at = ?2 WHERE id = ?1 AND expires_at > ?3")
-        .and_then(|mut st| st.execute(params![id, now.saturating_add(millis(ttl_ms)), now]))
-        .map_err(db_error)?;
     tx.commit().map_err(db_error)
 }
 
@@ -282,7 +282,7 @@ pub(crate) fn prune_owner(conn: &Connection, owner: &str) -> Result<()> {
 }
 
 /// Takes the lease lock of `id` if it is free or its lease ran out: one statement.
-pub(crate) fn try_lock(conn: &Connection, id: &str, lease_ms: u64) -> Result<Option<LockToken>> {
+pub(crate) fn try_lock(conn: &Connection, id: &str, lease: Ttl) -> Result<Option<LockToken>> {
     let token = LockToken::generate()?;
     let now = now();
     let taken = conn
@@ -295,7 +295,7 @@ pub(crate) fn try_lock(conn: &Connection, id: &str, lease_ms: u64) -> Result<Opt
             st.execute(params![
                 id,
                 token.as_str(),
-                now.saturating_add(millis(lease_ms)),
+                now.saturating_add(millis(lease.as_millis())),
                 now
             ])
         })
