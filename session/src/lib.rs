@@ -39,6 +39,10 @@ pub use session_memcached as memcached;
 #[cfg(feature = "connect")]
 pub use session_connect as connect;
 
+/// Storage layers: tracing and metrics around every driver call (feature `layers`).
+#[cfg(feature = "layers")]
+pub use session_layers as layers;
+
 /// The repository README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
