@@ -1,8 +1,14 @@
-//! One connection type for a single node and a cluster, so pipelines and scripts are written once.
+//! One connection type for a single node and a cluster, so pipelines and scripts are written
+//! once; and how its errors become the framework's.
+
+use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
+use session_core::driver::Error;
+
+use crate::NAME;
 
 /// A cheap-to-clone handle on the shared multiplexed connection(s).
 #[derive(Clone)]
@@ -39,4 +45,24 @@ impl ConnectionLike for Conn {
             Conn::Cluster(c) => c.get_db(),
         }
     }
+}
+
+/// Maps a redis-rs error: a key of ours holding another Redis type (`WRONGTYPE`, written by
+/// someone else) is a corrupt record; everything else is a backend failure.
+pub(crate) fn backend(e: RedisError) -> Error {
+    if e.code() == Some("WRONGTYPE") || e.to_string().contains("WRONGTYPE") {
+        return Error::corrupt(
+            NAME,
+            format!("a key of this session holds another Redis type: {e}"),
+        );
+    }
+    Error::backend(NAME, e)
+}
+
+/// The error of a call that got no answer within `after` (the operation timeout).
+pub(crate) fn timed_out(after: Duration) -> Error {
+    Error::backend(
+        NAME,
+        format!("no answer from Redis within {after:?} (is the server running and reachable?)"),
+    )
 }

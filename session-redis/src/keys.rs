@@ -1,7 +1,7 @@
 //! The key layout: every key of one session shares the hash tag `{<id>}`, so a session lives in
 //! one Redis Cluster slot and multi-key scripts on it never fail with `CROSSSLOT`.
 
-use session_core::{Error, Result, SessionId};
+use session_core::driver::{Error, Result, SessionId};
 
 /// Characters a prefix may not hold: hash-tag braces (they would move the slot of every key) and
 /// the glob characters of `SCAN MATCH` (they would make the scan pattern match other stores).

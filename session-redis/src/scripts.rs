@@ -8,7 +8,8 @@
 //!
 //! Every script that sets the expiry of a session hash (apply, touch) also writes the hash's
 //! deadline field ([`DEADLINE_FIELD`]) in the same step, so `load` reads the deadline with the
-//! data in one `HGETALL`; and no script leaves a hash holding the deadline field alone.
+//! data in one `HGETALL`; a script that keeps the expiry (apply with `Expiry::Keep`, remove)
+//! leaves both as they are; and no script leaves a hash holding the deadline field alone.
 
 use std::sync::LazyLock;
 
@@ -98,30 +99,41 @@ end
 
 /// Applies a change set and the expiry atomically.
 ///
-/// `KEYS[1]` data hash, `KEYS[2]` owner key. `ARGV[1]` TTL in ms, `ARGV[2]` clear ("1"/"0"),
-/// `ARGV[3]` only-if-exists ("1"/"0"), `ARGV[4]` number `n` of removed fields, then the `n`
-/// fields, then field/value pairs to set, the last pair always the deadline field and the
-/// deadline (unix ms, decimal). Returns 1 if the session exists afterwards, else 0.
+/// `KEYS[1]` data hash, `KEYS[2]` owner key. `ARGV[1]` TTL in ms, or `0` to keep the expiry
+/// (`Expiry::Keep`), `ARGV[2]` clear ("1"/"0"), `ARGV[3]` only-if-exists ("1"/"0"), `ARGV[4]`
+/// number `n` of removed fields, then the `n` fields, then field/value pairs to set; with a TTL
+/// the last pair is always the deadline field and the deadline (unix ms, decimal). Returns 1 if
+/// the session exists afterwards, else 0.
 ///
-/// The session exists when its hash holds a field other than the deadline field. Fields are
-/// written 1000 arguments per `HSET`/`HDEL` call (an even number, so pairs never split; far below
-/// the limit of Lua's `unpack`). Order: clear, remove; then, if session keys are left, the set
-/// (with the deadline field, in the same `HSET`) and `PEXPIRE` on the hash and the owner key (so
-/// the owner binding expires with the session). If none are left, the hash is deleted (it may
-/// still hold the deadline field), and so is the owner key if the session existed before.
-/// Whether keys are left is known without asking the server unless the write removed keys and
-/// set none.
+/// The session exists when its hash holds a field other than the deadline field. Keeping the
+/// expiry implies only-if-exists. Fields are written 1000 arguments per `HSET`/`HDEL` call (an
+/// even number, so pairs never split; far below the limit of Lua's `unpack`). Order: clear,
+/// remove; then, if session keys are left, the set (with the deadline field, in the same `HSET`)
+/// and `PEXPIRE` on the hash and the owner key (so the owner binding expires with the session).
+/// If none are left, the hash is deleted (it may still hold the deadline field), and so is the
+/// owner key if the session existed before. Whether keys are left is known without asking the
+/// server unless the write removed keys and set none.
+///
+/// Keeping the expiry, no `PEXPIRE` runs and the deadline field is not written (`HSET` and
+/// `HDEL` leave a key's TTL alone); only a clear, which deletes the hash, reads its `PTTL` and
+/// deadline field first and puts both back, so the two stay as they were.
 pub(crate) static APPLY: LazyLock<Lua> = LazyLock::new(|| {
     session_script(
         r#"
 local data, okey = KEYS[1], KEYS[2]
+local keep = ARGV[1] == '0'
 local clear = ARGV[2] == '1'
 local removed = tonumber(ARGV[4])
 local existed = has_keys(data)
-if ARGV[3] == '1' and not existed then
+if (keep or ARGV[3] == '1') and not existed then
   return 0
 end
+local pttl, deadline
 if clear then
+  if keep then
+    pttl = redis.call('PTTL', data)
+    deadline = redis.call('HGET', data, D)
+  end
   redis.call('DEL', data)
 end
 local step = 1000
@@ -134,7 +146,7 @@ while i <= last do
 end
 local n = #ARGV
 local left
-if n - last > 2 then
+if n - last > (keep and 0 or 2) then
   left = true
 elseif clear then
   left = false
@@ -155,6 +167,17 @@ while i < n do
   local j = math.min(i + step - 1, n)
   redis.call('HSET', data, unpack(ARGV, i, j))
   i = j + 1
+end
+if keep then
+  if clear then
+    if deadline then
+      redis.call('HSET', data, D, deadline)
+    end
+    if pttl > 0 then
+      redis.call('PEXPIRE', data, pttl)
+    end
+  end
+  return 1
 end
 redis.call('PEXPIRE', data, ARGV[1])
 redis.call('PEXPIRE', okey, ARGV[1])

@@ -7,6 +7,7 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use redis::AsyncCommands;
+use session_core::driver::Expiry;
 use session_core::{ChangeSet, Data, Error, SessionId, Storage, Value, check};
 use session_redis::RedisStore;
 
@@ -513,6 +514,116 @@ async fn emptying_a_session_leaves_no_hash_and_no_owner_key() {
         assert_eq!(store.load(&id).await.unwrap(), None, "{case}");
         assert_eq!(store.get_size(&id).await.unwrap(), 0, "{case}");
     }
+    store.clear_prefix().await.unwrap();
+}
+
+/// `apply` with `Expiry::Keep`, on the driver itself (the checked `Storage` only sends it from
+/// the provided `remove`, which `RedisStore` overrides; `tests/core.rs` runs that default).
+async fn apply_keep(store: &RedisStore, id: &SessionId, changes: ChangeSet) -> bool {
+    session_core::driver::Driver::apply(store, id, changes, Expiry::Keep)
+        .await
+        .unwrap()
+}
+
+/// The PTTL of `key`, which must have one.
+async fn pttl_of(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    let pttl: i64 = raw.pttl(key).await.unwrap();
+    assert!(pttl > 0, "{key} has no expiry ({pttl})");
+    pttl
+}
+
+#[tokio::test]
+async fn apply_keeping_the_expiry_moves_neither_the_deadline_field_nor_the_pttl() {
+    let store = common::open_shared("keep").await;
+    let mut raw = raw().await;
+    let ttl = Duration::from_secs(60);
+    let set_x = ChangeSet {
+        set: [("x".to_owned(), v("x"))].into_iter().collect(),
+        ..ChangeSet::default()
+    };
+
+    // A missing session is not created, not even by a clear.
+    let missing = SessionId::generate().unwrap();
+    assert!(!apply_keep(&store, &missing, set_x.clone()).await);
+    let cleared = ChangeSet {
+        clear: true,
+        ..set_x.clone()
+    };
+    assert!(!apply_keep(&store, &missing, cleared).await);
+    let exists: bool = raw.exists(data_key(&store, &missing)).await.unwrap();
+    assert!(!exists, "Keep created a session");
+
+    let id = SessionId::generate().unwrap();
+    let mut data = Data::new();
+    data.insert("a".into(), v("1"));
+    data.insert("b".into(), v("2"));
+    store.set_map(&id, data, ttl).await.unwrap();
+    store.index_add("erin", &id, ttl).await.unwrap();
+    let (key, owner) = (data_key(&store, &id), owner_key(&store, &id));
+    let deadline = deadline_field(&mut raw, &key).await.expect("deadline");
+    let (mut data_pttl, mut owner_pttl) = (
+        pttl_of(&mut raw, &key).await,
+        pttl_of(&mut raw, &owner).await,
+    );
+    let steps = [
+        (
+            "set and remove",
+            ChangeSet {
+                remove: vec!["a".into()],
+                ..set_x.clone()
+            },
+            &["b", "x"][..],
+        ),
+        (
+            "clear and set",
+            ChangeSet {
+                clear: true,
+                set: [("c".to_owned(), v("3"))].into_iter().collect(),
+                ..ChangeSet::default()
+            },
+            &["c"][..],
+        ),
+        ("nothing", ChangeSet::default(), &["c"][..]),
+    ];
+    for (step, changes, keys) in steps {
+        assert!(apply_keep(&store, &id, changes).await, "{step}");
+        let map = store.get_map(&id).await.unwrap();
+        let mut names: Vec<&str> = map.keys().map(String::as_str).collect();
+        names.sort();
+        assert_eq!(names, keys, "{step}");
+        assert_eq!(
+            deadline_field(&mut raw, &key).await,
+            Some(deadline),
+            "{step}: the deadline field moved"
+        );
+        let (now_data, now_owner) = (
+            pttl_of(&mut raw, &key).await,
+            pttl_of(&mut raw, &owner).await,
+        );
+        assert!(
+            now_data <= data_pttl && now_data > data_pttl - 1000,
+            "{step}: the hash's expiry moved ({data_pttl} -> {now_data} ms)"
+        );
+        assert!(
+            now_owner <= owner_pttl && now_owner > owner_pttl - 1000,
+            "{step}: the owner key's expiry moved ({owner_pttl} -> {now_owner} ms)"
+        );
+        (data_pttl, owner_pttl) = (now_data, now_owner);
+        let loaded = store.load(&id).await.unwrap().expect("live session");
+        assert_eq!(loaded.expires_at, Some(check::from_unix_millis(deadline)));
+    }
+
+    // Removing the last key removes the session and its owner key.
+    let last = ChangeSet {
+        remove: vec!["c".into()],
+        ..ChangeSet::default()
+    };
+    assert!(!apply_keep(&store, &id, last).await);
+    let (hash_exists, owner_exists): (bool, bool) = (
+        raw.exists(&key).await.unwrap(),
+        raw.exists(&owner).await.unwrap(),
+    );
+    assert!(!hash_exists && !owner_exists);
     store.clear_prefix().await.unwrap();
 }
 

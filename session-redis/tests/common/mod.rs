@@ -53,7 +53,11 @@ fn addr_of(store: &Arc<dyn Storage>) -> usize {
 
 /// Wraps `store` for the suite and remembers it for [`teardown`].
 pub fn register(store: RedisStore) -> Arc<dyn Storage> {
-    let shared: Arc<dyn Storage> = Arc::new(store.clone());
+    register_as(store.clone(), Arc::new(store))
+}
+
+/// Remembers `store` for the [`teardown`] of `shared`, a store over it.
+pub fn register_as(store: RedisStore, shared: Arc<dyn Storage>) -> Arc<dyn Storage> {
     registry().lock().unwrap().insert(addr_of(&shared), store);
     shared
 }

@@ -1,0 +1,238 @@
+//! Walking the keyspace: `scan` pages (one `SCAN` on a single node; on a cluster, every master in
+//! turn with a cursor that names the master), `clear_prefix`, and the masters of a cluster from
+//! `CLUSTER NODES`.
+
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use session_core::driver::{Error, Result, ScanPage, SessionId};
+
+use crate::NAME;
+use crate::conn::Conn;
+use crate::store::RedisStore;
+
+/// The page size `scan` asks `SCAN` for at most, whatever the `limit` hint.
+const MAX_SCAN_COUNT: usize = 10_000;
+
+/// A master of a cluster: host and port.
+type Node = (String, u16);
+
+fn bad_cursor() -> Error {
+    Error::InvalidInput("not a scan cursor of this store".into())
+}
+
+impl RedisStore {
+    /// One page of `scan`: `limit` is clamped to 1..=[`MAX_SCAN_COUNT`] for `SCAN`'s `COUNT`.
+    pub(crate) async fn scan_page(&self, cursor: Option<&str>, limit: usize) -> Result<ScanPage> {
+        let count = limit.clamp(1, MAX_SCAN_COUNT);
+        match &self.conn {
+            Conn::Single(_) => self.scan_single(cursor, count).await,
+            Conn::Cluster(c) => self.scan_cluster(c.clone(), cursor, count).await,
+        }
+    }
+
+    /// Deletes every key under this store's prefix (sessions, owner keys and sets, locks) and
+    /// returns how many it deleted.
+    ///
+    /// Meant for tests and for resetting an application: it walks the keyspace with `SCAN` (every
+    /// master of a cluster) and deletes in batches, so it is neither atomic nor fast on a big
+    /// database. Keys written meanwhile may survive.
+    pub async fn clear_prefix(&self) -> Result<u64> {
+        let pattern = format!("{}:*", self.keys.prefix());
+        let nodes: Vec<Option<Node>> = match &self.conn {
+            Conn::Single(_) => vec![None],
+            Conn::Cluster(c) => self
+                .cluster_masters(&mut c.clone())
+                .await?
+                .into_iter()
+                .map(Some)
+                .collect(),
+        };
+        let mut deleted = 0u64;
+        for node in &nodes {
+            let mut cursor = 0u64;
+            loop {
+                let (next, found) = self
+                    .scan_step(node.as_ref(), cursor, &pattern, 1000)
+                    .await?;
+                let mut conn = self.conn.clone();
+                if node.is_none() && !found.is_empty() {
+                    let n: u64 = self
+                        .run(redis::cmd("DEL").arg(&found).query_async(&mut conn))
+                        .await?;
+                    deleted += n;
+                } else {
+                    // Cluster: keys of one node may sit in different slots; one DEL each.
+                    for key in &found {
+                        let n: u64 = self
+                            .run(redis::cmd("DEL").arg(key).query_async(&mut conn))
+                            .await?;
+                        deleted += n;
+                    }
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Master nodes of the cluster, sorted, from `CLUSTER NODES`.
+    async fn cluster_masters(&self, conn: &mut ClusterConnection) -> Result<Vec<Node>> {
+        let reply = self
+            .run(conn.route_command(
+                redis::cmd("CLUSTER").arg("NODES").clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+            ))
+            .await?;
+        let text: String = redis::from_redis_value(reply)
+            .map_err(|e| Error::backend(NAME, format!("unexpected CLUSTER NODES reply: {e}")))?;
+        let mut masters = parse_cluster_masters(&text);
+        masters.sort();
+        masters.dedup();
+        Ok(masters)
+    }
+
+    /// One `SCAN` step: on the single node, or on the cluster master `node`.
+    async fn scan_step(
+        &self,
+        node: Option<&Node>,
+        cursor: u64,
+        pattern: &str,
+        count: usize,
+    ) -> Result<(u64, Vec<Vec<u8>>)> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(count);
+        match (&self.conn, node) {
+            (Conn::Cluster(c), Some((host, port))) => {
+                let mut c = c.clone();
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                });
+                let reply = self.run(c.route_command(cmd, routing)).await?;
+                redis::from_redis_value(reply)
+                    .map_err(|e| Error::backend(NAME, format!("unexpected SCAN reply: {e}")))
+            }
+            _ => {
+                let mut conn = self.conn.clone();
+                self.run(cmd.query_async(&mut conn)).await
+            }
+        }
+    }
+
+    fn ids_of(&self, found: &[Vec<u8>]) -> Vec<SessionId> {
+        found
+            .iter()
+            .filter_map(|k| self.keys.id_of_data_key(k))
+            .collect()
+    }
+
+    async fn scan_single(&self, cursor: Option<&str>, count: usize) -> Result<ScanPage> {
+        let start: u64 = match cursor {
+            None => 0,
+            Some(text) => text.parse().map_err(|_| bad_cursor())?,
+        };
+        let (next, found) = self
+            .scan_step(None, start, &self.keys.scan_pattern(), count)
+            .await?;
+        Ok(ScanPage {
+            ids: self.ids_of(&found),
+            next: (next != 0).then(|| next.to_string()),
+        })
+    }
+
+    /// Cluster scan: the cursor is `<host>:<port>/<redis cursor>`; masters are visited in sorted
+    /// order, each with its own `SCAN`.
+    async fn scan_cluster(
+        &self,
+        mut conn: ClusterConnection,
+        cursor: Option<&str>,
+        count: usize,
+    ) -> Result<ScanPage> {
+        let masters = self.cluster_masters(&mut conn).await?;
+        let (index, start) = match cursor {
+            None => (0, 0u64),
+            Some(text) => {
+                let (addr, cur) = text.rsplit_once('/').ok_or_else(bad_cursor)?;
+                let (host, port) = addr.rsplit_once(':').ok_or_else(bad_cursor)?;
+                let node = (
+                    host.to_owned(),
+                    port.parse::<u16>().map_err(|_| bad_cursor())?,
+                );
+                let cur: u64 = cur.parse().map_err(|_| bad_cursor())?;
+                match masters.iter().position(|m| *m == node) {
+                    Some(i) => (i, cur),
+                    // The node left the cluster mid-scan: go on with the next one.
+                    None => (masters.partition_point(|m| *m < node), 0),
+                }
+            }
+        };
+        let Some(node) = masters.get(index) else {
+            return Ok(ScanPage::default());
+        };
+        let (next, found) = self
+            .scan_step(Some(node), start, &self.keys.scan_pattern(), count)
+            .await?;
+        let next = if next != 0 {
+            Some(format!("{}:{}/{next}", node.0, node.1))
+        } else {
+            masters.get(index + 1).map(|(h, p)| format!("{h}:{p}/0"))
+        };
+        Ok(ScanPage {
+            ids: self.ids_of(&found),
+            next,
+        })
+    }
+}
+
+/// `(host, port)` of every master that serves slots, from a `CLUSTER NODES` reply.
+fn parse_cluster_masters(text: &str) -> Vec<Node> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = fields.get(2)?;
+            let is_master = flags.split(',').any(|f| f == "master");
+            let failed = flags.split(',').any(|f| f == "fail" || f == "noaddr");
+            if !is_master || failed || fields.len() < 9 {
+                return None;
+            }
+            let addr = fields.get(1)?.split('@').next()?;
+            let addr = addr.split(',').next()?;
+            let (host, port) = addr.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_nodes_reply_is_parsed() {
+        let text = "\
+07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004,host1 slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
+67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922
+292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master - 0 1426238318243 3 connected 10923-16383
+e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
+aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa 127.0.0.1:30009@31009 master,fail - 0 0 1 connected 0-5460
+bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb 127.0.0.1:30010@31010 master - 0 0 1 connected
+";
+        let mut masters = parse_cluster_masters(text);
+        masters.sort();
+        assert_eq!(
+            masters,
+            vec![
+                ("127.0.0.1".to_owned(), 30001),
+                ("127.0.0.1".to_owned(), 30002),
+                ("127.0.0.1".to_owned(), 30003),
+            ]
+        );
+    }
+}

@@ -1,0 +1,358 @@
+//! [`RedisStore`] and its [`Driver`] implementation.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisResult, ServerErrorKind};
+use session_core::driver::{
+    Capabilities, ChangeSet, Data, Driver, Expiry, Loaded, LockToken, Result, ScanPage, SessionId,
+    Ttl, Value, async_trait,
+};
+
+use crate::NAME;
+use crate::builder::RedisStoreBuilder;
+use crate::conn::{Conn, backend, timed_out};
+use crate::keys::{DEADLINE_FIELD, Keys};
+use crate::reply::{deadline_of, parse_deadline, parse_hash};
+use crate::scripts::{self, Lua};
+
+/// A session store on Redis: one hash per session, expired by Redis itself to the millisecond.
+///
+/// Cloning is cheap: clones share one multiplexed connection (or one cluster connection), which
+/// reconnects by itself after the server goes away. Make one with [`RedisStore::open`],
+/// [`RedisStore::open_cluster`] or [`RedisStore::builder`]. See the crate documentation for the
+/// key layout and the round trips of each method.
+#[derive(Clone)]
+pub struct RedisStore {
+    pub(crate) conn: Conn,
+    pub(crate) keys: Keys,
+    pub(crate) op_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.keys.prefix())
+            .field("cluster", &self.is_cluster())
+            .field("operation_timeout", &self.op_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects to one server with the default options (prefix
+    /// [`DEFAULT_PREFIX`](crate::DEFAULT_PREFIX)); see [`RedisStoreBuilder::open`] for the URL
+    /// forms.
+    pub async fn open(url: &str) -> Result<RedisStore> {
+        RedisStoreBuilder::default().open(url).await
+    }
+
+    /// Connects to a Redis Cluster with the default options; see
+    /// [`RedisStoreBuilder::open_cluster`].
+    pub async fn open_cluster<I, S>(urls: I) -> Result<RedisStore>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        RedisStoreBuilder::default().open_cluster(urls).await
+    }
+
+    /// A builder for a store with a custom prefix or timeouts.
+    pub fn builder() -> RedisStoreBuilder {
+        RedisStoreBuilder::default()
+    }
+
+    pub(crate) fn new(conn: Conn, keys: Keys, op_timeout: Duration) -> RedisStore {
+        RedisStore {
+            conn,
+            keys,
+            op_timeout,
+        }
+    }
+
+    /// The key prefix of this store.
+    pub fn prefix(&self) -> &str {
+        self.keys.prefix()
+    }
+
+    /// Whether this store talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.conn, Conn::Cluster(_))
+    }
+
+    /// Runs one backend exchange with the operation timeout, mapping errors to `Error::Backend`.
+    pub(crate) async fn run<T>(&self, fut: impl Future<Output = RedisResult<T>>) -> Result<T> {
+        match tokio::time::timeout(self.op_timeout, fut).await {
+            Ok(result) => result.map_err(backend),
+            Err(_) => Err(timed_out(self.op_timeout)),
+        }
+    }
+
+    /// Runs `cmd`, an `EVALSHA` of `lua` made by [`Lua::call`], with the operation timeout. A
+    /// server that does not know the script (`NOSCRIPT`: the first call, or after a restart,
+    /// failover or `SCRIPT FLUSH`) gets it with `SCRIPT LOAD`, and `cmd` runs again.
+    pub(crate) async fn eval<T: FromRedisValue>(&self, lua: &Lua, cmd: &Cmd) -> Result<T> {
+        let mut conn = self.conn.clone();
+        self.run(async move {
+            match cmd.query_async(&mut conn).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    let _: String = lua.load().query_async(&mut conn).await?;
+                    cmd.query_async(&mut conn).await
+                }
+                other => other,
+            }
+        })
+        .await
+    }
+
+    /// The apply script: clear, remove, set, expiry; returns whether the session exists after.
+    async fn write(&self, id: &SessionId, changes: &ChangeSet, expiry: Expiry) -> Result<bool> {
+        let (data, owner) = (self.keys.data(id), self.keys.owner_of(id));
+        // ARGV: 4 fixed, the removed keys, the set pairs, the deadline pair (20 digits at most)
+        let args = 4 + changes.remove.len() + 2 * changes.set.len() + 2;
+        let bytes = 40
+            + changes.remove.iter().map(String::len).sum::<usize>()
+            + changes
+                .set
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+            + DEADLINE_FIELD.len()
+            + 20;
+        let mut inv = scripts::APPLY.call_sized(&[&data, &owner], args, bytes);
+        // A TTL is at least 1 ms, so 0 is free to mean "keep the expiry".
+        inv.arg(expiry.ttl().map_or(0, Ttl::as_millis))
+            .arg(if changes.clear { "1" } else { "0" })
+            .arg(if changes.only_if_exists { "1" } else { "0" })
+            .arg(changes.remove.len());
+        for key in &changes.remove {
+            inv.arg(key.as_str());
+        }
+        for (key, value) in &changes.set {
+            inv.arg(key.as_str()).arg(value.as_bytes());
+        }
+        if let Some(ttl) = expiry.ttl() {
+            inv.arg(DEADLINE_FIELD).arg(deadline_of(ttl.as_millis()));
+        }
+        let exists: i64 = self.eval(&scripts::APPLY, &inv).await?;
+        Ok(exists == 1)
+    }
+
+    /// `HGETALL` of the session hash: its data and the raw value of its deadline field.
+    async fn hgetall(&self, data_key: &str) -> Result<(Data, Option<Vec<u8>>)> {
+        let mut conn = self.conn.clone();
+        let reply: redis::Value = self
+            .run(redis::cmd("HGETALL").arg(data_key).query_async(&mut conn))
+            .await?;
+        parse_hash(reply)
+    }
+}
+
+#[async_trait]
+impl Driver for RedisStore {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            load_with_deadline: true,
+            owner_index: true,
+            lock: true,
+            purge: true,
+            scan: true,
+            native_expiry: true,
+        }
+    }
+
+    /// One `HGETALL`: the deadline comes from the hash's deadline field. Only a hash without a
+    /// valid one (written before the field existed, or by another tool) costs a second command,
+    /// `PTTL`, read against the local clock.
+    async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
+        let data_key = self.keys.data(id);
+        let (data, deadline) = self.hgetall(&data_key).await?;
+        if data.is_empty() {
+            return Ok(None);
+        }
+        let expires_at = match deadline.as_deref().and_then(parse_deadline) {
+            Some(at) => Some(at),
+            None => {
+                let mut conn = self.conn.clone();
+                let pttl: i64 = self
+                    .run(redis::cmd("PTTL").arg(&data_key).query_async(&mut conn))
+                    .await?;
+                let now = SystemTime::now();
+                u64::try_from(pttl)
+                    .ok()
+                    .filter(|ms| *ms > 0)
+                    .map(|ms| now + Duration::from_millis(ms))
+            }
+        };
+        Ok(Some(Loaded {
+            data: data.into(),
+            expires_at,
+        }))
+    }
+
+    /// One `EVALSHA` of the apply script (clear, remove, set, expiry; see the crate docs).
+    async fn apply(&self, id: &SessionId, changes: ChangeSet, expiry: Expiry) -> Result<bool> {
+        self.write(id, &changes, expiry).await
+    }
+
+    async fn remove_all(&self, id: &SessionId) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .run(
+                redis::cmd("DEL")
+                    .arg(self.keys.data(id))
+                    .arg(self.keys.owner_of(id))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(())
+    }
+
+    // Saves reading the whole hash: one `HGET` of the field.
+    async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Value>> {
+        let mut conn = self.conn.clone();
+        let raw: Option<Vec<u8>> = self
+            .run(
+                redis::cmd("HGET")
+                    .arg(self.keys.data(id))
+                    .arg(key)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(raw.map(Value::from))
+    }
+
+    // Saves reading the whole hash: `HLEN` minus the deadline field (`HEXISTS`), one round trip.
+    async fn get_size(&self, id: &SessionId) -> Result<usize> {
+        let data_key = self.keys.data(id);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HLEN")
+            .arg(&data_key)
+            .cmd("HEXISTS")
+            .arg(&data_key)
+            .arg(DEADLINE_FIELD);
+        let mut conn = self.conn.clone();
+        let (fields, has_deadline): (usize, usize) = self.run(pipe.query_async(&mut conn)).await?;
+        Ok(fields.saturating_sub(has_deadline))
+    }
+
+    // Saves the apply script's existence check and argument framing: `HDEL`, then `HLEN` only if
+    // a field went; the expiry and the deadline field are not touched.
+    async fn remove(&self, id: &SessionId, key: &str) -> Result<()> {
+        let (data, owner) = (self.keys.data(id), self.keys.owner_of(id));
+        let mut inv = scripts::REMOVE.call(&[&data, &owner]);
+        inv.arg(key);
+        let _: i64 = self.eval(&scripts::REMOVE, &inv).await?;
+        Ok(())
+    }
+
+    // Not cheaper, same contract: an empty `data` goes through the apply script too (not the
+    // default's `DEL`), which refuses a foreign key (`WRONGTYPE`) instead of deleting it, and
+    // keeps the owner binding of a session bound before its first write.
+    async fn set_session(&self, id: &SessionId, data: Data, ttl: Ttl) -> Result<()> {
+        let changes = ChangeSet {
+            clear: true,
+            set: data,
+            ..ChangeSet::default()
+        };
+        self.write(id, &changes, Expiry::After(ttl)).await.map(drop)
+    }
+
+    // Saves the apply script's framing: `EXISTS`, `HSET` of the deadline field, two `PEXPIRE`s.
+    async fn update_ttl(&self, id: &SessionId, ttl: Ttl) -> Result<()> {
+        let (data, owner) = (self.keys.data(id), self.keys.owner_of(id));
+        let mut inv = scripts::TOUCH.call(&[&data, &owner]);
+        inv.arg(ttl.as_millis()).arg(deadline_of(ttl.as_millis()));
+        let _: i64 = self.eval(&scripts::TOUCH, &inv).await?;
+        Ok(())
+    }
+
+    async fn index_add(&self, owner: &str, id: &SessionId, ttl: Ttl) -> Result<()> {
+        if self.is_cluster() {
+            return self.index_add_cluster(owner, id, ttl).await;
+        }
+        let set_key = self.keys.owner_set(owner);
+        let (owner_key, data) = (self.keys.owner_of(id), self.keys.data(id));
+        let mut inv = scripts::INDEX_ADD_SINGLE.call(&[&set_key, &owner_key, &data]);
+        inv.arg(owner).arg(id.as_str()).arg(ttl.as_millis());
+        let _: i64 = self.eval(&scripts::INDEX_ADD_SINGLE, &inv).await?;
+        Ok(())
+    }
+
+    async fn index_remove(&self, id: &SessionId) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .run(
+                redis::cmd("DEL")
+                    .arg(self.keys.owner_of(id))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn index_sessions(&self, owner: &str) -> Result<Vec<SessionId>> {
+        if self.is_cluster() {
+            return self.index_sessions_cluster(owner).await;
+        }
+        let set_key = self.keys.owner_set(owner);
+        let mut inv = scripts::INDEX_SESSIONS_SINGLE.call(&[&set_key]);
+        inv.arg(self.keys.session_base()).arg(owner);
+        let ids: Vec<String> = self.eval(&scripts::INDEX_SESSIONS_SINGLE, &inv).await?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| SessionId::parse(id).ok())
+            .collect())
+    }
+
+    async fn index_owner(&self, id: &SessionId) -> Result<Option<String>> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("GET")
+            .arg(self.keys.owner_of(id))
+            .cmd("EXISTS")
+            .arg(self.keys.data(id));
+        let mut conn = self.conn.clone();
+        let (owner, exists): (Option<String>, bool) = self.run(pipe.query_async(&mut conn)).await?;
+        Ok(owner.filter(|_| exists))
+    }
+
+    async fn try_lock(&self, id: &SessionId, lease: Ttl) -> Result<Option<LockToken>> {
+        let token = LockToken::generate()?;
+        let mut conn = self.conn.clone();
+        let reply: Option<String> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(self.keys.lock(id))
+                    .arg(token.as_str())
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(lease.as_millis())
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(reply.map(|_| token))
+    }
+
+    async fn unlock(&self, id: &SessionId, token: &LockToken) -> Result<bool> {
+        let lock = self.keys.lock(id);
+        let mut inv = scripts::UNLOCK.call(&[&lock]);
+        inv.arg(token.as_str());
+        let released: i64 = self.eval(&scripts::UNLOCK, &inv).await?;
+        Ok(released == 1)
+    }
+
+    /// Redis expires sessions itself ([`Capabilities::native_expiry`]): nothing to purge.
+    async fn purge_expired(&self) -> Result<u64> {
+        Ok(0)
+    }
+
+    async fn scan(&self, cursor: Option<&str>, limit: usize) -> Result<ScanPage> {
+        self.scan_page(cursor, limit).await
+    }
+}
