@@ -12,7 +12,7 @@ use axum::extract::ConnectInfo;
 use cookie::{Cookie, CookieJar};
 use http::header::{COOKIE, SET_COOKIE, USER_AGENT};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use session_core::{ClientInfo, CookieAction, Manager, Result, SessionId};
+use session_core::{ClientInfo, CookieAction, IncomingId, Manager, Result};
 use tower::{Layer, Service};
 
 use crate::config::CookieConfig;
@@ -98,16 +98,19 @@ pub struct SaveError(pub Arc<session_core::Error>);
 /// The session cookie a request carried, once verified and parsed.
 #[derive(Debug, Default)]
 struct Incoming {
-    /// A well-formed id (it may still be unknown or expired: the manager decides).
-    id: Option<SessionId>,
+    /// What the request brought, handed to the manager as is: no cookie, a well-formed id (it
+    /// may still be unknown or expired: the manager decides), or an invalid cookie.
+    id: IncomingId,
     /// It was signed with a key other than the first: re-send it signed with the first.
     stale_key: bool,
 }
 
 impl Shared {
-    /// The first cookie named as configured that verifies and holds a well-formed id. A forged,
-    /// malformed or unsigned (when keys are set) cookie is ignored: the request gets a fresh
-    /// session and nothing of the cookie reaches storage.
+    /// The first cookie named as configured that verifies and holds a well-formed id
+    /// ([`IncomingId::Valid`]). If there is none but a cookie of that name was sent (forged,
+    /// unsigned when keys are set, or malformed), [`IncomingId::Invalid`]: it never reaches
+    /// storage, the request gets a fresh session, and the save tells the browser to drop the
+    /// cookie. A cookie with an empty value counts as none.
     fn read_cookie(&self, headers: &HeaderMap) -> Incoming {
         let name = self.config.name.as_str();
         let candidates = headers
@@ -115,32 +118,40 @@ impl Shared {
             .iter()
             .filter_map(|h| h.to_str().ok())
             .flat_map(|h| Cookie::split_parse(h.to_owned()).filter_map(|c| c.ok()))
-            .filter(|c| c.name() == name);
+            .filter(|c| c.name() == name && !c.value().is_empty());
+        let mut invalid = false;
         for cookie in candidates {
-            let (value, stale_key) = if self.config.keys.is_empty() {
-                (Some(cookie.value().to_owned()), false)
-            } else {
-                let cookie = cookie.into_owned();
-                let jar = CookieJar::new();
-                self.config
-                    .keys
-                    .iter()
-                    .enumerate()
-                    .find_map(|(i, key)| {
-                        jar.signed(key)
-                            .verify(cookie.clone())
-                            .map(|c| (Some(c.value().to_owned()), i > 0))
-                    })
-                    .unwrap_or((None, false))
-            };
-            if let Some(id) = value.and_then(|v| SessionId::parse(&v).ok()) {
-                return Incoming {
-                    id: Some(id),
-                    stale_key,
-                };
+            match self
+                .verified(cookie)
+                .map(|(v, stale)| (IncomingId::parse(&v), stale))
+            {
+                Some((id @ IncomingId::Valid(_), stale_key)) => return Incoming { id, stale_key },
+                _ => invalid = true,
             }
         }
-        Incoming::default()
+        Incoming {
+            id: if invalid {
+                IncomingId::Invalid
+            } else {
+                IncomingId::Absent
+            },
+            stale_key: false,
+        }
+    }
+
+    /// The value of `cookie` if its signature verifies with one of the keys (any value when
+    /// there are no keys), and whether that key is not the first.
+    fn verified(&self, cookie: Cookie<'_>) -> Option<(String, bool)> {
+        if self.config.keys.is_empty() {
+            return Some((cookie.value().to_owned(), false));
+        }
+        let cookie = cookie.into_owned();
+        let jar = CookieJar::new();
+        self.config.keys.iter().enumerate().find_map(|(i, key)| {
+            jar.signed(key)
+                .verify(cookie.clone())
+                .map(|c| (c.value().to_owned(), i > 0))
+        })
     }
 
     /// The client's IP (peer address, or `X-Forwarded-For` behind trusted proxies) and user
@@ -158,12 +169,13 @@ impl Shared {
         ClientInfo::new(ip, ua)
     }
 
-    /// The `Set-Cookie` value for `action`, if one is to be sent.
-    fn set_cookie(&self, action: &CookieAction, incoming: &Incoming) -> Option<String> {
+    /// The `Set-Cookie` value for `action`, if one is to be sent (`stale_key`: the request's
+    /// cookie was signed with an old key, so a refresh re-sends it even when not persistent).
+    fn set_cookie(&self, action: &CookieAction, stale_key: bool) -> Option<String> {
         let c = &self.config;
         let mut cookie = match action {
             CookieAction::Unchanged => return None,
-            CookieAction::Refresh { .. } if !c.persistent && !incoming.stale_key => return None,
+            CookieAction::Refresh { .. } if !c.persistent && !stale_key => return None,
             CookieAction::Set { id, expires } | CookieAction::Refresh { id, expires } => {
                 let mut cookie = Cookie::new(c.name.clone(), id.as_str().to_owned());
                 if c.persistent {
@@ -241,11 +253,10 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
 
-        let incoming = shared.read_cookie(req.headers());
+        // the id crosses to the manager once, parsed (or known invalid), never as text
+        let Incoming { id, stale_key } = shared.read_cookie(req.headers());
         let client = shared.client_info(&req);
-        let session = shared
-            .manager
-            .load_with(incoming.id.as_ref().map(SessionId::as_str), client);
+        let session = shared.manager.load_with(id, client);
         req.extensions_mut().insert(session.clone());
         req.extensions_mut().insert(shared.manager.clone());
 
@@ -253,7 +264,7 @@ where
             let mut response = inner.call(req).await?;
             match session.save().await {
                 Ok(outcome) => {
-                    if let Some(v) = shared.set_cookie(&outcome.cookie, &incoming) {
+                    if let Some(v) = shared.set_cookie(&outcome.cookie, stale_key) {
                         match HeaderValue::from_str(&v) {
                             Ok(v) => {
                                 response.headers_mut().append(SET_COOKIE, v);
@@ -317,6 +328,82 @@ mod tests {
             ip("10.0.0.1"),
             "v4-mapped made canonical"
         );
+    }
+
+    fn shared(keys: Vec<cookie::Key>) -> Shared {
+        let store = std::sync::Arc::new(session_memory::MemoryStore::new());
+        Shared {
+            manager: Manager::new(store, session_core::Config::default()).expect("config"),
+            config: CookieConfig {
+                keys,
+                ..CookieConfig::default()
+            },
+        }
+    }
+
+    fn headers(cookies: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for c in cookies {
+            h.append(COOKIE, HeaderValue::from_str(c).expect("header"));
+        }
+        h
+    }
+
+    fn signed(key: &cookie::Key, value: &str) -> String {
+        let mut jar = CookieJar::new();
+        jar.signed_mut(key)
+            .add(Cookie::new("session_id", value.to_owned()));
+        let c = jar.get("session_id").expect("added");
+        format!("session_id={}", c.value())
+    }
+
+    #[test]
+    fn the_cookie_is_read_once_into_absent_valid_or_invalid() {
+        let id = session_core::SessionId::generate().expect("rng");
+        let good = format!("session_id={id}");
+        let plain = shared(Vec::new());
+        let read = |s: &Shared, cookies: &[&str]| s.read_cookie(&headers(cookies)).id;
+        assert_eq!(read(&plain, &[]), IncomingId::Absent);
+        assert_eq!(read(&plain, &["other=1"]), IncomingId::Absent);
+        assert_eq!(read(&plain, &["session_id="]), IncomingId::Absent, "empty");
+        assert_eq!(read(&plain, &[&good]), IncomingId::Valid(id.clone()));
+        for bad in ["session_id=short", "session_id=../../etc/passwd"] {
+            assert_eq!(read(&plain, &[bad]), IncomingId::Invalid, "{bad}");
+        }
+        // a valid cookie wins over an invalid one of the same name, in any order
+        assert_eq!(
+            read(&plain, &["session_id=short", &good]),
+            IncomingId::Valid(id.clone())
+        );
+        assert_eq!(
+            read(&plain, &[&format!("{good}; session_id=short")]),
+            IncomingId::Valid(id.clone())
+        );
+
+        let old = cookie::Key::derive_from(&[1u8; 32]);
+        let new = cookie::Key::derive_from(&[2u8; 32]);
+        let keyed = shared(vec![new.clone(), old.clone()]);
+        let with_new = signed(&new, id.as_str());
+        let with_old = signed(&old, id.as_str());
+        let incoming = keyed.read_cookie(&headers(&[&with_new]));
+        assert_eq!(incoming.id, IncomingId::Valid(id.clone()));
+        assert!(!incoming.stale_key);
+        let incoming = keyed.read_cookie(&headers(&[&with_old]));
+        assert_eq!(incoming.id, IncomingId::Valid(id.clone()));
+        assert!(incoming.stale_key, "signed with the second key");
+        // unsigned, signed with an unknown key, or tampered: invalid
+        let other = signed(&cookie::Key::derive_from(&[3u8; 32]), id.as_str());
+        let mut tampered = with_new.clone().into_bytes();
+        let last = tampered.len() - 1;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).expect("ascii");
+        for bad in [good.as_str(), &other, &tampered] {
+            let incoming = keyed.read_cookie(&headers(&[bad]));
+            assert_eq!(incoming.id, IncomingId::Invalid, "{bad}");
+            assert!(!incoming.stale_key);
+        }
+        // a well-signed value that is not an id is invalid too
+        assert_eq!(read(&keyed, &[&signed(&new, "nope")]), IncomingId::Invalid);
     }
 
     #[test]

@@ -27,7 +27,11 @@ async fn untouched_session_makes_no_storage_call_and_no_cookie() {
     let res = send(&app, "/untouched", None).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(set_cookies(&res).is_empty());
-    assert_eq!(store.hook().calls(), 0, "no cookie, no use: no storage call");
+    assert_eq!(
+        store.hook().calls(),
+        0,
+        "no cookie, no use: no storage call"
+    );
 
     // a live session's cookie on a route that never touches the session: still no call
     let res = send(&app, "/set", None).await;
@@ -36,7 +40,11 @@ async fn untouched_session_makes_no_storage_call_and_no_cookie() {
     let res = send(&app, "/untouched", Some(&cookie)).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(set_cookies(&res).is_empty());
-    assert_eq!(store.hook().calls(), before, "cookie sent but session untouched");
+    assert_eq!(
+        store.hook().calls(),
+        before,
+        "cookie sent but session untouched"
+    );
 
     // reading an empty new session: no write, no cookie
     let res = send(&app, "/read", None).await;
@@ -181,7 +189,11 @@ async fn signed_cookie_round_trip_and_key_rotation() {
     let res = send(&before, "/read", Some(&bare)).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(body(res).await, "-");
-    assert_eq!(store.hook().calls(), calls, "an unsigned cookie is not looked up");
+    assert_eq!(
+        store.hook().calls(),
+        calls,
+        "an unsigned cookie is not looked up"
+    );
 
     // rotation: the new key first, the old one still accepted
     let during = signed(vec![new.clone(), old.clone()]);
@@ -291,7 +303,11 @@ async fn garbage_and_forged_cookies_get_a_fresh_session_without_error() {
         assert_eq!(res.status(), StatusCode::OK, "{cookie}");
         assert_eq!(body(res).await, "-", "{cookie}");
     }
-    assert_eq!(store.hook().calls(), calls, "no cookie above reached storage");
+    assert_eq!(
+        store.hook().calls(),
+        calls,
+        "no cookie above reached storage"
+    );
     assert_eq!(store.hook().ids().len(), ids_before);
 
     // a garbage cookie, then a write: a fresh session with a new, valid id
@@ -313,6 +329,84 @@ async fn garbage_and_forged_cookies_get_a_fresh_session_without_error() {
     assert_eq!(attr(&attributes(&sent[0]), "max-age"), Some("0"));
     // and the signed app still reads the real cookie
     assert_eq!(body(send(&signed, "/read", Some(&real)).await).await, "ada");
+}
+
+/// Asserts that `res` carries exactly one `Set-Cookie`, and that it removes the session cookie.
+fn assert_removal(res: &http::Response<axum::body::Body>, what: &str) {
+    let sent = set_cookies(res);
+    assert_eq!(sent.len(), 1, "{what}: {sent:?}");
+    assert!(sent[0].starts_with("session_id=;"), "{what}: {}", sent[0]);
+    let attrs = attributes(&sent[0]);
+    assert_eq!(attr(&attrs, "max-age"), Some("0"), "{what}");
+    assert_eq!(
+        attr(&attrs, "path"),
+        Some("/"),
+        "{what}: same path as the cookie"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_tampered_cookies_are_removed_without_a_storage_call() {
+    let (store, manager) = memory();
+    let plain = app(layer(&manager, CookieConfig::default()));
+    let signed = app(layer(
+        &manager,
+        CookieConfig {
+            keys: vec![Key::derive_from(&[5u8; 32])],
+            ..CookieConfig::default()
+        },
+    ));
+    let real = cookie_pair(&send(&signed, "/set", None).await);
+    let value = real.split_once('=').unwrap().1.to_owned();
+    let mut tampered = value.clone().into_bytes();
+    let last = tampered.len() - 1;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = format!("session_id={}", String::from_utf8(tampered).unwrap());
+    let unsigned = format!("session_id={}", &value[44..]);
+
+    // on a request that never touches the session
+    let calls = store.hook().calls();
+    for (app, cookie) in [
+        (&plain, "session_id=../../etc/passwd"),
+        (&plain, "session_id=garbage"),
+        (&signed, tampered.as_str()),
+        (&signed, unsigned.as_str()),
+    ] {
+        let res = send(app, "/untouched", Some(cookie)).await;
+        assert_eq!(res.status(), StatusCode::OK, "{cookie}");
+        assert_removal(&res, cookie);
+        assert_eq!(body(res).await, "hello", "{cookie}");
+    }
+    // and on one that reads it
+    let res = send(&plain, "/read", Some("session_id=../../etc/passwd")).await;
+    assert_removal(&res, "malformed, read");
+    assert_eq!(body(res).await, "-");
+    let res = send(&signed, "/read", Some(&tampered)).await;
+    assert_removal(&res, "tampered, read");
+    assert_eq!(body(res).await, "-");
+    assert_eq!(store.hook().calls(), calls, "none of them reached storage");
+
+    // a live cookie next to a bad one of the same name: the live one counts, nothing removed
+    let res = send(&signed, "/untouched", Some(&format!("{tampered}; {real}"))).await;
+    assert!(set_cookies(&res).is_empty(), "{:?}", set_cookies(&res));
+    let res = send(&signed, "/read", Some(&format!("{tampered}; {real}"))).await;
+    assert_eq!(body(res).await, "ada");
+    // no cookie, or an empty one: nothing to remove
+    for cookie in [None, Some("session_id="), Some("other=1")] {
+        let res = send(&plain, "/untouched", cookie).await;
+        assert!(set_cookies(&res).is_empty(), "{cookie:?}");
+    }
+
+    // a tampered cookie on a request that writes: a fresh session, its new cookie replaces it
+    let res = send(&signed, "/visits", Some(&tampered)).await;
+    let fresh = cookie_pair(&res);
+    assert_eq!(body(res).await, "1");
+    assert_ne!(fresh, real);
+    assert_ne!(fresh, tampered);
+    assert_eq!(
+        body(send(&signed, "/visits", Some(&fresh)).await).await,
+        "2"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,10 +5,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{app, counting, attributes, layer};
+use common::{app, attributes, counting, layer};
 use session_axum::CookieConfig;
 use session_core::Manager;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

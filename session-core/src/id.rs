@@ -117,6 +117,97 @@ impl AsRef<str> for SessionId {
     }
 }
 
+/// The session id a request came with, as the HTTP layer found it: none, a well-formed
+/// [`SessionId`], or one that was sent but is invalid (malformed; for a cookie layer also a
+/// signature that does not verify or a value that does not decrypt).
+///
+/// The HTTP layer parses the id once and hands this to [`Manager::load`](crate::Manager::load),
+/// [`load_with`](crate::Manager::load_with) or [`load_locked`](crate::Manager::load_locked),
+/// which take `impl Into<IncomingId>`. What the manager does with it:
+///
+/// * [`Absent`](Self::Absent): a new session; a save that writes nothing sends no cookie.
+/// * [`Valid`](Self::Valid): loaded at the first access. A valid id may still be unknown or
+///   expired: it is never adopted then, and a save that writes nothing says
+///   [`CookieAction::Remove`](crate::CookieAction::Remove).
+/// * [`Invalid`](Self::Invalid): never looked up (no storage call); the session starts new, and
+///   a save that writes nothing says [`CookieAction::Remove`](crate::CookieAction::Remove),
+///   even when the request never touched the session, so the client drops the bad cookie. A
+///   save that writes issues a fresh id ([`CookieAction::Set`](crate::CookieAction::Set)).
+///
+/// Conversions keep the plain forms working: `None` and `Some(text)` (an `Option<&str>`, parsed
+/// here: empty text counts as absent), a [`SessionId`] or `&SessionId` (already valid).
+///
+/// ```
+/// use session_core::{IncomingId, SessionId};
+///
+/// let id = SessionId::generate()?;
+/// assert_eq!(IncomingId::from(Some(id.as_str())), IncomingId::Valid(id.clone()));
+/// assert_eq!(IncomingId::from(&id).id(), Some(&id));
+/// assert_eq!(IncomingId::from(Some("../etc/passwd")), IncomingId::Invalid);
+/// assert_eq!(IncomingId::from(None), IncomingId::Absent);
+/// assert_eq!(IncomingId::from(Some("")), IncomingId::Absent);
+/// # Ok::<(), session_core::Error>(())
+/// ```
+///
+/// There is deliberately no `From<Option<SessionId>>`: with two `Option` conversions a plain
+/// `manager.load(None)` would no longer compile (the compiler could not tell which `None` it
+/// is). Write `opt.map_or(IncomingId::Absent, IncomingId::Valid)` instead.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum IncomingId {
+    /// The request brought no id.
+    #[default]
+    Absent,
+    /// The request brought a well-formed id (it may still be unknown or expired).
+    Valid(SessionId),
+    /// The request brought an id that is not valid: malformed, forged, or unreadable. It never
+    /// reaches storage.
+    Invalid,
+}
+
+impl IncomingId {
+    /// What a request that sent `text` brought: [`Valid`](Self::Valid) if it parses with
+    /// [`SessionId::parse`], [`Absent`](Self::Absent) if it is empty, else
+    /// [`Invalid`](Self::Invalid).
+    pub fn parse(text: &str) -> Self {
+        if text.is_empty() {
+            return IncomingId::Absent;
+        }
+        SessionId::parse(text).map_or(IncomingId::Invalid, IncomingId::Valid)
+    }
+
+    /// The id, when the request brought a valid one.
+    pub fn id(&self) -> Option<&SessionId> {
+        match self {
+            IncomingId::Valid(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Whether the request brought an id that is not valid.
+    pub fn is_invalid(&self) -> bool {
+        matches!(self, IncomingId::Invalid)
+    }
+}
+
+impl From<Option<&str>> for IncomingId {
+    /// Parses the text with [`IncomingId::parse`]; `None` is [`IncomingId::Absent`].
+    fn from(text: Option<&str>) -> Self {
+        text.map_or(IncomingId::Absent, IncomingId::parse)
+    }
+}
+
+impl From<SessionId> for IncomingId {
+    fn from(id: SessionId) -> Self {
+        IncomingId::Valid(id)
+    }
+}
+
+impl From<&SessionId> for IncomingId {
+    fn from(id: &SessionId) -> Self {
+        IncomingId::Valid(id.clone())
+    }
+}
+
 /// A lock token: proof of holding a lease lock, checked on release.
 ///
 /// Made from 128 random bits, so one holder can never release another's lock by accident.
@@ -186,6 +277,30 @@ mod tests {
         }
         assert!(SessionId::parse(&"a".repeat(128)).is_ok());
         assert!(SessionId::parse("Ab0_-Ab0_-Ab0_-A").is_ok());
+    }
+
+    #[test]
+    fn incoming_ids_are_parsed_once_into_three_cases() {
+        let id = SessionId::generate().expect("rng");
+        assert_eq!(IncomingId::default(), IncomingId::Absent);
+        assert_eq!(IncomingId::from(None), IncomingId::Absent);
+        assert_eq!(IncomingId::from(Some("")), IncomingId::Absent);
+        assert_eq!(IncomingId::parse(""), IncomingId::Absent);
+        assert_eq!(
+            IncomingId::from(Some(id.as_str())),
+            IncomingId::Valid(id.clone())
+        );
+        assert_eq!(IncomingId::from(id.clone()), IncomingId::Valid(id.clone()));
+        assert_eq!(IncomingId::from(&id), IncomingId::Valid(id.clone()));
+        for bad in ["short", "../../etc/passwd/aaaaaaaa", "aaaaaaaaaaaaaaaa key"] {
+            let got = IncomingId::from(Some(bad));
+            assert_eq!(got, IncomingId::Invalid, "{bad:?}");
+            assert!(got.is_invalid() && got.id().is_none());
+        }
+        assert_eq!(IncomingId::Valid(id.clone()).id(), Some(&id));
+        assert!(!IncomingId::Valid(id.clone()).is_invalid());
+        assert!(!IncomingId::Absent.is_invalid() && IncomingId::Absent.id().is_none());
+        assert!(!format!("{:?}", IncomingId::Valid(id.clone())).contains(id.as_str()));
     }
 
     #[test]

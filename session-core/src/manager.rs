@@ -8,9 +8,12 @@ use serde::Serialize;
 
 use crate::check;
 use crate::config::Config;
+use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::id::{LockToken, SessionId};
-use crate::meta::{self, ClientInfo, Reserved, SessionMeta, Timing, Verdict};
+use crate::expiry::Verdict;
+use crate::id::{IncomingId, SessionId};
+use crate::meta::{ClientInfo, SessionMeta};
+use crate::reserved::{self, Reserved};
 use crate::session::Session;
 use crate::storage::{ChangeSet, Storage};
 use crate::value::Value;
@@ -72,20 +75,14 @@ use crate::value::Value;
 /// ```
 #[derive(Clone)]
 pub struct Manager {
-    pub(crate) inner: Arc<ManagerInner>,
-}
-
-pub(crate) struct ManagerInner {
-    pub store: Arc<dyn Storage>,
-    pub config: Config,
-    pub timing: Timing,
+    ctx: Arc<Context>,
 }
 
 impl fmt::Debug for Manager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Manager")
-            .field("store", &self.inner.store.name())
-            .field("config", &self.inner.config)
+            .field("store", &self.ctx.store.name())
+            .field("config", &self.ctx.config)
             .finish()
     }
 }
@@ -109,42 +106,55 @@ impl Manager {
     /// [`Config::owner_index`] is on but the store has no owner index (turn it off for such a
     /// store: logins then bind nothing and the per-user methods are unavailable).
     pub fn new(store: Arc<dyn Storage>, config: Config) -> Result<Self> {
-        config.validate()?;
-        if config.owner_index && !store.capabilities().owner_index {
-            return Err(Error::unsupported(store.name(), "index_add"));
-        }
-        let timing = Timing::from_config(&config)?;
         Ok(Manager {
-            inner: Arc::new(ManagerInner {
-                store,
-                config,
-                timing,
-            }),
+            ctx: Arc::new(Context::new(store, config)?),
         })
     }
 
     /// The config.
     pub fn config(&self) -> &Config {
-        &self.inner.config
+        &self.ctx.config
     }
 
     /// The store.
     pub fn store(&self) -> &Arc<dyn Storage> {
-        &self.inner.store
+        &self.ctx.store
     }
 
-    /// The session of a request that presented `id` (a cookie value, a header), without touching
-    /// storage: the first read or write loads it. A malformed, unknown or expired id is never
-    /// adopted: the session then starts empty and gets a fresh id when it is first saved.
-    pub fn load(&self, id: Option<&str>) -> Session {
+    /// The session of a request that presented `id`, without touching storage: the first read
+    /// or write loads it.
+    ///
+    /// `id` is what the request brought, parsed once by the HTTP layer ([`IncomingId`]), or any
+    /// of its plain forms: `None`, `Some(text)` (parsed here), a [`SessionId`] or `&SessionId`.
+    /// An unknown or expired id is never adopted: the session then starts empty and gets a
+    /// fresh id when it is first saved. An invalid id ([`IncomingId::Invalid`], or text that
+    /// does not parse) is never looked up, and the save tells the client to drop it
+    /// ([`CookieAction::Remove`](crate::CookieAction::Remove)) unless it writes a new session.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use session_core::{Config, Manager};
+    /// use session_core::{CookieAction, IncomingId};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> session_core::Result<()> {
+    /// # let manager = Manager::new(Arc::new(session_memory::MemoryStore::new()), Config::default())?;
+    /// // a cookie that failed its signature check: the request does not even read the session
+    /// let session = manager.load(IncomingId::Invalid);
+    /// assert_eq!(session.save().await?.cookie, CookieAction::Remove);
+    /// // the same for text that is not an id
+    /// let session = manager.load(Some("not an id"));
+    /// assert_eq!(session.save().await?.cookie, CookieAction::Remove);
+    /// # Ok(()) }
+    /// ```
+    pub fn load(&self, id: impl Into<IncomingId>) -> Session {
         self.load_with(id, ClientInfo::default())
     }
 
     /// Like [`load`](Self::load), with the client's IP and user agent: kept in the metadata of a
     /// new session, compared by the fingerprint checks ([`Config::match_ip`],
     /// [`Config::match_user_agent`]), and recorded as "last seen" IP.
-    pub fn load_with(&self, id: Option<&str>, client: ClientInfo) -> Session {
-        Session::new(self.clone(), id, client.normalized())
+    pub fn load_with(&self, id: impl Into<IncomingId>, client: ClientInfo) -> Session {
+        Session::new(self.ctx.clone(), id.into(), client.normalized())
     }
 
     /// Like [`load_with`](Self::load_with), but holds the session's lease lock until
@@ -155,34 +165,19 @@ impl Manager {
     ///
     /// A lock whose holder never saves is freed when its lease
     /// ([`LockPolicy::lease`](crate::LockPolicy::lease)) runs out.
-    pub async fn load_locked(&self, id: Option<&str>, client: ClientInfo) -> Result<Session> {
+    pub async fn load_locked(
+        &self,
+        id: impl Into<IncomingId>,
+        client: ClientInfo,
+    ) -> Result<Session> {
         let session = self.load_with(id, client);
         session.lock_and_load().await?;
         Ok(session)
     }
 
-    /// Takes the lease lock of `id`, retrying as the lock policy says.
-    pub(crate) async fn acquire(&self, id: &SessionId) -> Result<LockToken> {
-        let policy = self.inner.config.lock;
-        let start = tokio::time::Instant::now();
-        loop {
-            if let Some(token) = self.inner.store.try_lock(id, policy.lease).await? {
-                return Ok(token);
-            }
-            if start.elapsed() + policy.retry_interval > policy.wait {
-                return Err(Error::Locked(format!(
-                    "session {} still locked after {} ms",
-                    id.short(),
-                    policy.wait.as_millis()
-                )));
-            }
-            tokio::time::sleep(policy.retry_interval).await;
-        }
-    }
-
     fn require_index(&self, user: &str) -> Result<()> {
         check::owner(user)?;
-        if !self.inner.config.owner_index {
+        if !self.ctx.config.owner_index {
             return Err(Error::InvalidInput(
                 "the owner index is off (Config::owner_index is false)".into(),
             ));
@@ -197,7 +192,7 @@ impl Manager {
         user: &str,
     ) -> Result<Vec<(SessionId, Reserved, Option<SystemTime>)>> {
         self.require_index(user)?;
-        let store = &self.inner.store;
+        let store = &self.ctx.store;
         let now = check::now_millis();
         let mut live = Vec::new();
         for id in store.index_sessions(user).await? {
@@ -206,7 +201,7 @@ impl Manager {
                 Some(loaded) => {
                     let r = Reserved::read(&loaded.data, store.name())?;
                     let dead = r.retired.is_some()
-                        || self.inner.timing.verdict(&r, &ClientInfo::default(), now)
+                        || self.ctx.timing.verdict(&r, &ClientInfo::default(), now)
                             == Verdict::Expired;
                     if dead {
                         if r.retired.is_some() {
@@ -245,14 +240,14 @@ impl Manager {
     /// passed is what the session had left, when the driver reports it). Returns how many
     /// sessions were changed.
     async fn apply_for_user(&self, user: &str, changes: ChangeSet) -> Result<usize> {
-        let store = &self.inner.store;
+        let store = &self.ctx.store;
         let mut n = 0;
         for (id, r, expires_at) in self.live_sessions(user).await? {
             let now = check::now_millis();
             let left = match expires_at {
                 Some(t) => check::unix_millis(t).saturating_sub(now),
                 None => self
-                    .inner
+                    .ctx
                     .timing
                     .write_ttl(r.meta.as_ref(), None, now)
                     .unwrap_or(0),
@@ -281,7 +276,7 @@ impl Manager {
         key: &str,
         value: &T,
     ) -> Result<usize> {
-        meta::user_key(key)?;
+        reserved::user_key(key)?;
         let mut set = crate::Data::new();
         set.insert(key.to_string(), Value::encode(value)?);
         self.apply_for_user(
@@ -297,11 +292,11 @@ impl Manager {
     /// Removes `key` from every live session of `user` (Dce's `deleteSession`); returns how many
     /// sessions were visited.
     pub async fn remove_for_user(&self, user: &str, key: &str) -> Result<usize> {
-        meta::user_key(key)?;
+        reserved::user_key(key)?;
         let remove = vec![
             key.to_string(),
-            meta::flash_mark(key)?,
-            meta::temp_mark(key)?,
+            reserved::flash_mark(key)?,
+            reserved::temp_mark(key)?,
         ];
         self.apply_for_user(
             user,
@@ -318,20 +313,11 @@ impl Manager {
     /// them back: their saves find the session gone.
     pub async fn destroy_user(&self, user: &str) -> Result<usize> {
         self.require_index(user)?;
-        let store = &self.inner.store;
+        let store = &self.ctx.store;
         let ids = store.index_sessions(user).await?;
         for id in &ids {
             store.remove_all(id).await?;
         }
         Ok(ids.len())
-    }
-
-    /// How long a login binding must live: the absolute lifetime when set, else
-    /// [`Config::owner_index_ttl`].
-    pub(crate) fn index_ttl(&self) -> Duration {
-        self.inner
-            .config
-            .absolute_lifetime
-            .unwrap_or(self.inner.config.owner_index_ttl)
     }
 }

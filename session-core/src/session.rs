@@ -1,97 +1,44 @@
-//! The [`Session`] of one request, and what saving it tells the HTTP layer ([`SaveOutcome`]).
+//! The [`Session`] of one request: lazy loading, typed reads and writes, flash and temp data,
+//! the lifecycle (regenerate, destroy, login), the locked update, and the save.
+//!
+//! The session runs the storage calls; every change of its state is a transition of
+//! [`State`](crate::state::State). It shares the store and the config with its manager through a
+//! [`Context`], and never needs the manager itself.
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::check;
+use crate::context::Context;
 use crate::error::Result;
-use crate::id::SessionId;
-use crate::manager::Manager;
-use crate::meta::{
-    self, ClientInfo, META, RETIRED, Reserved, SEEN, SessionMeta, StoredMeta, StoredSeen, USER,
-    Verdict,
-};
+use crate::expiry::{Verdict, millis};
+use crate::id::{IncomingId, SessionId};
+use crate::meta::{ClientInfo, SessionMeta};
+use crate::outcome::SaveOutcome;
+use crate::reserved::{self, Reserved};
 use crate::state::{Regen, State};
-use crate::storage::{ChangeSet, Storage};
-use crate::value::{Data, Value};
-
-/// What the HTTP layer must do with the session cookie after [`Session::save`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum CookieAction {
-    /// Nothing: the session was not used, or was read without sliding its expiry.
-    #[default]
-    Unchanged,
-    /// Send a cookie with a new id: a new session, a regenerated id, or a login.
-    Set {
-        /// The id to put in the cookie.
-        id: SessionId,
-        /// When the session expires (for the cookie's `Expires`/`Max-Age`, if you use one).
-        expires: SystemTime,
-    },
-    /// Same id, later expiry: re-send the cookie if it carries an expiry, else nothing to do.
-    Refresh {
-        /// The (unchanged) id.
-        id: SessionId,
-        /// The new expiry.
-        expires: SystemTime,
-    },
-    /// Delete the cookie: the session was destroyed, or the id the client sent is dead.
-    Remove,
-}
-
-impl CookieAction {
-    /// The id to send, for [`Set`](Self::Set) and [`Refresh`](Self::Refresh).
-    pub fn id(&self) -> Option<&SessionId> {
-        match self {
-            CookieAction::Set { id, .. } | CookieAction::Refresh { id, .. } => Some(id),
-            _ => None,
-        }
-    }
-
-    /// The expiry, for [`Set`](Self::Set) and [`Refresh`](Self::Refresh).
-    pub fn expires(&self) -> Option<SystemTime> {
-        match self {
-            CookieAction::Set { expires, .. } | CookieAction::Refresh { expires, .. } => {
-                Some(*expires)
-            }
-            _ => None,
-        }
-    }
-}
-
-/// What [`Session::save`] did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SaveOutcome {
-    /// What to do with the cookie.
-    pub cookie: CookieAction,
-    /// Changes were written (one `apply`; more for a regeneration).
-    pub wrote: bool,
-    /// The expiry was slid without a change (a touch).
-    pub touched: bool,
-    /// The session was destroyed by someone else (logout elsewhere, "log out everywhere") while
-    /// this request ran; this request's changes were dropped rather than bringing it back.
-    pub gone: bool,
-}
+use crate::value::Value;
 
 /// The session of one request.
 ///
-/// Made by [`Manager::load`] without any storage call; the first read or write loads it (one
-/// [`Storage::load`]), and [`save`](Self::save) writes the changes back (one [`Storage::apply`]
-/// of just the changed keys), slides the expiry when due, or does nothing.
+/// Made by [`Manager::load`](crate::Manager::load) without any storage call; the first read or
+/// write loads it (one [`Storage::load`](crate::Storage::load)), and [`save`](Self::save) writes
+/// the changes back (one [`Storage::apply`](crate::Storage::apply) of just the changed keys),
+/// slides the expiry when due, or does nothing.
 ///
 /// `Clone + Send + Sync + 'static`: clones share one state (an `Arc` around a
 /// `tokio::sync::Mutex`), so an HTTP layer keeps one clone, hands another to the handler, and
 /// saves after the handler returns.
 ///
-/// Values are MessagePack-encoded ([`Value`]) and decoded lazily, only for the keys asked for.
-/// Keys starting with [`RESERVED_PREFIX`](crate::RESERVED_PREFIX) (`"__s."`) belong to the
-/// session layer (metadata, flash and temp marks, the login): they are rejected as user keys
-/// ([`Error::InvalidInput`](crate::Error::InvalidInput)) and never listed.
+/// Values are MessagePack-encoded ([`Value`](crate::Value)) and decoded lazily, only for the
+/// keys asked for. Keys starting with [`RESERVED_PREFIX`](crate::RESERVED_PREFIX) (`"__s."`)
+/// belong to the session layer (metadata, flash and temp marks, the login): they are rejected
+/// as user keys ([`Error::InvalidInput`](crate::Error::InvalidInput)) and never listed.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -117,7 +64,7 @@ pub struct Session {
 }
 
 struct SessionInner {
-    manager: Manager,
+    ctx: Arc<Context>,
     state: Mutex<State>,
 }
 
@@ -127,78 +74,71 @@ impl fmt::Debug for Session {
     }
 }
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
 impl Session {
-    pub(crate) fn new(manager: Manager, id: Option<&str>, client: ClientInfo) -> Session {
-        let client_sent = id.is_some_and(|s| !s.is_empty());
-        let client_id = id.and_then(|s| SessionId::parse(s).ok());
+    /// The session of a request that brought `incoming`; no storage call.
+    pub(crate) fn new(ctx: Arc<Context>, incoming: IncomingId, client: ClientInfo) -> Session {
         Session {
             inner: Arc::new(SessionInner {
-                manager,
-                state: Mutex::new(State::new(client_sent, client_id, client)),
+                ctx,
+                state: Mutex::new(State::new(incoming, client)),
             }),
         }
     }
 
-    fn store(&self) -> &Arc<dyn Storage> {
-        &self.inner.manager.inner.store
-    }
-
-    fn timing(&self) -> &meta::Timing {
-        &self.inner.manager.inner.timing
+    fn ctx(&self) -> &Context {
+        &self.inner.ctx
     }
 
     /// The state, loaded.
     async fn state(&self) -> Result<MutexGuard<'_, State>> {
         let mut st = self.inner.state.lock().await;
-        if !st.loaded {
+        if !st.is_loaded() {
             self.load_into(&mut st).await?;
         }
         Ok(st)
     }
 
+    /// The first access: loads the id the client holds, if it is valid, and adopts the session
+    /// if it is live and the client passes the fingerprint checks.
     async fn load_into(&self, st: &mut State) -> Result<()> {
-        if let Some(id) = st.client_id.clone() {
-            let store = self.store();
-            if let Some(loaded) = store.load(&id).await? {
+        let ctx = self.ctx();
+        if let Some(id) = st.cookie_id() {
+            if let Some(loaded) = ctx.store.load(&id).await? {
                 let now = check::now_millis();
-                let reserved = Reserved::read(&loaded.data, store.name())?;
-                match self.timing().verdict(&reserved, &st.client, now) {
+                let reserved = Reserved::read(&loaded.data, ctx.store.name())?;
+                match ctx.timing.verdict(&reserved, st.client(), now) {
                     Verdict::Live => {
-                        let rotate = self.timing().rotation_due(&reserved, now);
+                        let rotate = ctx.timing.rotation_due(&reserved, now);
                         let deadline = loaded.expires_at.map(check::unix_millis);
                         st.adopt(id, loaded.data, reserved, deadline);
                         if rotate {
-                            let destroy_old = self.inner.manager.inner.config.rotate_destroy_old;
-                            regen(st, destroy_old);
+                            st.regenerate(ctx.config.rotate_destroy_old);
                         }
                     }
-                    Verdict::Expired => st.discard.push(id),
+                    Verdict::Expired => st.discard_at_save(id),
                     Verdict::Refused => {}
                 }
             }
         }
-        st.loaded = true;
+        st.set_loaded();
         Ok(())
     }
 
-    /// Used by [`Manager::load_locked`]: takes the lease lock, then loads.
+    /// Used by [`Manager::load_locked`](crate::Manager::load_locked): takes the lease lock, then
+    /// loads.
     pub(crate) async fn lock_and_load(&self) -> Result<()> {
         let mut st = self.inner.state.lock().await;
-        let Some(id) = st.client_id.clone() else {
-            st.loaded = true;
+        let Some(id) = st.cookie_id() else {
+            st.set_loaded();
             return Ok(());
         };
-        let token = self.inner.manager.acquire(&id).await?;
-        st.lock = Some((id, token));
+        let token = self.ctx().acquire(&id).await?;
+        st.hold_lock(id, token);
         if let Err(e) = self.load_into(&mut st).await {
             let _ = self.release_lock(&mut st).await;
             return Err(e);
         }
-        if !st.existed && st.regen.is_none() {
+        if !st.guards_stored() {
             // nothing stored to protect: a new session's id is known to nobody else
             self.release_lock(&mut st).await?;
         }
@@ -206,8 +146,8 @@ impl Session {
     }
 
     async fn release_lock(&self, st: &mut State) -> Result<()> {
-        if let Some((id, token)) = st.lock.take() {
-            self.store().unlock(&id, &token).await?;
+        if let Some((id, token)) = st.take_lock() {
+            self.ctx().store.unlock(&id, &token).await?;
         }
         Ok(())
     }
@@ -219,35 +159,34 @@ impl Session {
     /// after [`destroy`](Self::destroy) or [`regenerate`](Self::regenerate) until the next save.
     /// Never touches storage.
     pub async fn id(&self) -> Option<SessionId> {
-        self.inner.state.lock().await.id.clone()
+        self.inner.state.lock().await.id().cloned()
     }
 
     /// Whether a read or write has loaded the session (if not, [`save`](Self::save) does nothing).
     pub async fn is_loaded(&self) -> bool {
-        self.inner.state.lock().await.loaded
+        self.inner.state.lock().await.is_loaded()
     }
 
     /// Whether [`save`](Self::save) has something to write: a change, a regeneration, or flash
     /// data to retire.
     pub async fn is_modified(&self) -> bool {
-        let st = self.inner.state.lock().await;
-        st.has_changes() || !st.flash_old.is_empty()
+        self.inner.state.lock().await.is_modified()
     }
 
     /// The client info this session was loaded with.
     pub async fn client(&self) -> ClientInfo {
-        self.inner.state.lock().await.client.clone()
+        self.inner.state.lock().await.client().clone()
     }
 
     /// The session's metadata (creation, login, last seen, client); `None` for a session that is
     /// not stored yet.
     pub async fn meta(&self) -> Result<Option<SessionMeta>> {
-        Ok(self.state().await?.reserved.public())
+        Ok(self.state().await?.meta())
     }
 
     /// The owner set by [`login`](Self::login), if any.
     pub async fn user(&self) -> Result<Option<String>> {
-        Ok(self.state().await?.reserved.user.clone())
+        Ok(self.state().await?.user().map(str::to_string))
     }
 
     // ----- typed access ----------------------------------------------------------------
@@ -255,7 +194,7 @@ impl Session {
     /// The value of `key` decoded as `T`; `None` if absent (or temp data past its TTL).
     /// A value of another type is [`Error::Decode`](crate::Error::Decode).
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        meta::user_key(key)?;
+        reserved::user_key(key)?;
         let st = self.state().await?;
         st.visible(key, check::now_millis())
             .map(Value::decode)
@@ -264,7 +203,7 @@ impl Session {
 
     /// The raw value of `key`, undecoded.
     pub async fn get_value(&self, key: &str) -> Result<Option<Value>> {
-        meta::user_key(key)?;
+        reserved::user_key(key)?;
         let st = self.state().await?;
         Ok(st.visible(key, check::now_millis()).cloned())
     }
@@ -272,7 +211,7 @@ impl Session {
     /// Sets `key` to `value` (MessagePack-encoded now). A plain set makes `key` a plain value:
     /// any flash or temp mark on it goes.
     pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
-        meta::user_key(key)?;
+        reserved::user_key(key)?;
         let v = Value::encode(value)?;
         self.state().await?.set_plain(key, v);
         Ok(())
@@ -280,7 +219,7 @@ impl Session {
 
     /// Whether `key` has a value.
     pub async fn has(&self, key: &str) -> Result<bool> {
-        meta::user_key(key)?;
+        reserved::user_key(key)?;
         Ok(self
             .state()
             .await?
@@ -290,7 +229,7 @@ impl Session {
 
     /// Removes `key` (and its flash or temp mark); fine if absent.
     pub async fn remove(&self, key: &str) -> Result<()> {
-        meta::user_key(key)?;
+        reserved::user_key(key)?;
         self.state().await?.remove_user(key);
         Ok(())
     }
@@ -303,7 +242,7 @@ impl Session {
     {
         let keys: Vec<K> = keys.into_iter().collect();
         for k in &keys {
-            meta::user_key(k.as_ref())?;
+            reserved::user_key(k.as_ref())?;
         }
         let mut st = self.state().await?;
         for k in &keys {
@@ -339,7 +278,7 @@ impl Session {
     /// absent; returns the new length. A value at `key` that is not a list of `T` is
     /// [`Error::Decode`](crate::Error::Decode).
     pub async fn push<T: Serialize + DeserializeOwned>(&self, key: &str, item: T) -> Result<usize> {
-        meta::user_key(key)?;
+        reserved::user_key(key)?;
         let mut st = self.state().await?;
         let mut list: Vec<T> = match st.visible(key, check::now_millis()) {
             Some(v) => v.decode()?,
@@ -356,8 +295,8 @@ impl Session {
     /// Sets flash data: readable (with [`get_flash`](Self::get_flash) or [`get`](Self::get)) in
     /// this request and the next load of the session only, then gone, read or not.
     pub async fn set_flash<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
-        meta::user_key(key)?;
-        let mark = meta::flash_mark(key)?;
+        reserved::user_key(key)?;
+        let mark = reserved::flash_mark(key)?;
         let v = Value::encode(value)?;
         self.state()
             .await?
@@ -367,7 +306,7 @@ impl Session {
 
     /// The flash value of `key`; `None` if absent or not flash data.
     pub async fn get_flash<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        meta::user_key(key)?;
+        reserved::user_key(key)?;
         let st = self.state().await?;
         if !st.is_flash(key) {
             return Ok(None);
@@ -379,14 +318,14 @@ impl Session {
 
     /// Keeps the flash value of `key` for one more load; false if `key` is not flash data.
     pub async fn keep_flash(&self, key: &str) -> Result<bool> {
-        meta::user_key(key)?;
+        reserved::user_key(key)?;
         Ok(self.state().await?.keep_flash(key))
     }
 
     /// Turns the existing value of `key` into flash data; false if `key` has no value.
     pub async fn mark_as_flash(&self, key: &str) -> Result<bool> {
-        meta::user_key(key)?;
-        let mark = meta::flash_mark(key)?;
+        reserved::user_key(key)?;
+        let mark = reserved::flash_mark(key)?;
         Ok(self
             .state()
             .await?
@@ -403,8 +342,8 @@ impl Session {
         value: &T,
         ttl: Option<Duration>,
     ) -> Result<()> {
-        meta::user_key(key)?;
-        let mark = meta::temp_mark(key)?;
+        reserved::user_key(key)?;
+        let mark = reserved::temp_mark(key)?;
         let deadline = self.temp_deadline(ttl)?;
         let v = Value::encode(value)?;
         let mut st = self.state().await?;
@@ -414,13 +353,13 @@ impl Session {
     }
 
     fn temp_deadline(&self, ttl: Option<Duration>) -> Result<u64> {
-        let ttl = ttl.unwrap_or(self.inner.manager.inner.config.temp_ttl);
+        let ttl = ttl.unwrap_or(self.inner.ctx.config.temp_ttl);
         Ok(check::now_millis().saturating_add(check::ttl_millis(ttl)?))
     }
 
     /// The temp value of `key`; `None` if absent, expired, or not temp data.
     pub async fn get_temp<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        meta::user_key(key)?;
+        reserved::user_key(key)?;
         let st = self.state().await?;
         if !st.is_temp(key) {
             return Ok(None);
@@ -433,8 +372,8 @@ impl Session {
     /// Turns the existing value of `key` into temp data living `ttl` from now; false if `key`
     /// has no value.
     pub async fn mark_as_temp(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
-        meta::user_key(key)?;
-        let mark = meta::temp_mark(key)?;
+        reserved::user_key(key)?;
+        let mark = reserved::temp_mark(key)?;
         let deadline = self.temp_deadline(ttl)?;
         Ok(self
             .state()
@@ -445,7 +384,7 @@ impl Session {
     /// Removes temp data `key` (value and mark) before its TTL; false (and nothing removed) if
     /// `key` is not temp data.
     pub async fn remove_temp(&self, key: &str) -> Result<bool> {
-        meta::user_key(key)?;
+        reserved::user_key(key)?;
         let mut st = self.state().await?;
         if !st.is_temp(key) {
             return Ok(false);
@@ -461,8 +400,7 @@ impl Session {
     /// [`Config::regenerate_grace`](crate::Config::regenerate_grace) so requests already in
     /// flight with the old cookie finish (their writes to the old id are not carried over).
     pub async fn regenerate(&self, destroy_old: bool) -> Result<()> {
-        let mut st = self.state().await?;
-        regen(&mut st, destroy_old);
+        self.state().await?.regenerate(destroy_old);
         Ok(())
     }
 
@@ -471,17 +409,10 @@ impl Session {
     /// a new id) only if something is written to it, like a "you have been logged out" flash.
     pub async fn destroy(&self) -> Result<()> {
         let mut st = self.state().await?;
-        let store = self.store().clone();
-        if st.existed {
-            if let Some(id) = &st.id {
-                store.remove_all(id).await?;
-            }
+        for id in st.stored_ids() {
+            self.ctx().store.remove_all(&id).await?;
         }
-        if let Some(Regen { old: Some(old), .. }) = &st.regen {
-            store.remove_all(old).await?;
-        }
-        st.reset_fresh();
-        st.destroyed = true;
+        st.mark_destroyed();
         Ok(())
     }
 
@@ -490,20 +421,7 @@ impl Session {
     /// destroying the old one (against session fixation). Restarts the absolute lifetime.
     pub async fn login(&self, user: &str) -> Result<()> {
         check::owner(user)?;
-        let mut st = self.state().await?;
-        let now = check::now_millis();
-        let mut m = st
-            .reserved
-            .meta
-            .clone()
-            .unwrap_or_else(|| StoredMeta::new(now, st.client.clone()));
-        m.auth = Some(now);
-        st.put(META.into(), meta::encode(&m)?);
-        st.reserved.meta = Some(m);
-        st.put(USER.into(), meta::encode(&user)?);
-        st.reserved.user = Some(user.to_string());
-        regen(&mut st, true);
-        Ok(())
+        self.state().await?.log_in(user, check::now_millis())
     }
 
     /// Logs out: unbinds the session from its owner and destroys it (see
@@ -546,94 +464,83 @@ impl Session {
         T: Serialize + DeserializeOwned,
         F: FnOnce(Option<T>) -> T,
     {
-        meta::user_key(key)?;
+        reserved::user_key(key)?;
         let mut st = self.state().await?;
         let now = check::now_millis();
-        let id = match (&st.id, st.existed) {
-            (Some(id), true) => id.clone(),
-            _ => {
-                let old = st.visible(key, now).map(Value::decode).transpose()?;
-                let new = f(old);
-                let v = Value::encode(&new)?;
-                st.set_plain(key, v);
-                return Ok(new);
-            }
+        let Some(id) = st.stored_id() else {
+            // not stored yet, so known to no other request: update in memory, written at save
+            let new = f(st.visible(key, now).map(Value::decode).transpose()?);
+            st.set_plain(key, Value::encode(&new)?);
+            return Ok(new);
         };
-        let store = self.store().clone();
-        let held = matches!(&st.lock, Some((locked, _)) if *locked == id);
-        let token = if held {
+        let token = if st.holds_lock(&id) {
             None
         } else {
-            Some(self.inner.manager.acquire(&id).await?)
+            Some(self.ctx().acquire(&id).await?)
         };
-        let timing = *self.timing();
-        let result = async {
-            let temp_expired = st.is_temp(key) && st.visible(key, now).is_none();
-            let current = if temp_expired {
-                None
-            } else {
-                store.get(&id, key).await?
-            };
-            let new = f(current.map(|v| v.decode::<T>()).transpose()?);
-            let v = Value::encode(&new)?;
-            let Some(ttl) = timing.write_ttl(st.reserved.meta.as_ref(), st.reserved.retired, now)
-            else {
-                return Ok((new, v, None));
-            };
-            let mut set = Data::new();
-            set.insert(key.to_string(), v.clone());
-            let mut remove = Vec::new();
-            for mark in [meta::flash_mark(key)?, meta::temp_mark(key)?] {
-                if st.contains(&mark) {
-                    remove.push(mark);
-                }
-            }
-            let cs = ChangeSet {
-                set,
-                remove,
-                clear: false,
-                only_if_exists: true,
-            };
-            let stored = store.apply(&id, cs, ms(ttl)).await?;
-            Ok((new, v, stored.then_some(ttl)))
-        }
-        .await;
+        let result = self.update_stored(&st, &id, key, f, now).await;
         if let Some(token) = token {
             // a failed release is not an error of the update: the write is done and the lease
             // frees the lock anyway
-            let _ = store.unlock(&id, &token).await;
+            let _ = self.ctx().store.unlock(&id, &token).await;
         }
-        let (new, v, stored) = result?;
+        let (new, stored) = result?;
         match stored {
-            Some(ttl) => {
-                for mark in [meta::flash_mark(key)?, meta::temp_mark(key)?] {
-                    st.settle_removed(&mark);
-                }
-                st.flash_old.remove(key);
-                st.settle(key.to_string(), v);
-                st.deadline = Some(now.saturating_add(ttl));
-            }
-            None => {
-                st.reset_fresh();
-                st.gone = true;
-            }
+            Some((value, ttl)) => st.settle_single_write(key, value, now.saturating_add(ttl)),
+            None => st.found_gone(),
         }
         Ok(new)
     }
 
+    /// The locked part of [`update`](Self::update): reads the stored value of `key`, applies `f`
+    /// and writes the result. Returns the new value, and the value and TTL written unless the
+    /// session was gone (or past its deadlines).
+    async fn update_stored<T, F>(
+        &self,
+        st: &State,
+        id: &SessionId,
+        key: &str,
+        f: F,
+        now: u64,
+    ) -> Result<(T, Option<(Value, u64)>)>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(Option<T>) -> T,
+    {
+        let store = &self.ctx().store;
+        let temp_expired = st.is_temp(key) && st.visible(key, now).is_none();
+        let current = if temp_expired {
+            None
+        } else {
+            store.get(id, key).await?
+        };
+        let new = f(current.map(|v| v.decode::<T>()).transpose()?);
+        let value = Value::encode(&new)?;
+        let Some(ttl) = st.write_ttl(&self.ctx().timing, now) else {
+            return Ok((new, None));
+        };
+        let change = st.single_write(key, value.clone())?;
+        let stored = store.apply(id, change, millis(ttl)).await?;
+        Ok((new, stored.then_some((value, ttl))))
+    }
+
     /// Saves the session and says what to do with the cookie:
     ///
-    /// * never loaded: no storage call, [`CookieAction::Unchanged`];
-    /// * changed: one [`Storage::apply`] of just the changed keys (a session loaded from storage
-    ///   is written with [`ChangeSet::only_if_exists`], so one destroyed meanwhile stays
-    ///   destroyed and is reported [`gone`](SaveOutcome::gone)); a regeneration writes the whole
-    ///   session under the new id and then deletes or retires the old one;
+    /// * never loaded: no storage call, [`CookieAction::Unchanged`](crate::CookieAction), or
+    ///   [`CookieAction::Remove`](crate::CookieAction::Remove) when the client sent an invalid
+    ///   id ([`IncomingId::Invalid`]);
+    /// * changed: one [`Storage::apply`](crate::Storage::apply) of just the changed keys (a
+    ///   session loaded from storage is written with
+    ///   [`ChangeSet::only_if_exists`](crate::ChangeSet::only_if_exists), so one destroyed
+    ///   meanwhile stays destroyed and is reported [`gone`](SaveOutcome::gone)); a regeneration
+    ///   writes the whole session under the new id and then deletes or retires the old one;
     /// * unchanged: a touch when due (see [`Config::touch_threshold`](crate::Config)), else
     ///   nothing;
-    /// * a dead or destroyed session: no write, [`CookieAction::Remove`].
+    /// * a dead, destroyed or invalid session: no write,
+    ///   [`CookieAction::Remove`](crate::CookieAction::Remove).
     ///
-    /// Releases the lock of [`Manager::load_locked`]. The session stays usable: a later save
-    /// writes only what changed since.
+    /// Releases the lock of [`Manager::load_locked`](crate::Manager::load_locked). The session
+    /// stays usable: a later save writes only what changed since.
     pub async fn save(&self) -> Result<SaveOutcome> {
         let mut st = self.inner.state.lock().await;
         let result = self.save_inner(&mut st).await;
@@ -644,241 +551,128 @@ impl Session {
     }
 
     async fn save_inner(&self, st: &mut State) -> Result<SaveOutcome> {
-        let store = self.store().clone();
-        let timing = *self.timing();
-        let mut out = SaveOutcome::default();
-        for old in std::mem::take(&mut st.discard) {
-            store.remove_all(&old).await?;
+        for old in st.take_discarded() {
+            self.ctx().store.remove_all(&old).await?;
         }
-        if std::mem::take(&mut st.gone) {
-            out.gone = true;
-            out.cookie = CookieAction::Remove;
-            st.client_sent = false;
-            st.client_id = None;
+        if let Some(out) = st.report_gone() {
             return Ok(out);
         }
-        if !st.loaded {
-            return Ok(out);
+        if !st.is_loaded() {
+            return Ok(st.unloaded_outcome());
         }
         let now = check::now_millis();
         st.age(now);
-
-        if let Some(regen) = st.regen.take() {
-            if st.has_content() {
-                let mut m = st
-                    .reserved
-                    .meta
-                    .clone()
-                    .unwrap_or_else(|| StoredMeta::new(now, st.client.clone()));
-                m.issued = now;
-                st.reserved.retired = None;
-                st.settle_removed(RETIRED);
-                self.stamp(st, Some(m), now)?;
-                match timing.write_ttl(st.reserved.meta.as_ref(), None, now) {
-                    Some(ttl) => {
-                        let id = self.issue_id().await?;
-                        store.apply(&id, st.full_set(), ms(ttl)).await?;
-                        if let (Some(user), true) =
-                            (&st.reserved.user, self.inner.manager.config().owner_index)
-                        {
-                            store
-                                .index_add(user, &id, self.inner.manager.index_ttl())
-                                .await?;
-                        }
-                        finish_write(st, id, ttl, now, &mut out);
-                    }
-                    None => self.expire_now(st, None, &mut out).await?,
-                }
-            } else {
-                st.reset_fresh();
-                self.remove_cookie(st, &mut out);
-            }
-            if let Some(old) = regen.old {
-                if regen.destroy_old {
-                    store.remove_all(&old).await?;
-                } else {
-                    let until = now.saturating_add(timing.grace);
-                    let mut set = Data::new();
-                    set.insert(RETIRED.to_string(), meta::encode(&until)?);
-                    let cs = ChangeSet {
-                        set,
-                        only_if_exists: true,
-                        ..ChangeSet::default()
-                    };
-                    store.apply(&old, cs, ms(timing.grace)).await?;
-                    if st.reserved.user.is_some() && self.inner.manager.config().owner_index {
-                        store.index_remove(&old).await?;
-                    }
-                }
-            }
+        if let Some(regen) = st.take_regen() {
+            let out = self.save_regenerated(st, now).await?;
+            self.release_old_id(st, regen, now).await?;
             return Ok(out);
         }
-
-        if !st.pending.is_empty() {
-            match (st.existed, st.id.clone()) {
-                (true, Some(id)) => {
-                    let Some(ttl) =
-                        timing.write_ttl(st.reserved.meta.as_ref(), st.reserved.retired, now)
-                    else {
-                        self.expire_now(st, Some(id), &mut out).await?;
-                        return Ok(out);
-                    };
-                    let m = st
-                        .reserved
-                        .meta
-                        .is_none()
-                        .then(|| StoredMeta::new(now, st.client.clone()));
-                    self.stamp(st, m, now)?;
-                    if store.apply(&id, st.change_set(true), ms(ttl)).await? {
-                        finish_write(st, id, ttl, now, &mut out);
-                    } else {
-                        st.reset_fresh();
-                        out.gone = true;
-                        self.remove_cookie(st, &mut out);
-                    }
-                }
-                _ if st.has_content() => {
-                    let m = st
-                        .reserved
-                        .meta
-                        .clone()
-                        .unwrap_or_else(|| StoredMeta::new(now, st.client.clone()));
-                    self.stamp(st, Some(m), now)?;
-                    let Some(ttl) = timing.write_ttl(st.reserved.meta.as_ref(), None, now) else {
-                        self.expire_now(st, None, &mut out).await?;
-                        return Ok(out);
-                    };
-                    let id = self.issue_id().await?;
-                    store.apply(&id, st.full_set(), ms(ttl)).await?;
-                    finish_write(st, id, ttl, now, &mut out);
-                }
-                _ => {
-                    st.pending = Default::default();
-                    self.remove_cookie(st, &mut out);
-                }
-            }
-            return Ok(out);
+        match (st.has_pending(), st.stored_id()) {
+            (true, Some(id)) => self.save_changes(st, id, now).await,
+            (true, None) if st.has_content() => self.save_new(st, now).await,
+            (false, Some(id)) => self.touch_if_due(st, id, now).await,
+            (_, None) => Ok(st.unstored()),
         }
-
-        match (st.existed, st.id.clone()) {
-            (true, Some(id)) => {
-                if st.reserved.retired.is_some() {
-                    return Ok(out);
-                }
-                let Some(ttl) = timing.write_ttl(st.reserved.meta.as_ref(), None, now) else {
-                    self.expire_now(st, Some(id), &mut out).await?;
-                    return Ok(out);
-                };
-                if timing.touch_due(st.deadline, ttl, now) {
-                    let alive = if self.inner.manager.config().track_last_seen {
-                        self.stamp(st, None, now)?;
-                        store.apply(&id, st.change_set(true), ms(ttl)).await?
-                    } else {
-                        store.update_ttl(&id, ms(ttl)).await?;
-                        true
-                    };
-                    if alive {
-                        st.pending = Default::default();
-                        st.deadline = Some(now.saturating_add(ttl));
-                        out.touched = true;
-                        out.cookie = CookieAction::Refresh {
-                            id,
-                            expires: check::from_unix_millis(now.saturating_add(ttl)),
-                        };
-                    } else {
-                        st.reset_fresh();
-                        out.gone = true;
-                        self.remove_cookie(st, &mut out);
-                    }
-                }
-            }
-            _ => self.remove_cookie(st, &mut out),
-        }
-        Ok(out)
     }
 
-    /// Records "last seen" (and the metadata `m`, when given) as pending writes.
-    fn stamp(&self, st: &mut State, m: Option<StoredMeta>, now: u64) -> Result<()> {
-        if let Some(m) = m {
-            st.put(META.into(), meta::encode(&m)?);
-            st.reserved.meta = Some(m);
+    /// A regeneration: the whole session under a new id, unless it holds nothing worth storing.
+    async fn save_regenerated(&self, st: &mut State, now: u64) -> Result<SaveOutcome> {
+        if !st.has_content() {
+            return Ok(st.drop_session());
         }
-        let seen = StoredSeen {
-            at: now,
-            ip: st.client.ip,
+        st.stamp_reissue(now)?;
+        self.write_under_new_id(st, now).await
+    }
+
+    /// A new session with something worth storing: created under a new id.
+    async fn save_new(&self, st: &mut State, now: u64) -> Result<SaveOutcome> {
+        st.stamp_create(now)?;
+        self.write_under_new_id(st, now).await
+    }
+
+    /// Writes the whole session under a new id (and binds it to its owner after a login).
+    async fn write_under_new_id(&self, st: &mut State, now: u64) -> Result<SaveOutcome> {
+        let ctx = self.ctx();
+        let Some(ttl) = st.write_ttl(&ctx.timing, now) else {
+            return Ok(st.drop_session());
         };
-        st.put(SEEN.into(), meta::encode(&seen)?);
-        st.reserved.seen = Some(seen);
+        let id = ctx.issue_id().await?;
+        ctx.store.apply(&id, st.full_set(), millis(ttl)).await?;
+        if let (Some(user), true) = (st.user(), ctx.config.owner_index) {
+            ctx.store.index_add(user, &id, ctx.index_ttl()).await?;
+        }
+        Ok(st.written(id, ttl, now))
+    }
+
+    /// After a regeneration: deletes the old id, or retires it for the grace period.
+    async fn release_old_id(&self, st: &State, regen: Regen, now: u64) -> Result<()> {
+        let Some(old) = regen.old else {
+            return Ok(());
+        };
+        let ctx = self.ctx();
+        if regen.destroy_old {
+            return ctx.store.remove_all(&old).await;
+        }
+        let grace = ctx.timing.grace;
+        let retire = reserved::retirement(now.saturating_add(grace))?;
+        ctx.store.apply(&old, retire, millis(grace)).await?;
+        if st.user().is_some() && ctx.config.owner_index {
+            ctx.store.index_remove(&old).await?;
+        }
         Ok(())
     }
 
-    /// A session past its absolute deadline at save: delete it, tell the client to drop it.
-    async fn expire_now(
-        &self,
-        st: &mut State,
-        id: Option<SessionId>,
-        out: &mut SaveOutcome,
-    ) -> Result<()> {
-        if let Some(id) = id {
-            self.store().remove_all(&id).await?;
-        }
-        st.reset_fresh();
-        self.remove_cookie(st, out);
-        Ok(())
-    }
-
-    fn remove_cookie(&self, st: &mut State, out: &mut SaveOutcome) {
-        if st.client_sent || st.destroyed {
-            out.cookie = CookieAction::Remove;
-        }
-        st.client_sent = false;
-        st.client_id = None;
-        st.destroyed = false;
-    }
-
-    /// A new id: the driver's choice, else a generated one.
-    async fn issue_id(&self) -> Result<SessionId> {
-        let ttl = ms(self.timing().idle);
-        match self.store().new(ttl).await? {
-            Some(id) => Ok(id),
-            None => SessionId::generate(),
+    /// Changes to a stored session: one apply of just the changed keys, only if it still exists.
+    async fn save_changes(&self, st: &mut State, id: SessionId, now: u64) -> Result<SaveOutcome> {
+        let ctx = self.ctx();
+        let Some(ttl) = st.write_ttl(&ctx.timing, now) else {
+            return self.expire_now(st, id).await;
+        };
+        st.stamp_update(now)?;
+        if ctx
+            .store
+            .apply(&id, st.change_set(true), millis(ttl))
+            .await?
+        {
+            Ok(st.written(id, ttl, now))
+        } else {
+            Ok(st.lost())
         }
     }
-}
 
-/// Schedules a regeneration (keeping the first old id if one is already scheduled).
-fn regen(st: &mut State, destroy_old: bool) {
-    match &mut st.regen {
-        Some(r) => r.destroy_old |= destroy_old,
-        None => {
-            let old = if st.existed { st.id.clone() } else { None };
-            st.regen = Some(Regen { old, destroy_old });
+    /// No change to a stored session: slides its expiry when due (recording "last seen" when
+    /// [`Config::track_last_seen`](crate::Config::track_last_seen) is on).
+    async fn touch_if_due(&self, st: &mut State, id: SessionId, now: u64) -> Result<SaveOutcome> {
+        let ctx = self.ctx();
+        if st.is_retired() {
+            return Ok(SaveOutcome::default());
+        }
+        let Some(ttl) = st.write_ttl(&ctx.timing, now) else {
+            return self.expire_now(st, id).await;
+        };
+        if !ctx.timing.touch_due(st.deadline(), ttl, now) {
+            return Ok(SaveOutcome::default());
+        }
+        let alive = if ctx.config.track_last_seen {
+            st.stamp_touch(now)?;
+            ctx.store
+                .apply(&id, st.change_set(true), millis(ttl))
+                .await?
+        } else {
+            ctx.store.update_ttl(&id, millis(ttl)).await?;
+            true
+        };
+        if alive {
+            Ok(st.touched(id, ttl, now))
+        } else {
+            Ok(st.lost())
         }
     }
-    st.id = None;
-    st.existed = false;
-    st.deadline = None;
-}
 
-fn finish_write(st: &mut State, id: SessionId, ttl: u64, now: u64, out: &mut SaveOutcome) {
-    let expires = check::from_unix_millis(now.saturating_add(ttl));
-    out.wrote = true;
-    out.cookie = if st.client_id.as_ref() == Some(&id) {
-        CookieAction::Refresh {
-            id: id.clone(),
-            expires,
-        }
-    } else {
-        CookieAction::Set {
-            id: id.clone(),
-            expires,
-        }
-    };
-    st.pending = Default::default();
-    st.client_id = Some(id.clone());
-    st.client_sent = true;
-    st.destroyed = false;
-    st.id = Some(id);
-    st.existed = true;
-    st.deadline = Some(now.saturating_add(ttl));
+    /// A stored session past its absolute deadline at save: deletes it, tells the client to drop
+    /// it.
+    async fn expire_now(&self, st: &mut State, id: SessionId) -> Result<SaveOutcome> {
+        self.ctx().store.remove_all(&id).await?;
+        Ok(st.drop_session())
+    }
 }

@@ -1,5 +1,11 @@
 //! The in-memory state of one session during a request: the data as this request sees it, the
-//! pending change set, and the flash/temp bookkeeping. Pure: no storage calls here.
+//! pending change set, the flash/temp bookkeeping, and what the client holds. Pure: no storage
+//! calls here.
+//!
+//! Every change of the state is a named transition of [`State`], whose fields are private to this
+//! module and its two children: `state/lifecycle.rs` (regeneration, login, destroy, the locked
+//! single-key write) and `state/save.rs` (everything a save does to the state). The session
+//! layer (`session.rs`) runs the storage calls and says which transition their result calls for.
 //!
 //! The loaded map is kept as the driver handed it over (shared, never copied); what this request
 //! changes lives beside it in a [`Delta`], so reading a session copies nothing and writing one
@@ -8,60 +14,15 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::id::{LockToken, SessionId};
-use crate::meta::{self, ClientInfo, FLASH, META, Reserved, SEEN, TEMP, USER};
-use crate::storage::ChangeSet;
+use crate::delta::Delta;
+use crate::expiry::Timing;
+use crate::id::{IncomingId, LockToken, SessionId};
+use crate::meta::{ClientInfo, SessionMeta};
+use crate::reserved::{self, FLASH, Reserved, TEMP, flag};
 use crate::value::{Data, Value};
 
-/// Changes on top of a base map: with `clear`, nothing of the base shows; then `remove` hides
-/// base keys and `set` adds or replaces keys. A key is never in both `set` and `remove`.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Delta {
-    pub clear: bool,
-    pub set: Data,
-    pub remove: BTreeSet<String>,
-}
-
-impl Delta {
-    pub(crate) fn is_empty(&self) -> bool {
-        !self.clear && self.set.is_empty() && self.remove.is_empty()
-    }
-
-    fn put(&mut self, key: String, value: Value) {
-        self.remove.remove(&key);
-        self.set.insert(key, value);
-    }
-
-    fn del(&mut self, key: &str) {
-        self.set.remove(key);
-        self.remove.insert(key.to_string());
-    }
-
-    /// Forgets any change of `key` (it shows as in the base again, unless cleared).
-    fn forget(&mut self, key: &str) {
-        self.set.remove(key);
-        self.remove.remove(key);
-    }
-
-    /// The value of `key` in `base` with these changes applied.
-    fn get<'a>(&'a self, base: &'a Data, key: &str) -> Option<&'a Value> {
-        if let Some(v) = self.set.get(key) {
-            return Some(v);
-        }
-        if self.clear || self.remove.contains(key) {
-            return None;
-        }
-        base.get(key)
-    }
-
-    /// Every entry of `base` with these changes applied.
-    fn iter<'a>(&'a self, base: &'a Data) -> impl Iterator<Item = (&'a String, &'a Value)> {
-        let from_base = base.iter().filter(move |(k, _)| {
-            !self.clear && !self.set.contains_key(*k) && !self.remove.contains(*k)
-        });
-        self.set.iter().chain(from_base)
-    }
-}
+mod lifecycle;
+mod save;
 
 /// Changes made by this request, not yet saved.
 pub(crate) type Pending = Delta;
@@ -75,53 +36,59 @@ pub(crate) struct Regen {
     pub destroy_old: bool,
 }
 
+/// One request's session in memory: what the client holds, the session as loaded plus this
+/// request's changes, and what the next save must do.
 #[derive(Debug)]
 pub(crate) struct State {
     /// Client info passed by the caller.
-    pub client: ClientInfo,
-    /// Whether the client presented any id text (so a dead cookie must be removed).
-    pub client_sent: bool,
-    /// The id the client holds, if it parsed; after a save that issued an id, that id.
-    pub client_id: Option<SessionId>,
+    client: ClientInfo,
+    /// What the client holds: the id the request brought, then what each save told the client
+    /// (a new id, or nothing after a removal). Anything but `Absent` is a cookie that must be
+    /// removed if no session is stored under it.
+    cookie: IncomingId,
     /// Whether the first access has loaded the session.
-    pub loaded: bool,
+    loaded: bool,
     /// The current id: `None` until known to be live, or issued at save.
-    pub id: Option<SessionId>,
+    id: Option<SessionId>,
     /// Whether a record exists in storage under `id`.
-    pub existed: bool,
+    existed: bool,
     /// The storage deadline of `id` (unix ms) when known.
-    pub deadline: Option<u64>,
+    deadline: Option<u64>,
     /// Every key (user and reserved) as loaded (shared with the driver, never modified).
     base: Arc<Data>,
     /// What this request changed on top of `base` (saved or not): the two together are the
     /// session as this request sees it ([`get`](Self::get), [`entries`](Self::entries)).
     changed: Delta,
     /// Decoded reserved keys (kept in step with the data).
-    pub reserved: Reserved,
+    reserved: Reserved,
     /// False only when the data surely holds no flash or temp mark, so the mark lookups can be
     /// skipped (most sessions have none). Set by every write of a mark key; cleared only when
     /// the data is replaced.
-    pub marks: bool,
-    pub pending: Pending,
+    marks: bool,
+    /// What the next save writes.
+    pending: Pending,
     /// Flash keys found at load: removed at save unless kept or set again.
-    pub flash_old: BTreeSet<String>,
-    pub regen: Option<Regen>,
+    flash_old: BTreeSet<String>,
+    /// A regeneration waiting for the save.
+    regen: Option<Regen>,
     /// Records to delete at save (sessions found past their absolute deadline).
-    pub discard: Vec<SessionId>,
+    discard: Vec<SessionId>,
     /// The request lock of [`Manager::load_locked`](crate::Manager::load_locked).
-    pub lock: Option<(SessionId, LockToken)>,
+    lock: Option<(SessionId, LockToken)>,
     /// Destroyed in this request (the cookie must go unless a new session is written).
-    pub destroyed: bool,
+    destroyed: bool,
     /// Found destroyed by someone else while writing.
-    pub gone: bool,
+    gone: bool,
 }
 
 impl State {
-    pub(crate) fn new(client_sent: bool, client_id: Option<SessionId>, client: ClientInfo) -> Self {
+    // ----- construction and loading -----------------------------------------------------
+
+    /// The state of a request that brought `cookie`, before any access.
+    pub(crate) fn new(cookie: IncomingId, client: ClientInfo) -> Self {
         State {
             client,
-            client_sent,
-            client_id,
+            cookie,
             loaded: false,
             id: None,
             existed: false,
@@ -140,19 +107,14 @@ impl State {
         }
     }
 
-    /// Forgets everything about the current session: the request continues with a fresh, empty
-    /// session without an id.
-    pub(crate) fn reset_fresh(&mut self) {
-        self.id = None;
-        self.existed = false;
-        self.deadline = None;
-        self.base = Arc::default();
-        self.changed = Delta::default();
-        self.reserved = Reserved::default();
-        self.marks = false;
-        self.pending = Pending::default();
-        self.flash_old.clear();
-        self.regen = None;
+    /// Whether the first access has loaded the session.
+    pub(crate) fn is_loaded(&self) -> bool {
+        self.loaded
+    }
+
+    /// The valid id the client holds, the one to load.
+    pub(crate) fn cookie_id(&self) -> Option<SessionId> {
+        self.cookie.id().cloned()
     }
 
     /// Adopts loaded data: flash marks present now are this request's flash data.
@@ -165,7 +127,7 @@ impl State {
     ) {
         self.flash_old.clear();
         self.marks = false;
-        for key in data.keys().filter(|k| meta::is_reserved(k)) {
+        for key in data.keys().filter(|k| reserved::is_reserved(k)) {
             if let Some(flash) = key.strip_prefix(FLASH) {
                 self.flash_old.insert(flash.to_string());
                 self.marks = true;
@@ -179,6 +141,87 @@ impl State {
         self.base = data;
         self.changed = Delta::default();
         self.reserved = reserved;
+    }
+
+    /// A record found past its absolute deadline: not adopted, deleted at save.
+    pub(crate) fn discard_at_save(&mut self, id: SessionId) {
+        self.discard.push(id);
+    }
+
+    /// The first access is done (whatever it found).
+    pub(crate) fn set_loaded(&mut self) {
+        self.loaded = true;
+    }
+
+    // ----- the request lock ----------------------------------------------------------------
+
+    /// Holds the request lock of `id` until the save.
+    pub(crate) fn hold_lock(&mut self, id: SessionId, token: LockToken) {
+        self.lock = Some((id, token));
+    }
+
+    /// Hands the request lock over for release.
+    pub(crate) fn take_lock(&mut self) -> Option<(SessionId, LockToken)> {
+        self.lock.take()
+    }
+
+    /// Whether this request holds the lock of `id`.
+    pub(crate) fn holds_lock(&self, id: &SessionId) -> bool {
+        matches!(&self.lock, Some((locked, _)) if locked == id)
+    }
+
+    /// Whether a lock has something stored to protect: a live record, or an old id that a
+    /// regeneration will delete or retire. A new session's id is known to nobody else.
+    pub(crate) fn guards_stored(&self) -> bool {
+        self.existed || self.regen.is_some()
+    }
+
+    // ----- introspection -------------------------------------------------------------------
+
+    /// The current id, once known.
+    pub(crate) fn id(&self) -> Option<&SessionId> {
+        self.id.as_ref()
+    }
+
+    /// The id of the record this request works on, if one is stored.
+    pub(crate) fn stored_id(&self) -> Option<SessionId> {
+        self.existed.then(|| self.id.clone()).flatten()
+    }
+
+    /// The client info the session was loaded with.
+    pub(crate) fn client(&self) -> &ClientInfo {
+        &self.client
+    }
+
+    /// The public metadata; `None` for a session that is not stored yet.
+    pub(crate) fn meta(&self) -> Option<SessionMeta> {
+        self.reserved.public()
+    }
+
+    /// The owner after a login.
+    pub(crate) fn user(&self) -> Option<&str> {
+        self.reserved.user.as_deref()
+    }
+
+    /// Whether a save has something to write: a change, a regeneration, or flash data to retire.
+    pub(crate) fn is_modified(&self) -> bool {
+        self.has_changes() || !self.flash_old.is_empty()
+    }
+
+    /// The TTL of a write at `now` (see [`Timing::write_ttl`]); `None` when the session is past
+    /// its absolute deadline or its grace period.
+    pub(crate) fn write_ttl(&self, timing: &Timing, now: u64) -> Option<u64> {
+        timing.write_ttl(self.reserved.meta.as_ref(), self.reserved.retired, now)
+    }
+
+    /// The storage deadline (unix ms) when known.
+    pub(crate) fn deadline(&self) -> Option<u64> {
+        self.deadline
+    }
+
+    /// Whether this is an old id retired by a regeneration (it is never touched).
+    pub(crate) fn is_retired(&self) -> bool {
+        self.reserved.retired.is_some()
     }
 
     // ----- the view --------------------------------------------------------------------
@@ -199,28 +242,28 @@ impl State {
 
     /// Sets `key` as seen by this request without making it a pending write (it is stored
     /// already).
-    pub(crate) fn settle(&mut self, key: String, value: Value) {
+    fn settle(&mut self, key: String, value: Value) {
         self.pending.forget(&key);
         self.changed.put(key, value);
     }
 
     /// Removes `key` as seen by this request without making it a pending write.
-    pub(crate) fn settle_removed(&mut self, key: &str) {
+    fn settle_removed(&mut self, key: &str) {
         self.pending.forget(key);
         self.changed.del(key);
     }
 
     // ----- raw writes ------------------------------------------------------------------
 
-    pub(crate) fn put(&mut self, key: String, value: Value) {
-        if is_mark(&key) {
+    fn put(&mut self, key: String, value: Value) {
+        if reserved::is_mark(&key) {
             self.marks = true;
         }
         self.pending.put(key.clone(), value.clone());
         self.changed.put(key, value);
     }
 
-    pub(crate) fn del(&mut self, key: &str) {
+    fn del(&mut self, key: &str) {
         self.pending.del(key);
         self.changed.del(key);
     }
@@ -255,7 +298,7 @@ impl State {
 
     /// The value of user key `key`, hiding expired temp data.
     pub(crate) fn visible(&self, key: &str, now: u64) -> Option<&Value> {
-        if meta::is_reserved(key) {
+        if reserved::is_reserved(key) {
             return None;
         }
         if self.temp_deadline(key).is_some_and(|d| d <= now) {
@@ -292,20 +335,12 @@ impl State {
     pub(crate) fn clear_user(&mut self) {
         let keep: Data = self
             .entries()
-            .filter(|(k, _)| [META, SEEN, USER, meta::RETIRED].contains(&k.as_str()))
+            .filter(|(k, _)| reserved::survives_clear(k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         self.marks = false;
-        self.changed = Delta {
-            clear: true,
-            set: keep.clone(),
-            remove: BTreeSet::new(),
-        };
-        self.pending = Pending {
-            clear: true,
-            set: keep,
-            remove: BTreeSet::new(),
-        };
+        self.changed = Delta::cleared(keep.clone());
+        self.pending = Pending::cleared(keep);
         self.flash_old.clear();
     }
 
@@ -363,97 +398,33 @@ impl State {
         self.marks && self.contains(&format!("{TEMP}{key}"))
     }
 
-    // ----- save ------------------------------------------------------------------------
-
-    /// Turns this request's end-of-life rules into pending removals: flash values found at load
-    /// (not kept, not set again) and temp values past their deadline.
-    pub(crate) fn age(&mut self, now: u64) {
-        for key in std::mem::take(&mut self.flash_old) {
-            if self.is_flash(&key) {
-                self.del(&format!("{FLASH}{key}"));
-                self.del(&key);
-            }
-        }
-        if !self.marks {
-            return;
-        }
-        let expired: Vec<String> = self
-            .entries()
-            .filter_map(|(k, v)| {
-                let key = k.strip_prefix(TEMP)?;
-                let deadline = v.decode::<u64>().unwrap_or(0);
-                (deadline <= now).then(|| key.to_string())
-            })
-            .collect();
-        for key in expired {
-            self.del(&format!("{TEMP}{key}"));
-            self.del(&key);
-        }
+    /// Forgets everything about the current session: the request continues with a fresh, empty
+    /// session without an id.
+    fn reset_fresh(&mut self) {
+        self.id = None;
+        self.existed = false;
+        self.deadline = None;
+        self.base = Arc::default();
+        self.changed = Delta::default();
+        self.reserved = Reserved::default();
+        self.marks = false;
+        self.pending = Pending::default();
+        self.flash_old.clear();
+        self.regen = None;
     }
-
-    /// Whether saving would write anything (after [`age`](Self::age)).
-    pub(crate) fn has_changes(&self) -> bool {
-        !self.pending.is_empty() || self.regen.is_some()
-    }
-
-    /// Whether a not-yet-stored session has anything worth creating it for (a user key, flash
-    /// or temp data, or a login): metadata alone creates nothing.
-    pub(crate) fn has_content(&self) -> bool {
-        self.entries()
-            .any(|(k, _)| !matches!(k.as_str(), META | SEEN | meta::RETIRED))
-    }
-
-    /// The pending changes as a change set.
-    pub(crate) fn change_set(&self, only_if_exists: bool) -> ChangeSet {
-        ChangeSet {
-            clear: self.pending.clear,
-            remove: self
-                .pending
-                .remove
-                .iter()
-                .filter(|k| !self.pending.set.contains_key(*k))
-                .cloned()
-                .collect(),
-            set: self.pending.set.clone(),
-            only_if_exists,
-        }
-    }
-
-    /// The whole session as a change set that creates it under a new id (minus the retirement
-    /// mark of an old id).
-    pub(crate) fn full_set(&self) -> ChangeSet {
-        let set: Data = self
-            .entries()
-            .filter(|(k, _)| k.as_str() != meta::RETIRED)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        ChangeSet {
-            set,
-            ..ChangeSet::default()
-        }
-    }
-}
-
-/// Whether `key` is a flash or temp mark.
-fn is_mark(key: &str) -> bool {
-    meta::is_reserved(key) && (key.starts_with(FLASH) || key.starts_with(TEMP))
-}
-
-/// The value of a mark whose presence is all that counts.
-fn flag() -> Value {
-    Value::from_bytes(vec![0xc3]) // MessagePack `true`
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reserved::{META, SEEN, USER};
 
-    fn v(n: u32) -> Value {
+    pub(super) fn v(n: u32) -> Value {
         Value::encode(&n).expect("encode")
     }
 
-    fn loaded(data: &[(&str, Value)]) -> State {
-        let mut s = State::new(true, None, ClientInfo::default());
+    pub(super) fn loaded(data: &[(&str, Value)]) -> State {
+        let mut s = State::new(IncomingId::Invalid, ClientInfo::default());
         let id = SessionId::generate().expect("rng");
         let d: Data = data
             .iter()
@@ -557,7 +528,7 @@ mod tests {
 
     #[test]
     fn metadata_alone_is_not_content() {
-        let mut s = State::new(false, None, ClientInfo::default());
+        let mut s = State::new(IncomingId::Absent, ClientInfo::default());
         s.put(META.into(), v(0));
         s.put(SEEN.into(), v(0));
         assert!(!s.has_content());
@@ -571,7 +542,7 @@ mod tests {
     #[test]
     fn the_loaded_map_is_shared_and_never_modified() {
         let base: Arc<Data> = Arc::new([("a".to_string(), v(1)), ("b".to_string(), v(2))].into());
-        let mut s = State::new(true, None, ClientInfo::default());
+        let mut s = State::new(IncomingId::Invalid, ClientInfo::default());
         s.adopt(
             SessionId::generate().expect("rng"),
             base.clone(),

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -63,6 +62,8 @@ pub fn counting(inner: impl Driver) -> Arc<Counting> {
     let inner: Arc<dyn Driver> = Arc::new(inner);
     Arc::new(Intercepted::new(inner, Counter::default()))
 }
+
+type Answer = std::result::Result<String, (StatusCode, String)>;
 
 fn fail(e: Error) -> (StatusCode, String) {
     (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())

@@ -1,0 +1,75 @@
+//! [`Context`]: what a [`Manager`](crate::Manager) and every [`Session`](crate::Session) it makes
+//! share (the store, the config and the expiry settings taken from it), and the few operations
+//! both need (lease locks, new ids, the owner-index TTL). Both hold an `Arc` of it, so a session
+//! never needs its manager.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::expiry::{Timing, millis};
+use crate::id::{LockToken, SessionId};
+use crate::storage::Storage;
+
+/// The store, the config and its timing, shared by a manager and its sessions.
+pub(crate) struct Context {
+    pub store: Arc<dyn Storage>,
+    pub config: Config,
+    pub timing: Timing,
+}
+
+impl Context {
+    /// Checks `config` against itself and against what `store` can do.
+    ///
+    /// Fails with [`Error::InvalidInput`] when the config does not
+    /// [`validate`](Config::validate), and with [`Error::Unsupported`] when
+    /// [`Config::owner_index`] is on but the store has no owner index.
+    pub(crate) fn new(store: Arc<dyn Storage>, config: Config) -> Result<Self> {
+        config.validate()?;
+        if config.owner_index && !store.capabilities().owner_index {
+            return Err(Error::unsupported(store.name(), "index_add"));
+        }
+        let timing = Timing::from_config(&config)?;
+        Ok(Context {
+            store,
+            config,
+            timing,
+        })
+    }
+
+    /// Takes the lease lock of `id`, retrying as the lock policy says.
+    pub(crate) async fn acquire(&self, id: &SessionId) -> Result<LockToken> {
+        let policy = self.config.lock;
+        let start = tokio::time::Instant::now();
+        loop {
+            if let Some(token) = self.store.try_lock(id, policy.lease).await? {
+                return Ok(token);
+            }
+            if start.elapsed() + policy.retry_interval > policy.wait {
+                return Err(Error::Locked(format!(
+                    "session {} still locked after {} ms",
+                    id.short(),
+                    policy.wait.as_millis()
+                )));
+            }
+            tokio::time::sleep(policy.retry_interval).await;
+        }
+    }
+
+    /// A new id: the driver's choice, else a generated one.
+    pub(crate) async fn issue_id(&self) -> Result<SessionId> {
+        match self.store.new(millis(self.timing.idle)).await? {
+            Some(id) => Ok(id),
+            None => SessionId::generate(),
+        }
+    }
+
+    /// How long a login binding must live: the absolute lifetime when set, else
+    /// [`Config::owner_index_ttl`].
+    pub(crate) fn index_ttl(&self) -> Duration {
+        self.config
+            .absolute_lifetime
+            .unwrap_or(self.config.owner_index_ttl)
+    }
+}

@@ -1,0 +1,261 @@
+//! The expiry arithmetic, in unix milliseconds: idle and absolute timeouts, a retired id's grace
+//! period, the touch policy, timed rotation, and whether a loaded session may be used at all.
+//! Pure: no clock reads here (every function takes `now`), no storage calls.
+
+use std::time::{Duration, SystemTime};
+
+use crate::check;
+use crate::config::Config;
+use crate::error::Result;
+use crate::meta::ClientInfo;
+use crate::reserved::{Reserved, StoredMeta};
+
+/// `n` milliseconds as a [`Duration`] (a TTL for the store).
+pub(crate) fn millis(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// The deadline of a write at `now` with `ttl` (both in ms), as a time for the cookie.
+pub(crate) fn expires_at(now: u64, ttl: u64) -> SystemTime {
+    check::from_unix_millis(now.saturating_add(ttl))
+}
+
+/// Whether a loaded session may be used by this request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Usable.
+    Live,
+    /// Past its absolute deadline, or an old id past its grace period: treat as expired.
+    Expired,
+    /// The fingerprint does not match: treat as unknown, leave the record alone.
+    Refused,
+}
+
+/// Expiry settings in milliseconds, taken from a validated [`Config`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Timing {
+    pub idle: u64,
+    pub absolute: Option<u64>,
+    pub rotate: Option<u64>,
+    pub grace: u64,
+    pub touch_threshold: f64,
+    pub match_ip: bool,
+    pub match_user_agent: bool,
+}
+
+impl Timing {
+    pub(crate) fn from_config(c: &Config) -> Result<Self> {
+        Ok(Timing {
+            idle: check::ttl_millis(c.idle_ttl)?,
+            absolute: c.absolute_lifetime.map(check::ttl_millis).transpose()?,
+            rotate: c.rotate_every.map(check::ttl_millis).transpose()?,
+            grace: check::ttl_millis(c.regenerate_grace)?,
+            touch_threshold: c.touch_threshold,
+            match_ip: c.match_ip,
+            match_user_agent: c.match_user_agent,
+        })
+    }
+
+    /// Whether a loaded session is usable by a request from `client` at `now`.
+    pub(crate) fn verdict(&self, r: &Reserved, client: &ClientInfo, now: u64) -> Verdict {
+        if r.retired.is_some_and(|until| until <= now) {
+            return Verdict::Expired;
+        }
+        if let (Some(abs), Some(m)) = (self.absolute, &r.meta) {
+            if m.started().saturating_add(abs) <= now {
+                return Verdict::Expired;
+            }
+        }
+        if self.match_ip && r.meta.as_ref().map(|m| m.client.ip) != Some(client.ip) {
+            return Verdict::Refused;
+        }
+        if self.match_user_agent
+            && r.meta.as_ref().map(|m| m.client.user_agent.as_deref())
+                != Some(client.user_agent.as_deref())
+        {
+            return Verdict::Refused;
+        }
+        Verdict::Live
+    }
+
+    /// The TTL of a write at `now`, in ms: the idle TTL, cut by the absolute deadline and by a
+    /// retired id's grace deadline; `None` if one of them has passed.
+    pub(crate) fn write_ttl(
+        &self,
+        meta: Option<&StoredMeta>,
+        retired: Option<u64>,
+        now: u64,
+    ) -> Option<u64> {
+        let mut ttl = self.idle;
+        if let (Some(abs), Some(m)) = (self.absolute, meta) {
+            ttl = ttl.min(m.started().saturating_add(abs).saturating_sub(now));
+        }
+        if let Some(until) = retired {
+            ttl = ttl.min(until.saturating_sub(now));
+        }
+        (ttl > 0).then_some(ttl)
+    }
+
+    /// Whether a read-only request should slide the expiry: always when the deadline is unknown,
+    /// else when less than `touch_threshold` of the idle TTL remains and the new deadline is
+    /// later than the current one.
+    pub(crate) fn touch_due(&self, deadline: Option<u64>, ttl: u64, now: u64) -> bool {
+        match deadline {
+            None => true,
+            Some(d) => {
+                let remaining = d.saturating_sub(now) as f64;
+                remaining < self.idle as f64 * self.touch_threshold && now.saturating_add(ttl) > d
+            }
+        }
+    }
+
+    /// Whether timed rotation is due for a session with this metadata.
+    pub(crate) fn rotation_due(&self, r: &Reserved, now: u64) -> bool {
+        match (self.rotate, &r.meta) {
+            (Some(every), Some(m)) => r.retired.is_none() && m.issued.saturating_add(every) <= now,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing(c: Config) -> Timing {
+        Timing::from_config(&c).expect("valid config")
+    }
+
+    fn meta_at(created: u64, ip: Option<&str>) -> Reserved {
+        Reserved {
+            meta: Some(StoredMeta::new(
+                created,
+                ClientInfo::new(ip.map(|i| i.parse().expect("ip")), Some("ua")),
+            )),
+            ..Reserved::default()
+        }
+    }
+
+    #[test]
+    fn write_ttl_is_the_earlier_of_idle_and_absolute() {
+        let t = timing(Config {
+            idle_ttl: Duration::from_secs(100),
+            absolute_lifetime: Some(Duration::from_secs(150)),
+            ..Config::default()
+        });
+        let m = StoredMeta::new(1_000_000, ClientInfo::default());
+        // early: idle wins
+        assert_eq!(t.write_ttl(Some(&m), None, 1_000_000), Some(100_000));
+        // late: the absolute deadline (1_150_000) cuts it
+        assert_eq!(t.write_ttl(Some(&m), None, 1_120_000), Some(30_000));
+        // past it: expired
+        assert_eq!(t.write_ttl(Some(&m), None, 1_150_000), None);
+        // a login restarts the absolute lifetime
+        let logged = StoredMeta {
+            auth: Some(1_100_000),
+            ..m.clone()
+        };
+        assert_eq!(t.write_ttl(Some(&logged), None, 1_150_000), Some(100_000));
+        // a retired id lives only to its grace deadline
+        assert_eq!(t.write_ttl(Some(&m), Some(1_000_500), 1_000_000), Some(500));
+        assert_eq!(t.write_ttl(None, None, 5), Some(100_000));
+    }
+
+    #[test]
+    fn verdicts() {
+        let t = timing(Config {
+            absolute_lifetime: Some(Duration::from_secs(10)),
+            ..Config::default()
+        });
+        let r = meta_at(0, Some("10.0.0.1"));
+        let c = ClientInfo::new(Some("10.0.0.2".parse().expect("ip")), None);
+        assert_eq!(t.verdict(&r, &c, 9_999), Verdict::Live);
+        assert_eq!(t.verdict(&r, &c, 10_000), Verdict::Expired);
+        let retired = Reserved {
+            retired: Some(50),
+            ..meta_at(0, None)
+        };
+        assert_eq!(t.verdict(&retired, &c, 49), Verdict::Live);
+        assert_eq!(t.verdict(&retired, &c, 50), Verdict::Expired);
+
+        let ip = timing(Config {
+            match_ip: true,
+            ..Config::default()
+        });
+        assert_eq!(ip.verdict(&r, &c, 0), Verdict::Refused);
+        let same = ClientInfo::new(Some("10.0.0.1".parse().expect("ip")), Some("other"));
+        assert_eq!(ip.verdict(&r, &same, 0), Verdict::Live);
+        assert_eq!(
+            ip.verdict(&Reserved::default(), &same, 0),
+            Verdict::Refused,
+            "no metadata to compare against is a refusal"
+        );
+        let ua = timing(Config {
+            match_user_agent: true,
+            ..Config::default()
+        });
+        assert_eq!(ua.verdict(&r, &same, 0), Verdict::Refused);
+        assert_eq!(
+            ua.verdict(&r, &ClientInfo::new(None, Some("ua")), 0),
+            Verdict::Live
+        );
+    }
+
+    #[test]
+    fn touch_only_when_due() {
+        let t = timing(Config {
+            idle_ttl: Duration::from_secs(100),
+            touch_threshold: 0.5,
+            ..Config::default()
+        });
+        // 90 s of 100 left: not due
+        assert!(!t.touch_due(Some(90_000), 100_000, 0));
+        // 40 s left: due
+        assert!(t.touch_due(Some(40_000), 100_000, 0));
+        // unknown deadline: always
+        assert!(t.touch_due(None, 100_000, 0));
+        // capped by the absolute deadline: a touch would not move it
+        assert!(!t.touch_due(Some(40_000), 40_000, 0));
+        let never = timing(Config {
+            touch_threshold: 0.0,
+            ..Config::default()
+        });
+        assert!(!never.touch_due(Some(1), 7_200_000, 0));
+        let always = timing(Config {
+            touch_threshold: 1.0,
+            ..Config::default()
+        });
+        assert!(always.touch_due(Some(7_199_999), 7_200_000, 0));
+    }
+
+    #[test]
+    fn rotation_due_after_interval_only() {
+        let t = timing(Config {
+            rotate_every: Some(Duration::from_secs(300)),
+            ..Config::default()
+        });
+        let r = meta_at(1_000, None);
+        assert!(!t.rotation_due(&r, 300_999));
+        assert!(t.rotation_due(&r, 301_000));
+        let retired = Reserved {
+            retired: Some(u64::MAX),
+            ..r.clone()
+        };
+        assert!(
+            !t.rotation_due(&retired, 301_000),
+            "old ids are not rotated"
+        );
+        assert!(!timing(Config::default()).rotation_due(&r, u64::MAX));
+    }
+
+    #[test]
+    fn expires_at_adds_the_ttl_without_overflow() {
+        assert_eq!(expires_at(1_000, 500), check::from_unix_millis(1_500));
+        assert_eq!(
+            expires_at(u64::MAX - 1, 5),
+            check::from_unix_millis(u64::MAX),
+            "saturates"
+        );
+        assert_eq!(millis(1_500), Duration::from_millis(1_500));
+    }
+}
