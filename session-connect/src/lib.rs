@@ -8,6 +8,8 @@ mod id;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis_backend;
+#[cfg(feature = "redis")]
+mod redis_builder;
 mod types;
 
 pub use backend::{Backend, Channel, CtxWrite, NodeEntry, Restored};
@@ -16,7 +18,9 @@ pub use hub::{ConnCursor, DEFAULT_BEAT, GuestJudge, Hub, HubBuilder, MISSED_BEAT
 pub use id::{ConnId, MAX_ID_LEN, NodeId};
 pub use memory::MemoryBackend;
 #[cfg(feature = "redis")]
-pub use redis_backend::{DEFAULT_PREFIX, RedisBackend};
+pub use redis_backend::RedisBackend;
+#[cfg(feature = "redis")]
+pub use redis_builder::{DEFAULT_PREFIX, DEFAULT_RESPONSE_TIMEOUT, RedisBackendBuilder};
 pub use types::{
     BindMode, BindOutcome, ConnInfo, ConnMeta, ConnPage, ConnSnapshot, Delivery, Event, Outbox,
     Target,

@@ -1,7 +1,6 @@
 //! The Redis backend: registry in Redis hashes and sets, delivery over Redis pub/sub.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::IpAddr;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -9,17 +8,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisResult, Script};
+use redis::Script;
 use session_core::{ChangeSet, Data, Error, Result, SessionId, Value, check};
+use session_redis::client::RedisClient;
 use tokio::sync::mpsc;
 
 use crate::backend::{Backend, Channel, CtxWrite, NodeEntry, Restored};
 use crate::id::{ConnId, NodeId};
+use crate::redis_builder::RedisBackendBuilder;
 use crate::types::{BindMode, BindOutcome, ConnInfo, ConnPage};
 
-/// The prefix of every key and channel when none is given.
-pub const DEFAULT_PREFIX: &str = "connect";
+/// Name of the backend in errors and [`Backend::name`].
+const NAME: &str = session_redis::NAME;
 
 /// Connections deleted per script call when a node is purged (keeps each script short).
 const PURGE_BATCH: usize = 200;
@@ -185,64 +185,40 @@ return {'2', from}",
 /// The Redis backend: the registry in Redis (one server, or a proxy in front of one), delivery
 /// between nodes over Redis pub/sub.
 ///
-/// Each [`Hub`](crate::Hub) opens its own backend (one multiplexed connection for commands, one
-/// more for its subscription). The key layout and the channels are in the crate README.
+/// It connects through session-redis's [`RedisClient`]: the same URL forms, TLS, timeouts,
+/// reconnection, error mapping, prefix rule and [`clear_prefix`](Self::clear_prefix) as the
+/// session store. Each [`Hub`](crate::Hub) opens its own backend (one multiplexed connection for
+/// commands, one more for its subscription). The key layout and the channels are in the crate
+/// README.
 #[derive(Clone)]
 pub struct RedisBackend {
-    client: Client,
-    conn: ConnectionManager,
-    prefix: String,
-    timeout: Duration,
+    pub(crate) client: RedisClient,
+    pub(crate) prefix: String,
 }
 
 impl std::fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisBackend")
             .field("prefix", &self.prefix)
+            .field("operation_timeout", &self.client.operation_timeout())
             .finish_non_exhaustive()
     }
 }
 
-fn backend_err(e: impl Into<session_core::BoxError>) -> Error {
-    Error::backend("redis", e)
-}
-
 impl RedisBackend {
-    /// Connects to the server at `url` (`redis://host:port/db`) with keys under `prefix`.
+    /// Connects to the server at `url` (`redis://host:port/db`) with keys under `prefix` and the
+    /// default timeouts: [`RedisBackend::builder`]`.prefix(prefix).open(url)`.
     ///
     /// The prefix may not hold braces, glob characters (`*?[]\`), whitespace or be empty: it
     /// is part of every key and of the `SCAN` pattern of [`clear_prefix`](Self::clear_prefix).
     /// Fails with [`Error::Backend`] if the server does not answer.
     pub async fn open(url: &str, prefix: &str) -> Result<Self> {
-        if prefix.is_empty()
-            || prefix.len() > 128
-            || prefix
-                .chars()
-                .any(|c| c.is_whitespace() || "{}*?[]\\".contains(c))
-        {
-            return Err(Error::InvalidInput(
-                "redis prefix must be 1 to 128 bytes without braces, glob characters or whitespace"
-                    .into(),
-            ));
-        }
-        let client = Client::open(url).map_err(backend_err)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(2);
-        let conn = tokio::time::timeout(
-            Duration::from_secs(3),
-            client.get_connection_manager_with_config(config),
-        )
-        .await
-        .map_err(|_| backend_err(format!("no answer from Redis at {url} within 3 s")))?
-        .map_err(backend_err)?;
-        Ok(RedisBackend {
-            client,
-            conn,
-            prefix: prefix.to_string(),
-            timeout: Duration::from_secs(5),
-        })
+        Self::builder().prefix(prefix).open(url).await
+    }
+
+    /// A builder for a backend with a custom prefix or timeouts.
+    pub fn builder() -> RedisBackendBuilder {
+        RedisBackendBuilder::default()
     }
 
     /// The key and channel prefix.
@@ -250,48 +226,10 @@ impl RedisBackend {
         &self.prefix
     }
 
-    /// Deletes every key under the prefix (tests, resets); returns how many.
+    /// Deletes every key under the prefix (tests, resets); returns how many. This is
+    /// session-redis's [`RedisClient::clear_prefix`]: `SCAN` and `DEL` in batches, not atomic.
     pub async fn clear_prefix(&self) -> Result<u64> {
-        let pattern = format!("{}:*", self.prefix);
-        let mut cursor = 0u64;
-        let mut deleted = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = self
-                .run(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000)
-                        .query_async(&mut self.conn.clone()),
-                )
-                .await?;
-            if !keys.is_empty() {
-                let n: u64 = self
-                    .run(
-                        redis::cmd("DEL")
-                            .arg(&keys)
-                            .query_async(&mut self.conn.clone()),
-                    )
-                    .await?;
-                deleted += n;
-            }
-            if next == 0 {
-                return Ok(deleted);
-            }
-            cursor = next;
-        }
-    }
-
-    async fn run<T>(&self, fut: impl Future<Output = RedisResult<T>>) -> Result<T> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(r) => r.map_err(backend_err),
-            Err(_) => Err(backend_err(format!(
-                "no answer from Redis within {} ms",
-                self.timeout.as_millis()
-            ))),
-        }
+        self.client.clear_prefix(&self.prefix).await
     }
 
     fn k_conn(&self, id: &ConnId) -> String {
@@ -323,7 +261,7 @@ impl RedisBackend {
         if h.is_empty() {
             return Ok(None);
         }
-        let corrupt = |what: &str| Error::corrupt("redis", format!("connection {id}: {what}"));
+        let corrupt = |what: &str| Error::corrupt(NAME, format!("connection {id}: {what}"));
         let ip = match h.remove("ip") {
             Some(s) => Some(s.parse::<IpAddr>().map_err(|_| corrupt("bad ip"))?),
             None => None,
@@ -350,19 +288,18 @@ impl RedisBackend {
 #[async_trait]
 impl Backend for RedisBackend {
     fn name(&self) -> &'static str {
-        "redis"
+        NAME
     }
 
     async fn boot(&self, addr: &str) -> Result<u64> {
         let key = format!("{}:boot:{addr}", self.prefix);
-        self.run(BOOT.key(key).invoke_async(&mut self.conn.clone()))
-            .await
+        self.client.invoke(&BOOT.key(key)).await
     }
 
     async fn subscribe(&self, node: &NodeId) -> Result<mpsc::UnboundedReceiver<Bytes>> {
         let channels = [self.ch_node(node), self.ch_all()];
-        let mut pubsub = self.run(self.client.get_async_pubsub()).await?;
-        self.run(pubsub.subscribe(&channels)).await?;
+        let mut pubsub = self.client.pubsub().await?;
+        self.client.run(pubsub.subscribe(&channels)).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let client = self.client.clone();
         tokio::spawn(async move {
@@ -386,8 +323,8 @@ impl Backend for RedisBackend {
                                     return;
                                 }
                                 tokio::time::sleep(delay).await;
-                                if let Ok(mut p) = client.get_async_pubsub().await {
-                                    if p.subscribe(&channels).await.is_ok() {
+                                if let Ok(mut p) = client.pubsub().await {
+                                    if client.run(p.subscribe(&channels)).await.is_ok() {
                                         stream = p.into_on_message();
                                         break;
                                     }
@@ -407,41 +344,27 @@ impl Backend for RedisBackend {
             Channel::Node(n) => self.ch_node(n),
             Channel::All => self.ch_all(),
         };
-        self.run(
-            redis::cmd("PUBLISH")
-                .arg(channel)
-                .arg(payload.as_ref())
-                .query_async(&mut self.conn.clone()),
-        )
-        .await
+        self.client
+            .query(redis::cmd("PUBLISH").arg(channel).arg(payload.as_ref()))
+            .await
     }
 
     async fn beat(&self, node: &NodeId, alive_for: Duration) -> Result<bool> {
         let ms = check::ttl_millis(alive_for)?;
         let added: i64 = self
-            .run(
-                BEAT.key(self.k_nodes())
-                    .arg(node.as_str())
-                    .arg(ms)
-                    .invoke_async(&mut self.conn.clone()),
-            )
+            .client
+            .invoke(BEAT.key(self.k_nodes()).arg(node.as_str()).arg(ms))
             .await?;
         Ok(added == 1)
     }
 
     async fn nodes(&self) -> Result<Vec<NodeEntry>> {
-        let flat: Vec<String> = self
-            .run(
-                NODES
-                    .key(self.k_nodes())
-                    .invoke_async(&mut self.conn.clone()),
-            )
-            .await?;
+        let flat: Vec<String> = self.client.invoke(&NODES.key(self.k_nodes())).await?;
         let mut it = flat.into_iter();
         let now: u64 = it
             .next()
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| Error::corrupt("redis", "server time missing"))?;
+            .ok_or_else(|| Error::corrupt(NAME, "server time missing"))?;
         let mut out = Vec::new();
         while let (Some(name), Some(score)) = (it.next(), it.next()) {
             let Ok(node) = NodeId::parse(&name) else {
@@ -459,14 +382,14 @@ impl Backend for RedisBackend {
     async fn try_lease(&self, node: &NodeId, holder: &NodeId, lease: Duration) -> Result<bool> {
         let ms = check::ttl_millis(lease)?;
         let set: Option<String> = self
-            .run(
+            .client
+            .query(
                 redis::cmd("SET")
                     .arg(format!("{}:lease:{node}", self.prefix))
                     .arg(holder.as_str())
                     .arg("NX")
                     .arg("PX")
-                    .arg(ms)
-                    .query_async(&mut self.conn.clone()),
+                    .arg(ms),
             )
             .await?;
         Ok(set.is_some())
@@ -476,15 +399,15 @@ impl Backend for RedisBackend {
         let mut total = 0;
         loop {
             let (n, left): (u64, u64) = self
-                .run(
+                .client
+                .invoke(
                     PURGE
                         .key(self.k_nodes())
                         .key(self.k_node_conns(node))
                         .arg(&self.prefix)
                         .arg(node.as_str())
                         .arg(if only_if_dead { "1" } else { "0" })
-                        .arg(PURGE_BATCH)
-                        .invoke_async(&mut self.conn.clone()),
+                        .arg(PURGE_BATCH),
                 )
                 .await?;
             total += n;
@@ -502,7 +425,8 @@ impl Backend for RedisBackend {
             None => format!("{}:session:-", self.prefix),
         };
         let _: i64 = self
-            .run(
+            .client
+            .invoke(
                 OPEN.key(self.k_conn(&info.id))
                     .key(self.k_node_conns(&info.id.node()))
                     .key(session_key)
@@ -515,8 +439,7 @@ impl Backend for RedisBackend {
                             .as_ref()
                             .map(|s| s.as_str())
                             .unwrap_or_default(),
-                    )
-                    .invoke_async(&mut self.conn.clone()),
+                    ),
             )
             .await?;
         Ok(())
@@ -529,15 +452,15 @@ impl Backend for RedisBackend {
             .map(|ms| ms.to_string())
             .unwrap_or_default();
         let existed: i64 = self
-            .run(
+            .client
+            .invoke(
                 CLOSE
                     .key(self.k_conn(conn))
                     .key(self.k_ctx(conn))
                     .key(self.k_node_conns(&conn.node()))
                     .arg(&self.prefix)
                     .arg(conn.as_str())
-                    .arg(keep)
-                    .invoke_async(&mut self.conn.clone()),
+                    .arg(keep),
             )
             .await?;
         Ok(existed == 1)
@@ -551,8 +474,7 @@ impl Backend for RedisBackend {
         for c in conns {
             pipe.hgetall(self.k_conn(c));
         }
-        let maps: Vec<HashMap<String, String>> =
-            self.run(pipe.query_async(&mut self.conn.clone())).await?;
+        let maps: Vec<HashMap<String, String>> = self.client.query_pipeline(&pipe).await?;
         conns
             .iter()
             .zip(maps)
@@ -562,12 +484,8 @@ impl Backend for RedisBackend {
 
     async fn ctx_get(&self, conn: &ConnId, key: &str) -> Result<Option<Value>> {
         let v: Option<Vec<u8>> = self
-            .run(
-                redis::cmd("HGET")
-                    .arg(self.k_ctx(conn))
-                    .arg(key)
-                    .query_async(&mut self.conn.clone()),
-            )
+            .client
+            .query(redis::cmd("HGET").arg(self.k_ctx(conn)).arg(key))
             .await?;
         Ok(v.map(Value::from))
     }
@@ -578,7 +496,7 @@ impl Backend for RedisBackend {
             .hget(self.k_conn(conn), "ver")
             .hgetall(self.k_ctx(conn));
         let (ver, map): (Option<u64>, HashMap<String, Vec<u8>>) =
-            self.run(pipe.query_async(&mut self.conn.clone())).await?;
+            self.client.query_pipeline(&pipe).await?;
         Ok(ver.map(|v| {
             (
                 map.into_iter().map(|(k, b)| (k, Value::from(b))).collect(),
@@ -604,7 +522,7 @@ impl Backend for RedisBackend {
         for (k, v) in &changes.set {
             inv.arg(k).arg(v.as_bytes());
         }
-        let r: i64 = self.run(inv.invoke_async(&mut self.conn.clone())).await?;
+        let r: i64 = self.client.invoke(&inv).await?;
         Ok(match r {
             1 => CtxWrite::Done,
             0 => CtxWrite::Conflict,
@@ -619,14 +537,14 @@ impl Backend for RedisBackend {
             BindMode::IfAbsent => "nx",
         };
         let out: Vec<String> = self
-            .run(
+            .client
+            .invoke(
                 BIND.key(self.k_conn(conn))
                     .key(self.k_user(user))
                     .arg(&self.prefix)
                     .arg(conn.as_str())
                     .arg(user)
-                    .arg(mode)
-                    .invoke_async(&mut self.conn.clone()),
+                    .arg(mode),
             )
             .await?;
         let mut it = out.into_iter();
@@ -640,22 +558,19 @@ impl Backend for RedisBackend {
                 bound: true,
                 kicked: it.filter_map(|s| ConnId::parse(&s).ok()).collect(),
             })),
-            _ => Err(Error::corrupt(
-                "redis",
-                "unexpected reply of the bind script",
-            )),
+            _ => Err(Error::corrupt(NAME, "unexpected reply of the bind script")),
         }
     }
 
     async fn unbind(&self, conn: &ConnId) -> Result<Option<String>> {
-        self.run(
-            UNBIND
-                .key(self.k_conn(conn))
-                .arg(&self.prefix)
-                .arg(conn.as_str())
-                .invoke_async(&mut self.conn.clone()),
-        )
-        .await
+        self.client
+            .invoke(
+                UNBIND
+                    .key(self.k_conn(conn))
+                    .arg(&self.prefix)
+                    .arg(conn.as_str()),
+            )
+            .await
     }
 
     async fn conns_of(&self, users: &[&str]) -> Result<Vec<Vec<ConnId>>> {
@@ -666,7 +581,7 @@ impl Backend for RedisBackend {
         for u in users {
             pipe.smembers(self.k_user(u));
         }
-        let sets: Vec<Vec<String>> = self.run(pipe.query_async(&mut self.conn.clone())).await?;
+        let sets: Vec<Vec<String>> = self.client.query_pipeline(&pipe).await?;
         Ok(sets.into_iter().map(parse_ids).collect())
     }
 
@@ -678,19 +593,19 @@ impl Backend for RedisBackend {
         for c in conns {
             pipe.hget(self.k_conn(c), "user");
         }
-        self.run(pipe.query_async(&mut self.conn.clone())).await
+        self.client.query_pipeline(&pipe).await
     }
 
     async fn restore(&self, user: &str, into: &ConnId) -> Result<Restored> {
         let out: Vec<String> = self
-            .run(
+            .client
+            .invoke(
                 RESTORE
                     .key(self.k_conn(into))
                     .key(self.k_ctx(into))
                     .key(format!("{}:kept:{user}", self.prefix))
                     .key(format!("{}:keptfrom:{user}", self.prefix))
-                    .arg(user)
-                    .invoke_async(&mut self.conn.clone()),
+                    .arg(user),
             )
             .await?;
         match (out.first().map(String::as_str), out.get(1)) {
@@ -698,7 +613,7 @@ impl Backend for RedisBackend {
             (Some("1"), _) => Ok(Restored::Nothing),
             (Some("2"), Some(from)) => Ok(Restored::From(ConnId::parse(from)?)),
             _ => Err(Error::corrupt(
-                "redis",
+                NAME,
                 "unexpected reply of the restore script",
             )),
         }
@@ -706,11 +621,8 @@ impl Backend for RedisBackend {
 
     async fn session_conns(&self, session: &SessionId) -> Result<Vec<ConnId>> {
         let ids: Vec<String> = self
-            .run(
-                redis::cmd("SMEMBERS")
-                    .arg(self.k_session(session))
-                    .query_async(&mut self.conn.clone()),
-            )
+            .client
+            .query(redis::cmd("SMEMBERS").arg(self.k_session(session)))
             .await?;
         Ok(parse_ids(ids))
     }
@@ -748,13 +660,13 @@ impl Backend for RedisBackend {
             }
             loop {
                 let (c, found): (u64, Vec<String>) = self
-                    .run(
+                    .client
+                    .query(
                         redis::cmd("SSCAN")
                             .arg(self.k_node_conns(node))
                             .arg(at_cursor)
                             .arg("COUNT")
-                            .arg(limit)
-                            .query_async(&mut self.conn.clone()),
+                            .arg(limit),
                     )
                     .await?;
                 ids.extend(parse_ids(found));

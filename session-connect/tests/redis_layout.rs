@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use redis::AsyncCommands;
-use session_connect::{ConnMeta, Event, Hub, Target};
+use session_connect::{ConnMeta, Event, Hub, RedisBackend, Target};
+use session_core::Error;
 use tokio::sync::mpsc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,4 +111,81 @@ async fn keys_and_channels_are_as_documented() {
         .expect("zscore");
     assert_eq!(deadline, None);
     assert!(backend.clear_prefix().await.expect("cleanup") > 0);
+}
+
+#[tokio::test]
+async fn bad_prefixes_are_refused_before_connecting() {
+    // port 1: connecting would fail with Error::Backend, so InvalidInput proves no attempt
+    for bad in ["", "a{b}", "a*", "a?", "a[b]", "a\\b", "with space"] {
+        let result = RedisBackend::open("redis://127.0.0.1:1", bad).await;
+        assert!(
+            matches!(result, Err(Error::InvalidInput(_))),
+            "{bad:?}: {result:?}"
+        );
+        let result = RedisBackend::builder()
+            .prefix(bad)
+            .open("redis://127.0.0.1:1")
+            .await;
+        assert!(
+            matches!(result, Err(Error::InvalidInput(_))),
+            "{bad:?}: {result:?}"
+        );
+    }
+    assert!(matches!(
+        RedisBackend::open("not a url", "ok").await,
+        Err(Error::Backend { .. })
+    ));
+}
+
+#[tokio::test]
+async fn the_operation_timeout_bounds_opening() {
+    // a socket that accepts connections (the kernel's backlog) and never answers
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", silent.local_addr().unwrap());
+    let started = std::time::Instant::now();
+    let result = RedisBackend::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .response_timeout(Duration::from_secs(10))
+        .operation_timeout(Duration::from_millis(400))
+        .reconnect_retries(0)
+        .open(&url)
+        .await;
+    let took = started.elapsed();
+    assert!(matches!(result, Err(Error::Backend { .. })), "{result:?}");
+    assert!(
+        took >= Duration::from_millis(350) && took < Duration::from_secs(3),
+        "gave up after {took:?}, not the 400 ms operation timeout"
+    );
+    drop(silent);
+}
+
+#[tokio::test]
+async fn clear_prefix_deletes_only_its_own_keys() {
+    let prefix = common::unique_prefix();
+    let sibling = format!("{prefix}x");
+    let backend = common::open_redis(&prefix).await;
+    let other = RedisBackend::builder()
+        .prefix(&sibling)
+        .response_timeout(Duration::from_millis(500))
+        .open(&common::redis_url())
+        .await
+        .unwrap();
+    assert_eq!(other.prefix(), sibling);
+    let client = redis::Client::open(common::redis_url()).expect("url");
+    let mut r = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    for i in 0..30 {
+        let _: () = r.set(format!("{prefix}:k{i}"), i).await.unwrap();
+    }
+    let _: () = r.set(format!("{sibling}:k"), 1).await.unwrap();
+    assert_eq!(backend.clear_prefix().await.unwrap(), 30);
+    assert_eq!(backend.clear_prefix().await.unwrap(), 0);
+    let left: i64 = r.exists(format!("{sibling}:k")).await.unwrap();
+    assert_eq!(
+        left, 1,
+        "a prefix that merely starts the same is someone else's"
+    );
+    assert_eq!(other.clear_prefix().await.unwrap(), 1);
 }

@@ -47,13 +47,16 @@ impl ConnectionLike for Conn {
     }
 }
 
-/// Maps a redis-rs error: a key of ours holding another Redis type (`WRONGTYPE`, written by
-/// someone else) is a corrupt record; everything else is a backend failure.
+/// Maps a redis-rs error: a key holding another Redis type than the command expects
+/// (`WRONGTYPE`: written by someone else) is a corrupt record; everything else is a backend
+/// failure.
 pub(crate) fn backend(e: RedisError) -> Error {
     if e.code() == Some("WRONGTYPE") || e.to_string().contains("WRONGTYPE") {
         return Error::corrupt(
             NAME,
-            format!("a key of this session holds another Redis type: {e}"),
+            format!(
+                "a key holds another Redis type than expected (written by something else): {e}"
+            ),
         );
     }
     Error::backend(NAME, e)

@@ -24,11 +24,11 @@ impl RedisStore {
         let set_key = self.keys.owner_set(owner);
         let mut add = scripts::INDEX_ADD_SET.call(&[&set_key]);
         add.arg(id.as_str()).arg(ttl.as_millis());
-        let _: i64 = self.eval(&scripts::INDEX_ADD_SET, &add).await?;
+        let _: i64 = self.client.eval(&scripts::INDEX_ADD_SET, &add).await?;
         let (owner_key, data) = (self.keys.owner_of(id), self.keys.data(id));
         let mut bind = scripts::INDEX_BIND.call(&[&owner_key, &data]);
         bind.arg(owner).arg(ttl.as_millis());
-        let _: i64 = self.eval(&scripts::INDEX_BIND, &bind).await?;
+        let _: i64 = self.client.eval(&scripts::INDEX_BIND, &bind).await?;
         Ok(())
     }
 
@@ -36,9 +36,9 @@ impl RedisStore {
     /// checked with its own (concurrent) pipeline, then the dead ones are removed.
     pub(crate) async fn index_sessions_cluster(&self, owner: &str) -> Result<Vec<SessionId>> {
         let set_key = self.keys.owner_set(owner);
-        let mut conn = self.conn.clone();
         let members: Vec<String> = self
-            .run(redis::cmd("SMEMBERS").arg(&set_key).query_async(&mut conn))
+            .client
+            .query(redis::cmd("SMEMBERS").arg(&set_key))
             .await?;
         let mut checks = JoinSet::new();
         let mut dead = Vec::new();
@@ -52,7 +52,7 @@ impl RedisStore {
                 .arg(self.keys.owner_of(&id))
                 .cmd("EXISTS")
                 .arg(self.keys.data(&id));
-            let mut conn = self.conn.clone();
+            let mut conn = self.client.conn.clone();
             checks.spawn(async move {
                 let reply: RedisResult<(Option<String>, bool)> = pipe.query_async(&mut conn).await;
                 (member, id, reply)
@@ -72,18 +72,13 @@ impl RedisStore {
             }
             Ok::<_, Error>(())
         };
-        tokio::time::timeout(self.op_timeout, gather)
+        tokio::time::timeout(self.client.op_timeout, gather)
             .await
-            .map_err(|_| timed_out(self.op_timeout))??;
+            .map_err(|_| timed_out(self.client.op_timeout))??;
         if !dead.is_empty() {
-            let mut conn = self.conn.clone();
             let _: i64 = self
-                .run(
-                    redis::cmd("SREM")
-                        .arg(&set_key)
-                        .arg(&dead)
-                        .query_async(&mut conn),
-                )
+                .client
+                .query(redis::cmd("SREM").arg(&set_key).arg(&dead))
                 .await?;
         }
         Ok(live)

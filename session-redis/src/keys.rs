@@ -7,14 +7,43 @@ use session_core::driver::{Error, Result, SessionId};
 /// the glob characters of `SCAN MATCH` (they would make the scan pattern match other stores).
 const FORBIDDEN_IN_PREFIX: &[char] = &['{', '}', '*', '?', '[', ']', '\\'];
 
-/// Longest accepted prefix, in bytes.
-pub(crate) const MAX_PREFIX_LEN: usize = 128;
+/// Longest accepted key prefix, in bytes.
+pub const MAX_PREFIX_LEN: usize = 128;
 
 /// The driver-private field of a session hash that holds the session's deadline: unix
 /// milliseconds, decimal ASCII, on the writing client's clock (now + TTL), written by every script
 /// that sets the hash's expiry. It starts with byte 0xFF, which never occurs in UTF-8, so no session key (a Rust
 /// `String`) can be named like it. Every read drops it; a hash never holds it alone.
 pub(crate) const DEADLINE_FIELD: &[u8] = b"\xffdeadline";
+
+/// Checks a key prefix: 1 to [`MAX_PREFIX_LEN`] bytes, without hash-tag braces (`{}`: they
+/// would move the slot of every key), glob characters (`*?[]\`: they would widen the
+/// `SCAN MATCH` pattern `<prefix>:*` to other prefixes' keys), whitespace or control characters.
+/// [`Error::InvalidInput`] says which rule failed.
+///
+/// ```
+/// use session_redis::client::check_prefix;
+///
+/// assert!(check_prefix("myapp:sess").is_ok());
+/// assert!(check_prefix("tenant-*").is_err());
+/// ```
+pub fn check_prefix(prefix: &str) -> Result<()> {
+    if prefix.is_empty() || prefix.len() > MAX_PREFIX_LEN {
+        return Err(Error::InvalidInput(format!(
+            "redis key prefix is {} bytes, 1 to {MAX_PREFIX_LEN} allowed",
+            prefix.len()
+        )));
+    }
+    if let Some(c) = prefix
+        .chars()
+        .find(|c| FORBIDDEN_IN_PREFIX.contains(c) || c.is_whitespace() || c.is_control())
+    {
+        return Err(Error::InvalidInput(format!(
+            "redis key prefix may not contain {c:?} (no braces, glob characters or whitespace)"
+        )));
+    }
+    Ok(())
+}
 
 /// Builds the Redis key names of one store.
 #[derive(Clone, Debug)]
@@ -23,22 +52,9 @@ pub(crate) struct Keys {
 }
 
 impl Keys {
-    /// Checks `prefix` and makes the key builder.
+    /// Checks `prefix` ([`check_prefix`]) and makes the key builder.
     pub(crate) fn new(prefix: &str) -> Result<Self> {
-        if prefix.is_empty() || prefix.len() > MAX_PREFIX_LEN {
-            return Err(Error::InvalidInput(format!(
-                "redis key prefix is {} bytes, 1 to {MAX_PREFIX_LEN} allowed",
-                prefix.len()
-            )));
-        }
-        if let Some(c) = prefix
-            .chars()
-            .find(|c| FORBIDDEN_IN_PREFIX.contains(c) || c.is_whitespace() || c.is_control())
-        {
-            return Err(Error::InvalidInput(format!(
-                "redis key prefix may not contain {c:?} (no braces, glob characters or whitespace)"
-            )));
-        }
+        check_prefix(prefix)?;
         Ok(Keys {
             prefix: prefix.to_owned(),
         })

@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod builder;
+pub mod client;
 mod conn;
 mod index;
 mod keys;
@@ -10,10 +11,8 @@ mod scan;
 mod scripts;
 mod store;
 
-pub use builder::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_RECONNECT_RETRIES, DEFAULT_RESPONSE_TIMEOUT,
-    RedisStoreBuilder,
-};
+pub use builder::{DEFAULT_PREFIX, RedisStoreBuilder};
+pub use client::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RECONNECT_RETRIES, DEFAULT_RESPONSE_TIMEOUT};
 pub use store::RedisStore;
 
 /// The driver's name ([`Driver::name`](session_core::driver::Driver::name)), as errors report it.

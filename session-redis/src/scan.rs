@@ -1,43 +1,74 @@
-//! Walking the keyspace: `scan` pages (one `SCAN` on a single node; on a cluster, every master in
-//! turn with a cursor that names the master), `clear_prefix`, and the masters of a cluster from
-//! `CLUSTER NODES`.
+//! Walking the keyspace, on [`RedisClient`]: pages of keys matching a pattern (one `SCAN` on a
+//! single node; on a cluster, every master in turn with a cursor that names the master),
+//! `clear_prefix`, and the masters of a cluster from `CLUSTER NODES`. The store's `scan` and
+//! `clear_prefix` are these, on its own prefix.
 
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use session_core::driver::{Error, Result, ScanPage, SessionId};
+use session_core::driver::{Error, Result, ScanPage};
 
 use crate::NAME;
+use crate::client::RedisClient;
 use crate::conn::Conn;
+use crate::keys::check_prefix;
 use crate::store::RedisStore;
 
 /// The page size `scan` asks `SCAN` for at most, whatever the `limit` hint.
 const MAX_SCAN_COUNT: usize = 10_000;
 
+/// Keys `clear_prefix` asks `SCAN` for per step.
+const CLEAR_COUNT: usize = 1000;
+
 /// A master of a cluster: host and port.
 type Node = (String, u16);
 
 fn bad_cursor() -> Error {
-    Error::InvalidInput("not a scan cursor of this store".into())
+    Error::InvalidInput("not a scan cursor of this Redis connection".into())
 }
 
-impl RedisStore {
-    /// One page of `scan`: `limit` is clamped to 1..=[`MAX_SCAN_COUNT`] for `SCAN`'s `COUNT`.
-    pub(crate) async fn scan_page(&self, cursor: Option<&str>, limit: usize) -> Result<ScanPage> {
-        let count = limit.clamp(1, MAX_SCAN_COUNT);
+/// One page of [`RedisClient::scan_page`]: the keys found (as `SCAN` returns them: a key may
+/// appear in more than one page, and keys written during the walk may or may not appear), and
+/// the cursor of the next page, `None` when the walk is done.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyPage {
+    /// The names of the keys found, as bytes.
+    pub keys: Vec<Vec<u8>>,
+    /// Where the next page starts; `None` after the last page.
+    pub next: Option<String>,
+}
+
+impl RedisClient {
+    /// One page of the keys matching `pattern` (a `SCAN MATCH` glob), from `cursor` (`None` to
+    /// start). `count` is `SCAN`'s `COUNT` hint, clamped to 1..=10,000: a page may hold fewer
+    /// or more keys, or none while the walk goes on.
+    ///
+    /// On one server the cursor is `SCAN`'s own. On a cluster the masters (from
+    /// `CLUSTER NODES`, one more round trip per page) are walked in sorted order, each with its
+    /// own `SCAN`, and the cursor is `<host>:<port>/<cursor>`; a master that leaves mid-walk is
+    /// skipped. A cursor this client did not make is [`Error::InvalidInput`].
+    pub async fn scan_page(
+        &self,
+        pattern: &str,
+        cursor: Option<&str>,
+        count: usize,
+    ) -> Result<KeyPage> {
+        let count = count.clamp(1, MAX_SCAN_COUNT);
         match &self.conn {
-            Conn::Single(_) => self.scan_single(cursor, count).await,
-            Conn::Cluster(c) => self.scan_cluster(c.clone(), cursor, count).await,
+            Conn::Single(_) => self.scan_single(pattern, cursor, count).await,
+            Conn::Cluster(c) => self.scan_cluster(c.clone(), pattern, cursor, count).await,
         }
     }
 
-    /// Deletes every key under this store's prefix (sessions, owner keys and sets, locks) and
-    /// returns how many it deleted.
+    /// Deletes every key named `<prefix>:...` and returns how many it deleted. The prefix must
+    /// pass [`check_prefix`] (so the pattern `<prefix>:*` matches no one else's keys).
     ///
-    /// Meant for tests and for resetting an application: it walks the keyspace with `SCAN` (every
-    /// master of a cluster) and deletes in batches, so it is neither atomic nor fast on a big
-    /// database. Keys written meanwhile may survive.
-    pub async fn clear_prefix(&self) -> Result<u64> {
-        let pattern = format!("{}:*", self.keys.prefix());
+    /// Meant for tests and for resetting an application: it walks the keyspace with `SCAN`
+    /// (every master of a cluster) and deletes in batches (one `DEL` per step on one server, one
+    /// per key on a cluster, whose keys may sit in different slots), so it is neither atomic nor
+    /// fast on a big database. Keys written meanwhile may survive.
+    pub async fn clear_prefix(&self, prefix: &str) -> Result<u64> {
+        check_prefix(prefix)?;
+        let pattern = format!("{prefix}:*");
         let nodes: Vec<Option<Node>> = match &self.conn {
             Conn::Single(_) => vec![None],
             Conn::Cluster(c) => self
@@ -52,20 +83,15 @@ impl RedisStore {
             let mut cursor = 0u64;
             loop {
                 let (next, found) = self
-                    .scan_step(node.as_ref(), cursor, &pattern, 1000)
+                    .scan_step(node.as_ref(), cursor, &pattern, CLEAR_COUNT)
                     .await?;
-                let mut conn = self.conn.clone();
                 if node.is_none() && !found.is_empty() {
-                    let n: u64 = self
-                        .run(redis::cmd("DEL").arg(&found).query_async(&mut conn))
-                        .await?;
+                    let n: u64 = self.query(redis::cmd("DEL").arg(&found)).await?;
                     deleted += n;
                 } else {
                     // Cluster: keys of one node may sit in different slots; one DEL each.
                     for key in &found {
-                        let n: u64 = self
-                            .run(redis::cmd("DEL").arg(key).query_async(&mut conn))
-                            .await?;
+                        let n: u64 = self.query(redis::cmd("DEL").arg(key)).await?;
                         deleted += n;
                     }
                 }
@@ -119,30 +145,23 @@ impl RedisStore {
                 redis::from_redis_value(reply)
                     .map_err(|e| Error::backend(NAME, format!("unexpected SCAN reply: {e}")))
             }
-            _ => {
-                let mut conn = self.conn.clone();
-                self.run(cmd.query_async(&mut conn)).await
-            }
+            _ => self.query(&cmd).await,
         }
     }
 
-    fn ids_of(&self, found: &[Vec<u8>]) -> Vec<SessionId> {
-        found
-            .iter()
-            .filter_map(|k| self.keys.id_of_data_key(k))
-            .collect()
-    }
-
-    async fn scan_single(&self, cursor: Option<&str>, count: usize) -> Result<ScanPage> {
+    async fn scan_single(
+        &self,
+        pattern: &str,
+        cursor: Option<&str>,
+        count: usize,
+    ) -> Result<KeyPage> {
         let start: u64 = match cursor {
             None => 0,
             Some(text) => text.parse().map_err(|_| bad_cursor())?,
         };
-        let (next, found) = self
-            .scan_step(None, start, &self.keys.scan_pattern(), count)
-            .await?;
-        Ok(ScanPage {
-            ids: self.ids_of(&found),
+        let (next, keys) = self.scan_step(None, start, pattern, count).await?;
+        Ok(KeyPage {
+            keys,
             next: (next != 0).then(|| next.to_string()),
         })
     }
@@ -152,9 +171,10 @@ impl RedisStore {
     async fn scan_cluster(
         &self,
         mut conn: ClusterConnection,
+        pattern: &str,
         cursor: Option<&str>,
         count: usize,
-    ) -> Result<ScanPage> {
+    ) -> Result<KeyPage> {
         let masters = self.cluster_masters(&mut conn).await?;
         let (index, start) = match cursor {
             None => (0, 0u64),
@@ -174,20 +194,44 @@ impl RedisStore {
             }
         };
         let Some(node) = masters.get(index) else {
-            return Ok(ScanPage::default());
+            return Ok(KeyPage::default());
         };
-        let (next, found) = self
-            .scan_step(Some(node), start, &self.keys.scan_pattern(), count)
-            .await?;
+        let (next, keys) = self.scan_step(Some(node), start, pattern, count).await?;
         let next = if next != 0 {
             Some(format!("{}:{}/{next}", node.0, node.1))
         } else {
             masters.get(index + 1).map(|(h, p)| format!("{h}:{p}/0"))
         };
+        Ok(KeyPage { keys, next })
+    }
+}
+
+impl RedisStore {
+    /// One page of `scan`: the client's [`scan_page`](RedisClient::scan_page) over the session
+    /// hashes (`<prefix>:{*}:data`), keys turned into ids.
+    pub(crate) async fn scan_page(&self, cursor: Option<&str>, limit: usize) -> Result<ScanPage> {
+        let page = self
+            .client
+            .scan_page(&self.keys.scan_pattern(), cursor, limit)
+            .await?;
         Ok(ScanPage {
-            ids: self.ids_of(&found),
-            next,
+            ids: page
+                .keys
+                .iter()
+                .filter_map(|k| self.keys.id_of_data_key(k))
+                .collect(),
+            next: page.next,
         })
+    }
+
+    /// Deletes every key under this store's prefix (sessions, owner keys and sets, locks) and
+    /// returns how many it deleted: [`RedisClient::clear_prefix`] on the store's prefix.
+    ///
+    /// Meant for tests and for resetting an application: it walks the keyspace with `SCAN` (every
+    /// master of a cluster) and deletes in batches, so it is neither atomic nor fast on a big
+    /// database. Keys written meanwhile may survive.
+    pub async fn clear_prefix(&self) -> Result<u64> {
+        self.client.clear_prefix(self.keys.prefix()).await
     }
 }
 

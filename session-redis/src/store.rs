@@ -1,9 +1,7 @@
 //! [`RedisStore`] and its [`Driver`] implementation.
 
-use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use redis::{Cmd, ErrorKind, FromRedisValue, RedisResult, ServerErrorKind};
 use session_core::driver::{
     Capabilities, ChangeSet, Data, Driver, Expiry, Loaded, LockToken, Result, ScanPage, SessionId,
     Ttl, Value, async_trait,
@@ -11,22 +9,21 @@ use session_core::driver::{
 
 use crate::NAME;
 use crate::builder::RedisStoreBuilder;
-use crate::conn::{Conn, backend, timed_out};
+use crate::client::RedisClient;
 use crate::keys::{DEADLINE_FIELD, Keys};
 use crate::reply::{deadline_of, parse_deadline, parse_hash};
-use crate::scripts::{self, Lua};
+use crate::scripts;
 
 /// A session store on Redis: one hash per session, expired by Redis itself to the millisecond.
 ///
-/// Cloning is cheap: clones share one multiplexed connection (or one cluster connection), which
-/// reconnects by itself after the server goes away. Make one with [`RedisStore::open`],
-/// [`RedisStore::open_cluster`] or [`RedisStore::builder`]. See the crate documentation for the
-/// key layout and the round trips of each method.
+/// Cloning is cheap: clones share one [`RedisClient`]: one multiplexed connection (or one
+/// cluster connection), which reconnects by itself after the server goes away. Make one with
+/// [`RedisStore::open`], [`RedisStore::open_cluster`] or [`RedisStore::builder`]. See the crate
+/// documentation for the key layout and the round trips of each method.
 #[derive(Clone)]
 pub struct RedisStore {
-    pub(crate) conn: Conn,
+    pub(crate) client: RedisClient,
     pub(crate) keys: Keys,
-    pub(crate) op_timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -34,7 +31,7 @@ impl std::fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("prefix", &self.keys.prefix())
             .field("cluster", &self.is_cluster())
-            .field("operation_timeout", &self.op_timeout)
+            .field("operation_timeout", &self.client.operation_timeout())
             .finish_non_exhaustive()
     }
 }
@@ -62,12 +59,8 @@ impl RedisStore {
         RedisStoreBuilder::default()
     }
 
-    pub(crate) fn new(conn: Conn, keys: Keys, op_timeout: Duration) -> RedisStore {
-        RedisStore {
-            conn,
-            keys,
-            op_timeout,
-        }
+    pub(crate) fn new(client: RedisClient, keys: Keys) -> RedisStore {
+        RedisStore { client, keys }
     }
 
     /// The key prefix of this store.
@@ -77,32 +70,13 @@ impl RedisStore {
 
     /// Whether this store talks to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
-        matches!(self.conn, Conn::Cluster(_))
+        self.client.is_cluster()
     }
 
-    /// Runs one backend exchange with the operation timeout, mapping errors to `Error::Backend`.
-    pub(crate) async fn run<T>(&self, fut: impl Future<Output = RedisResult<T>>) -> Result<T> {
-        match tokio::time::timeout(self.op_timeout, fut).await {
-            Ok(result) => result.map_err(backend),
-            Err(_) => Err(timed_out(self.op_timeout)),
-        }
-    }
-
-    /// Runs `cmd`, an `EVALSHA` of `lua` made by [`Lua::call`], with the operation timeout. A
-    /// server that does not know the script (`NOSCRIPT`: the first call, or after a restart,
-    /// failover or `SCRIPT FLUSH`) gets it with `SCRIPT LOAD`, and `cmd` runs again.
-    pub(crate) async fn eval<T: FromRedisValue>(&self, lua: &Lua, cmd: &Cmd) -> Result<T> {
-        let mut conn = self.conn.clone();
-        self.run(async move {
-            match cmd.query_async(&mut conn).await {
-                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    let _: String = lua.load().query_async(&mut conn).await?;
-                    cmd.query_async(&mut conn).await
-                }
-                other => other,
-            }
-        })
-        .await
+    /// The connection this store runs on (shared by its clones), for other keys in the same
+    /// Redis: see [`client`](crate::client).
+    pub fn client(&self) -> &RedisClient {
+        &self.client
     }
 
     /// The apply script: clear, remove, set, expiry; returns whether the session exists after.
@@ -134,15 +108,15 @@ impl RedisStore {
         if let Some(ttl) = expiry.ttl() {
             inv.arg(DEADLINE_FIELD).arg(deadline_of(ttl.as_millis()));
         }
-        let exists: i64 = self.eval(&scripts::APPLY, &inv).await?;
+        let exists: i64 = self.client.eval(&scripts::APPLY, &inv).await?;
         Ok(exists == 1)
     }
 
     /// `HGETALL` of the session hash: its data and the raw value of its deadline field.
     async fn hgetall(&self, data_key: &str) -> Result<(Data, Option<Vec<u8>>)> {
-        let mut conn = self.conn.clone();
         let reply: redis::Value = self
-            .run(redis::cmd("HGETALL").arg(data_key).query_async(&mut conn))
+            .client
+            .query(redis::cmd("HGETALL").arg(data_key))
             .await?;
         parse_hash(reply)
     }
@@ -177,10 +151,7 @@ impl Driver for RedisStore {
         let expires_at = match deadline.as_deref().and_then(parse_deadline) {
             Some(at) => Some(at),
             None => {
-                let mut conn = self.conn.clone();
-                let pttl: i64 = self
-                    .run(redis::cmd("PTTL").arg(&data_key).query_async(&mut conn))
-                    .await?;
+                let pttl: i64 = self.client.query(redis::cmd("PTTL").arg(&data_key)).await?;
                 let now = SystemTime::now();
                 u64::try_from(pttl)
                     .ok()
@@ -200,13 +171,12 @@ impl Driver for RedisStore {
     }
 
     async fn remove_all(&self, id: &SessionId) -> Result<()> {
-        let mut conn = self.conn.clone();
         let _: i64 = self
-            .run(
+            .client
+            .query(
                 redis::cmd("DEL")
                     .arg(self.keys.data(id))
-                    .arg(self.keys.owner_of(id))
-                    .query_async(&mut conn),
+                    .arg(self.keys.owner_of(id)),
             )
             .await?;
         Ok(())
@@ -214,14 +184,9 @@ impl Driver for RedisStore {
 
     // Saves reading the whole hash: one `HGET` of the field.
     async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Value>> {
-        let mut conn = self.conn.clone();
         let raw: Option<Vec<u8>> = self
-            .run(
-                redis::cmd("HGET")
-                    .arg(self.keys.data(id))
-                    .arg(key)
-                    .query_async(&mut conn),
-            )
+            .client
+            .query(redis::cmd("HGET").arg(self.keys.data(id)).arg(key))
             .await?;
         Ok(raw.map(Value::from))
     }
@@ -236,8 +201,7 @@ impl Driver for RedisStore {
             .cmd("HEXISTS")
             .arg(&data_key)
             .arg(DEADLINE_FIELD);
-        let mut conn = self.conn.clone();
-        let (fields, has_deadline): (usize, usize) = self.run(pipe.query_async(&mut conn)).await?;
+        let (fields, has_deadline): (usize, usize) = self.client.query_pipeline(&pipe).await?;
         Ok(fields.saturating_sub(has_deadline))
     }
 
@@ -247,7 +211,7 @@ impl Driver for RedisStore {
         let (data, owner) = (self.keys.data(id), self.keys.owner_of(id));
         let mut inv = scripts::REMOVE.call(&[&data, &owner]);
         inv.arg(key);
-        let _: i64 = self.eval(&scripts::REMOVE, &inv).await?;
+        let _: i64 = self.client.eval(&scripts::REMOVE, &inv).await?;
         Ok(())
     }
 
@@ -268,7 +232,7 @@ impl Driver for RedisStore {
         let (data, owner) = (self.keys.data(id), self.keys.owner_of(id));
         let mut inv = scripts::TOUCH.call(&[&data, &owner]);
         inv.arg(ttl.as_millis()).arg(deadline_of(ttl.as_millis()));
-        let _: i64 = self.eval(&scripts::TOUCH, &inv).await?;
+        let _: i64 = self.client.eval(&scripts::TOUCH, &inv).await?;
         Ok(())
     }
 
@@ -280,18 +244,14 @@ impl Driver for RedisStore {
         let (owner_key, data) = (self.keys.owner_of(id), self.keys.data(id));
         let mut inv = scripts::INDEX_ADD_SINGLE.call(&[&set_key, &owner_key, &data]);
         inv.arg(owner).arg(id.as_str()).arg(ttl.as_millis());
-        let _: i64 = self.eval(&scripts::INDEX_ADD_SINGLE, &inv).await?;
+        let _: i64 = self.client.eval(&scripts::INDEX_ADD_SINGLE, &inv).await?;
         Ok(())
     }
 
     async fn index_remove(&self, id: &SessionId) -> Result<()> {
-        let mut conn = self.conn.clone();
         let _: i64 = self
-            .run(
-                redis::cmd("DEL")
-                    .arg(self.keys.owner_of(id))
-                    .query_async(&mut conn),
-            )
+            .client
+            .query(redis::cmd("DEL").arg(self.keys.owner_of(id)))
             .await?;
         Ok(())
     }
@@ -303,7 +263,10 @@ impl Driver for RedisStore {
         let set_key = self.keys.owner_set(owner);
         let mut inv = scripts::INDEX_SESSIONS_SINGLE.call(&[&set_key]);
         inv.arg(self.keys.session_base()).arg(owner);
-        let ids: Vec<String> = self.eval(&scripts::INDEX_SESSIONS_SINGLE, &inv).await?;
+        let ids: Vec<String> = self
+            .client
+            .eval(&scripts::INDEX_SESSIONS_SINGLE, &inv)
+            .await?;
         Ok(ids
             .iter()
             .filter_map(|id| SessionId::parse(id).ok())
@@ -317,23 +280,21 @@ impl Driver for RedisStore {
             .arg(self.keys.owner_of(id))
             .cmd("EXISTS")
             .arg(self.keys.data(id));
-        let mut conn = self.conn.clone();
-        let (owner, exists): (Option<String>, bool) = self.run(pipe.query_async(&mut conn)).await?;
+        let (owner, exists): (Option<String>, bool) = self.client.query_pipeline(&pipe).await?;
         Ok(owner.filter(|_| exists))
     }
 
     async fn try_lock(&self, id: &SessionId, lease: Ttl) -> Result<Option<LockToken>> {
         let token = LockToken::generate()?;
-        let mut conn = self.conn.clone();
         let reply: Option<String> = self
-            .run(
+            .client
+            .query(
                 redis::cmd("SET")
                     .arg(self.keys.lock(id))
                     .arg(token.as_str())
                     .arg("NX")
                     .arg("PX")
-                    .arg(lease.as_millis())
-                    .query_async(&mut conn),
+                    .arg(lease.as_millis()),
             )
             .await?;
         Ok(reply.map(|_| token))
@@ -343,7 +304,7 @@ impl Driver for RedisStore {
         let lock = self.keys.lock(id);
         let mut inv = scripts::UNLOCK.call(&[&lock]);
         inv.arg(token.as_str());
-        let released: i64 = self.eval(&scripts::UNLOCK, &inv).await?;
+        let released: i64 = self.client.eval(&scripts::UNLOCK, &inv).await?;
         Ok(released == 1)
     }
 

@@ -13,8 +13,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use session_core::{SessionId, Storage, Value};
+use session_core::{Error, SessionId, Storage, Value};
 use session_redis::RedisStore;
+use session_redis::client::RedisClient;
 
 use common::RedisServer;
 
@@ -147,4 +148,54 @@ async fn sessions_spread_over_every_master_and_scan_finds_them_all() {
     ids.sort();
     assert_eq!(indexed, ids);
     assert!(store.clear_prefix().await.unwrap() >= 121);
+}
+
+/// The public client on a cluster: commands routed by slot, `scan_page` and `clear_prefix` over
+/// every master, and pub/sub refused as unsupported (not silently single-node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_scans_and_clears_every_master() {
+    let urls = cluster_urls().await;
+    let client = RedisClient::builder()
+        .connect_cluster(&urls)
+        .await
+        .expect("connect to the test cluster");
+    assert!(client.is_cluster());
+    let prefix = common::unique_prefix("clusterclient");
+    let keys: Vec<String> = (0..60).map(|i| format!("{prefix}:k{i}")).collect();
+    for key in &keys {
+        let _: () = client
+            .query(redis::cmd("SET").arg(key).arg(1))
+            .await
+            .unwrap();
+    }
+    let (mut found, mut masters, mut cursor) = (Vec::new(), std::collections::HashSet::new(), None);
+    loop {
+        let page = client
+            .scan_page(&format!("{prefix}:*"), cursor.as_deref(), 5)
+            .await
+            .unwrap();
+        found.extend(page.keys.into_iter().map(|k| String::from_utf8(k).unwrap()));
+        match page.next {
+            Some(next) => {
+                masters.insert(next.split('/').next().unwrap().to_owned());
+                cursor = Some(next);
+            }
+            None => break,
+        }
+    }
+    found.sort();
+    found.dedup();
+    let mut expected = keys.clone();
+    expected.sort();
+    assert_eq!(found, expected);
+    assert_eq!(masters.len(), 3, "the walk visits every master");
+    assert!(matches!(
+        client.pubsub().await,
+        Err(Error::Unsupported { .. })
+    ));
+    assert_eq!(client.clear_prefix(&prefix).await.unwrap(), 60);
+    for key in &keys {
+        let left: Option<i64> = client.query(redis::cmd("GET").arg(key)).await.unwrap();
+        assert_eq!(left, None, "{key} survived clear_prefix");
+    }
 }

@@ -1,0 +1,113 @@
+//! [`RedisBackendBuilder`]: the key prefix and session-redis's connection options of a
+//! [`RedisBackend`].
+
+use std::time::Duration;
+
+use session_core::Result;
+use session_redis::client::{RedisClient, RedisClientBuilder, check_prefix};
+
+use crate::RedisBackend;
+
+/// The prefix of every key and channel when none is given.
+pub const DEFAULT_PREFIX: &str = "connect";
+
+/// Default time allowed for one reply of the server. The connect timeout and the reconnection
+/// retries default to session-redis's ([`session_redis::DEFAULT_CONNECT_TIMEOUT`], 1 s;
+/// [`session_redis::DEFAULT_RECONNECT_RETRIES`], 2), so a whole call is bounded by 5 s unless
+/// [`RedisBackendBuilder::operation_timeout`] says otherwise.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Options of a [`RedisBackend`]: the key and channel prefix, and session-redis's connection
+/// options (a [`RedisClientBuilder`], whose setters this builder forwards). Made by
+/// [`RedisBackend::builder`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use session_connect::RedisBackend;
+///
+/// # async fn demo() -> session_core::Result<()> {
+/// let backend = RedisBackend::builder()
+///     .prefix("myapp:conn")
+///     .connect_timeout(Duration::from_millis(500))
+///     .response_timeout(Duration::from_secs(1))
+///     .open("redis://127.0.0.1:6379")
+///     .await?;
+/// # let _ = backend; Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct RedisBackendBuilder {
+    prefix: String,
+    client: RedisClientBuilder,
+}
+
+impl Default for RedisBackendBuilder {
+    fn default() -> Self {
+        RedisBackendBuilder {
+            prefix: DEFAULT_PREFIX.to_owned(),
+            client: RedisClient::builder().response_timeout(DEFAULT_RESPONSE_TIMEOUT),
+        }
+    }
+}
+
+impl RedisBackendBuilder {
+    /// The prefix of every key and channel (default [`DEFAULT_PREFIX`]). It must pass
+    /// session-redis's [`check_prefix`]: 1 to 128 bytes, no braces, glob characters (`*?[]\`)
+    /// or whitespace, since it is part of every key and of the `SCAN` pattern of
+    /// [`RedisBackend::clear_prefix`]. Checked by [`open`](Self::open), before connecting.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Time allowed to open one connection to the server (default
+    /// [`session_redis::DEFAULT_CONNECT_TIMEOUT`]); also bounds opening each subscription
+    /// connection. See [`RedisClientBuilder::connect_timeout`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.client = self.client.connect_timeout(timeout);
+        self
+    }
+
+    /// Time allowed for one reply (default [`DEFAULT_RESPONSE_TIMEOUT`]). See
+    /// [`RedisClientBuilder::response_timeout`].
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.client = self.client.response_timeout(timeout);
+        self
+    }
+
+    /// Upper bound on one whole registry call, reconnection included, and on opening the
+    /// backend and each subscription (default: connect timeout + 2 × response timeout, 5 s with
+    /// the defaults). Past it the call fails with
+    /// [`Error::Backend`](session_core::Error::Backend). See
+    /// [`RedisClientBuilder::operation_timeout`].
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.client = self.client.operation_timeout(timeout);
+        self
+    }
+
+    /// Reconnection attempts after a lost command connection, with exponential backoff from
+    /// 100 ms, before pending calls fail (default [`session_redis::DEFAULT_RECONNECT_RETRIES`]).
+    /// The subscription reconnects on its own, for as long as its hub runs. See
+    /// [`RedisClientBuilder::reconnect_retries`].
+    pub fn reconnect_retries(mut self, retries: usize) -> Self {
+        self.client = self.client.reconnect_retries(retries);
+        self
+    }
+
+    /// Checks the prefix, then connects to the server at `url` (`redis://host:port/db`,
+    /// `redis://user:password@host`, `rediss://` for TLS with a TLS feature of redis-rs,
+    /// `redis+unix:///path`; see session-redis's documentation). Fails with
+    /// [`Error::InvalidInput`](session_core::Error::InvalidInput) for a bad prefix and
+    /// [`Error::Backend`](session_core::Error::Backend) if the URL does not parse or the server
+    /// does not answer within the operation timeout.
+    ///
+    /// One server (or a proxy) only: the registry's scripts touch keys of several users and
+    /// connections, which a Redis Cluster would spread over slots.
+    pub async fn open(self, url: &str) -> Result<RedisBackend> {
+        check_prefix(&self.prefix)?;
+        let client = self.client.connect(url).await?;
+        Ok(RedisBackend {
+            client,
+            prefix: self.prefix,
+        })
+    }
+}

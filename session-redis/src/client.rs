@@ -1,0 +1,325 @@
+//! [`RedisClient`]: the driver's connection to Redis (one server or a cluster), for other crates of
+//! the framework that keep their own keys in the same Redis, such as session-connect's registry.
+//!
+//! It is the code [`RedisStore`](crate::RedisStore) itself runs on, not a copy: the store opens
+//! a `RedisClient` with the same options ([`RedisClientBuilder`], which
+//! [`RedisStoreBuilder`](crate::RedisStoreBuilder) forwards), and its commands, scripts, scans and
+//! [`clear_prefix`](crate::RedisStore::clear_prefix) go through the methods below. What it gives:
+//!
+//! * connection set-up: URL forms, TLS, connect and response timeouts, reconnection with
+//!   backoff on one server, slot routing on a cluster ([`RedisClientBuilder::connect`],
+//!   [`RedisClientBuilder::connect_cluster`]);
+//! * every call bounded by the operation timeout, its errors mapped to the framework's
+//!   ([`RedisClient::run`], [`query`](RedisClient::query),
+//!   [`query_pipeline`](RedisClient::query_pipeline), [`invoke`](RedisClient::invoke));
+//! * the key-prefix rule ([`check_prefix`]);
+//! * walking the keyspace on one server or on every master of a cluster
+//!   ([`RedisClient::scan_page`], [`RedisClient::clear_prefix`]);
+//! * a dedicated pub/sub connection on one server ([`RedisClient::pubsub`]).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use session_redis::client::{RedisClient, check_prefix};
+//!
+//! # async fn demo() -> session_core::Result<()> {
+//! check_prefix("myapp:conn")?;
+//! let client = RedisClient::builder()
+//!     .response_timeout(Duration::from_millis(500))
+//!     .connect("redis://127.0.0.1:6379")            // or .connect_cluster([...])
+//!     .await?;
+//! let _: () = client.query(redis::cmd("SET").arg("myapp:conn:greeting").arg("hi")).await?;
+//! let found = client.scan_page("myapp:conn:*", None, 100).await?;
+//! assert!(found.keys.iter().any(|k| k == b"myapp:conn:greeting"));
+//! assert_eq!(client.clear_prefix("myapp:conn").await?, 1);
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster::ClusterClient;
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, Pipeline, RedisFuture, RedisResult, ScriptInvocation,
+    ServerErrorKind, Value,
+};
+use session_core::driver::{Error, Result};
+
+use crate::NAME;
+use crate::conn::{Conn, backend, timed_out};
+use crate::scripts::Lua;
+
+pub use crate::keys::{MAX_PREFIX_LEN, check_prefix};
+pub use crate::scan::KeyPage;
+
+/// Default time allowed to open one TCP (or TLS) connection to a server.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default time allowed for one reply from a server.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default number of reconnection attempts after a connection is lost, before the pending
+/// commands fail (the next command starts a new round of attempts).
+pub const DEFAULT_RECONNECT_RETRIES: usize = 2;
+
+/// Options of a [`RedisClient`]: timeouts and reconnection. Made by [`RedisClient::builder`];
+/// [`RedisStoreBuilder`](crate::RedisStoreBuilder) holds one and forwards its setters.
+#[derive(Clone, Debug)]
+pub struct RedisClientBuilder {
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    operation_timeout: Option<Duration>,
+    reconnect_retries: usize,
+}
+
+impl Default for RedisClientBuilder {
+    fn default() -> Self {
+        RedisClientBuilder {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            operation_timeout: None,
+            reconnect_retries: DEFAULT_RECONNECT_RETRIES,
+        }
+    }
+}
+
+impl RedisClientBuilder {
+    /// Time allowed to open one connection to a server (default [`DEFAULT_CONNECT_TIMEOUT`]).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Time allowed for one reply (default [`DEFAULT_RESPONSE_TIMEOUT`]).
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Upper bound on one whole call, reconnection and script loading included (default: connect
+    /// timeout + 2 × response timeout). A call that takes longer fails with [`Error::Backend`].
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = Some(timeout);
+        self
+    }
+
+    /// Reconnection attempts after a lost connection, with exponential backoff from 100 ms,
+    /// before pending calls fail (default [`DEFAULT_RECONNECT_RETRIES`]). Single node only; the
+    /// cluster client reconnects per node on its own.
+    pub fn reconnect_retries(mut self, retries: usize) -> Self {
+        self.reconnect_retries = retries;
+        self
+    }
+
+    /// The operation timeout this builder gives its clients: the one set with
+    /// [`operation_timeout`](Self::operation_timeout), else connect + 2 × response timeout.
+    pub fn effective_operation_timeout(&self) -> Duration {
+        self.operation_timeout
+            .unwrap_or(self.connect_timeout + self.response_timeout * 2)
+    }
+
+    /// Connects to one server (or a proxy): `redis://[user:password@]host[:port][/db]`,
+    /// `rediss://` for TLS (needs a TLS feature of redis-rs, see the crate documentation), or
+    /// `redis+unix:///path`. Fails with [`Error::Backend`] if the URL does not parse or the
+    /// server cannot be reached within the operation timeout.
+    pub async fn connect(&self, url: &str) -> Result<RedisClient> {
+        let client = redis::Client::open(url).map_err(backend)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout))
+            .set_number_of_retries(self.reconnect_retries)
+            .set_max_delay(self.connect_timeout);
+        let op_timeout = self.effective_operation_timeout();
+        let manager = tokio::time::timeout(
+            op_timeout,
+            ConnectionManager::new_with_config(client.clone(), config),
+        )
+        .await
+        .map_err(|_| timed_out(op_timeout))?
+        .map_err(backend)?;
+        Ok(RedisClient {
+            conn: Conn::Single(manager),
+            pubsub: Some(client),
+            op_timeout,
+        })
+    }
+
+    /// Connects to a Redis Cluster through any of its nodes (`redis://host:port` each, same
+    /// credentials and scheme for all). Fails with [`Error::InvalidInput`] for an empty list and
+    /// [`Error::Backend`] if no node answers.
+    pub async fn connect_cluster<I, S>(&self, urls: I) -> Result<RedisClient>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let urls: Vec<String> = urls.into_iter().map(|u| u.as_ref().to_owned()).collect();
+        if urls.is_empty() {
+            return Err(Error::InvalidInput(
+                "a cluster connection needs at least one node url".into(),
+            ));
+        }
+        let op_timeout = self.effective_operation_timeout();
+        let client = ClusterClient::builder(urls)
+            .connection_timeout(self.connect_timeout)
+            .response_timeout(self.response_timeout)
+            .overall_response_timeout(Some(op_timeout))
+            .build()
+            .map_err(backend)?;
+        let conn = tokio::time::timeout(op_timeout, client.get_async_connection())
+            .await
+            .map_err(|_| timed_out(op_timeout))?
+            .map_err(backend)?;
+        Ok(RedisClient {
+            conn: Conn::Cluster(conn),
+            pubsub: None,
+            op_timeout,
+        })
+    }
+}
+
+/// A connection to one Redis server or a Redis Cluster, with the driver's timeouts and error
+/// mapping. Made by [`RedisClient::builder`]; the one a store runs on is
+/// [`RedisStore::client`](crate::RedisStore::client).
+///
+/// Cloning is cheap: clones share one multiplexed connection (one server: a
+/// [`ConnectionManager`] that reconnects in the background) or one cluster connection (routed by
+/// slot, following `MOVED`/`ASK`). Every call is bounded by the operation timeout and fails with
+/// [`Error::Backend`] past it; a redis-rs error becomes [`Error::Backend`], except `WRONGTYPE` (a
+/// key holding another Redis type than the command expects), which is [`Error::Corrupt`].
+#[derive(Clone)]
+pub struct RedisClient {
+    pub(crate) conn: Conn,
+    /// The plain client pub/sub connections are opened from (one server only).
+    pubsub: Option<redis::Client>,
+    pub(crate) op_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisClient")
+            .field("cluster", &self.is_cluster())
+            .field("operation_timeout", &self.op_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisClient {
+    /// A builder with the default timeouts.
+    pub fn builder() -> RedisClientBuilder {
+        RedisClientBuilder::default()
+    }
+
+    /// Whether this client talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.conn, Conn::Cluster(_))
+    }
+
+    /// The bound on one whole call ([`RedisClientBuilder::operation_timeout`]).
+    pub fn operation_timeout(&self) -> Duration {
+        self.op_timeout
+    }
+
+    /// A handle on the shared connection, for redis-rs calls that take a
+    /// [`ConnectionLike`] (`query_async`, `invoke_async`, ...); pass the future to
+    /// [`run`](Self::run) to get the timeout and the error mapping.
+    pub fn connection(&self) -> Connection {
+        Connection(self.conn.clone())
+    }
+
+    /// Awaits one exchange with the operation timeout and maps its error to the framework's.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: session_redis::client::RedisClient) -> session_core::Result<()> {
+    /// let n: i64 = client
+    ///     .run(redis::cmd("DBSIZE").query_async(&mut client.connection()))
+    ///     .await?;
+    /// # let _ = n; Ok(()) }
+    /// ```
+    pub async fn run<T>(&self, fut: impl Future<Output = RedisResult<T>>) -> Result<T> {
+        match tokio::time::timeout(self.op_timeout, fut).await {
+            Ok(result) => result.map_err(backend),
+            Err(_) => Err(timed_out(self.op_timeout)),
+        }
+    }
+
+    /// Runs one command (routed by its first key on a cluster).
+    pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        let mut conn = self.conn.clone();
+        self.run(cmd.query_async(&mut conn)).await
+    }
+
+    /// Runs a pipeline (`MULTI`/`EXEC` if it is atomic) in one round trip. On a cluster every
+    /// key of the pipeline must be in one slot.
+    pub async fn query_pipeline<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T> {
+        let mut conn = self.conn.clone();
+        self.run(pipe.query_async(&mut conn)).await
+    }
+
+    /// Runs a Lua script with its keys and arguments (`EVALSHA`, loading the script when the
+    /// server does not know it). On a cluster every key must be in one slot.
+    pub async fn invoke<T: FromRedisValue>(&self, script: &ScriptInvocation<'_>) -> Result<T> {
+        let mut conn = self.conn.clone();
+        self.run(script.invoke_async(&mut conn)).await
+    }
+
+    /// Runs `cmd`, an `EVALSHA` of `lua` made by [`Lua::call`], with the operation timeout. A
+    /// server that does not know the script (`NOSCRIPT`: the first call, or after a restart,
+    /// failover or `SCRIPT FLUSH`) gets it with `SCRIPT LOAD`, and `cmd` runs again.
+    pub(crate) async fn eval<T: FromRedisValue>(&self, lua: &Lua, cmd: &Cmd) -> Result<T> {
+        let mut conn = self.conn.clone();
+        self.run(async move {
+            match cmd.query_async(&mut conn).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    let _: String = lua.load().query_async(&mut conn).await?;
+                    cmd.query_async(&mut conn).await
+                }
+                other => other,
+            }
+        })
+        .await
+    }
+
+    /// A new dedicated pub/sub connection to the server (a subscription takes a connection of
+    /// its own), opened within the operation timeout. It does not reconnect: when its message
+    /// stream ends, open another one and subscribe again.
+    ///
+    /// On a cluster this is [`Error::Unsupported`]: redis-rs delivers cluster subscriptions only
+    /// over RESP3 push messages on the cluster connection itself, which this client does not set
+    /// up yet.
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub> {
+        match &self.pubsub {
+            Some(client) => self.run(client.get_async_pubsub()).await,
+            None => Err(Error::unsupported(NAME, "pub/sub on a Redis Cluster")),
+        }
+    }
+}
+
+/// A handle on a [`RedisClient`]'s shared connection ([`RedisClient::connection`]): what redis-rs
+/// calls take as a [`ConnectionLike`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Connection(Conn);
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("cluster", &matches!(self.0, Conn::Cluster(_)))
+            .finish()
+    }
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.0.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.0.req_packed_commands(cmd, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
+    }
+}
