@@ -250,9 +250,9 @@ pub async fn open_store(spec: &StoreSpec, opts: &StoreOptions) -> Result<Opened>
         "file" => {
             let dir = spec.path(&mut guards, None)?;
             Arc::new(
-                session_file::FileStore::builder(dir)
+                session_file::FileStore::builder()
                     .sync(opts.file_sync)
-                    .open()
+                    .open(dir)
                     .await?,
             )
         }
@@ -282,7 +282,7 @@ pub async fn open_store(spec: &StoreSpec, opts: &StoreOptions) -> Result<Opened>
             let opened = session_postgres::PostgresStore::builder()
                 .schema(schema.clone())
                 .max_connections(opts.pool_size.unwrap_or(10))
-                .connect(&url)
+                .open(&url)
                 .await;
             let store = match opened {
                 Ok(store) => store,
@@ -307,7 +307,7 @@ pub async fn open_store(spec: &StoreSpec, opts: &StoreOptions) -> Result<Opened>
             let options = sqlx::mysql::MySqlConnectOptions::from_str(&url)?.database(&database);
             let opened = session_mysql::MySqlStore::builder()
                 .max_connections(opts.pool_size.unwrap_or(10))
-                .connect_with(options)
+                .open_with(options)
                 .await;
             let store = match opened {
                 Ok(store) => store,
@@ -333,7 +333,7 @@ pub async fn open_store(spec: &StoreSpec, opts: &StoreOptions) -> Result<Opened>
                     opts.pool_size
                         .map_or(session_memcached::DEFAULT_POOL_SIZE, |n| n as usize),
                 )
-                .connect(&addr)
+                .open(&addr)
                 .await
                 .map_err(|e| server_hint("memcached", &addr, e))?;
             leftovers = Leftovers::Memcached { addr, prefix };

@@ -9,17 +9,19 @@ use std::os::unix::fs::{
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use session_core::{ChangeSet, Data, Error, LockToken, Result, SessionId, Value, check};
+use session_core::driver::record::Record;
+use session_core::driver::{
+    ChangeSet, Data, Error, Expiry, LockToken, Result, SessionId, Value, check,
+};
 
+use crate::NAME;
 use crate::paths::{self, Layout};
-use crate::record::{self, Kind, Record};
-
-const BACKEND: &str = "file";
+use crate::record::{self, Kind};
 
 /// An I/O error with the path it happened on, as [`Error::Backend`].
 pub(crate) fn io_err(what: &str, path: &Path, e: io::Error) -> Error {
     Error::backend(
-        BACKEND,
+        NAME,
         io::Error::new(e.kind(), format!("{what} {}: {e}", path.display())),
     )
 }
@@ -86,16 +88,17 @@ fn read_opt(path: &Path) -> Result<Option<Vec<u8>>> {
     }
 }
 
-/// Reads only the fixed header of a file; `None` if it does not exist.
+/// Reads only the header of a file (framing and the record's deadline); `None` if it does not
+/// exist.
 fn read_header(kind: Kind, path: &Path) -> Result<Option<record::Header>> {
     let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("opening", path, e)),
     };
-    let mut buf = Vec::with_capacity(record::HEADER_LEN);
+    let mut buf = Vec::with_capacity(record::HEADER_READ_LEN);
     (&mut file)
-        .take(record::HEADER_LEN as u64)
+        .take(record::HEADER_READ_LEN as u64)
         .read_to_end(&mut buf)
         .map_err(|e| io_err("reading", path, e))?;
     record::decode_header(kind, &buf).map(Some)
@@ -383,7 +386,7 @@ impl Disk {
             }
         }
         Err(Error::backend(
-            BACKEND,
+            NAME,
             format!("owner directory {} keeps disappearing", dir.display()),
         ))
     }
@@ -414,89 +417,55 @@ impl Disk {
 
     // ----- writes ------------------------------------------------------------------------
 
-    pub(crate) fn set_map(&self, id: &SessionId, data: Data, ttl_ms: u64) -> Result<()> {
-        let txn = self.begin(id, OnCorrupt::Fail)?;
-        let deadline_ms = txn.now.saturating_add(ttl_ms);
-        if data.is_empty() {
-            // Slides the expiry of an existing session, creates nothing.
-            let Some(mut rec) = txn.live().cloned() else {
-                return Ok(());
-            };
-            rec.deadline_ms = deadline_ms;
-            return txn.commit(Some(rec));
-        }
-        let mut rec = txn.current().cloned().unwrap_or_default();
-        rec.data.extend(data);
-        rec.deadline_ms = deadline_ms;
-        txn.commit(Some(rec))
-    }
-
-    pub(crate) fn remove_key(&self, id: &SessionId, key: &str) -> Result<()> {
-        let txn = self.begin(id, OnCorrupt::Fail)?;
-        let Some(mut rec) = txn.live().cloned() else {
-            return Ok(());
+    /// Applies `changes` under the session's lock; see [`Driver::apply`] for the contract.
+    ///
+    /// [`Driver::apply`]: session_core::driver::Driver::apply
+    pub(crate) fn apply(&self, id: &SessionId, changes: ChangeSet, expiry: Expiry) -> Result<bool> {
+        // A replace of the whole session (`set_session`) needs nothing of the old record, so
+        // it overwrites a corrupt one; a merge cannot merge into unknown data.
+        let replaces = changes.clear && !changes.only_if_exists && expiry.may_create();
+        let on_corrupt = if replaces {
+            OnCorrupt::Replace
+        } else {
+            OnCorrupt::Fail
         };
-        if rec.data.remove(key).is_none() {
-            return Ok(());
-        }
-        if rec.data.is_empty() {
-            // Removing the last key removes the session, owner binding included.
-            return txn.commit(None);
-        }
-        txn.commit(Some(rec))
-    }
-
-    pub(crate) fn remove_all(&self, id: &SessionId) -> Result<()> {
-        let txn = self.begin(id, OnCorrupt::Replace)?;
-        txn.commit(None)
-    }
-
-    pub(crate) fn set_session(&self, id: &SessionId, data: Data, ttl_ms: u64) -> Result<()> {
-        let txn = self.begin(id, OnCorrupt::Replace)?;
-        if data.is_empty() {
-            return txn.commit(None);
-        }
-        let owner = txn.current().and_then(|r| r.owner.clone());
-        let rec = Record {
-            deadline_ms: txn.now.saturating_add(ttl_ms),
-            owner,
-            data,
-        };
-        txn.commit(Some(rec))
-    }
-
-    pub(crate) fn update_ttl(&self, id: &SessionId, ttl_ms: u64) -> Result<()> {
-        let txn = self.begin(id, OnCorrupt::Fail)?;
-        let Some(mut rec) = txn.live().cloned() else {
-            return Ok(());
-        };
-        rec.deadline_ms = txn.now.saturating_add(ttl_ms);
-        txn.commit(Some(rec))
-    }
-
-    pub(crate) fn apply(&self, id: &SessionId, changes: ChangeSet, ttl_ms: u64) -> Result<bool> {
-        let txn = self.begin(id, OnCorrupt::Fail)?;
+        let txn = self.begin(id, on_corrupt)?;
         let existed = txn.live().is_some();
-        if changes.only_if_exists && !existed {
+        if !existed && (changes.only_if_exists || !expiry.may_create()) {
             return Ok(false);
         }
+        // An unexpired record without keys is a binding made before the first write: the
+        // write keeps its owner.
         let mut rec = txn.current().cloned().unwrap_or_default();
+        let mut changed = changes.clear || !changes.set.is_empty();
         if changes.clear {
             rec.data.clear();
         }
         for key in &changes.remove {
-            rec.data.remove(key);
+            changed |= rec.data.remove(key).is_some();
+        }
+        if !changed && expiry == Expiry::Keep {
+            // Removing keys that are not there, keeping the deadline: nothing to write.
+            return Ok(existed);
         }
         rec.data.extend(changes.set);
         if rec.data.is_empty() {
+            // No keys left: the session goes, with its owner binding.
             if existed {
                 txn.commit(None)?;
             }
             return Ok(false);
         }
-        rec.deadline_ms = txn.now.saturating_add(ttl_ms);
+        if let Some(ttl) = expiry.ttl() {
+            rec.deadline_ms = txn.now.saturating_add(ttl.as_millis());
+        }
         txn.commit(Some(rec))?;
         Ok(true)
+    }
+
+    pub(crate) fn remove_all(&self, id: &SessionId) -> Result<()> {
+        let txn = self.begin(id, OnCorrupt::Replace)?;
+        txn.commit(None)
     }
 
     // ----- owner index -------------------------------------------------------------------

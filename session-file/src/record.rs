@@ -1,35 +1,44 @@
-//! The on-disk record format (see the README, "Record format").
+//! The file format: this driver's framing (kind, key count, length, checksum) around the
+//! shared session record ([`session_core::driver::record`]). See the README, "Record format".
 //!
 //! ```text
 //! offset size field
 //!  0     4    magic  "SESF"
-//!  4     1    format version (1)
+//!  4     1    file format version (2)
 //!  5     1    kind: 0 = session record, 1 = lease
 //!  6     2    reserved, zero
-//!  8     8    deadline, unix milliseconds, u64 little endian
-//! 16     4    number of keys, u32 LE
-//! 20     4    payload length in bytes, u32 LE
-//! 24     4    CRC-32 (IEEE) of bytes 0..24 followed by the payload, u32 LE
-//! 28     n    payload: MessagePack array [owner: nil | str, data: map str -> bin]
+//!  8     4    number of keys, u32 little endian
+//! 12     4    record length n, u32 LE
+//! 16     4    CRC-32 (IEEE) of bytes 0..16 followed by the record, u32 LE
+//! 20     n    the record: "SREC", version, deadline (u64 BE), MessagePack [owner, data]
 //! ```
 //!
-//! The file is exactly `28 + n` bytes; any other length, a wrong magic, version or kind, a
-//! checksum mismatch, a payload that does not decode or a key count that disagrees with the
+//! The file is exactly `20 + n` bytes; any other length, a wrong magic, version or kind, a
+//! checksum mismatch, a record that does not decode or a key count that disagrees with the
 //! header is [`Error::Corrupt`].
+//!
+//! Version 1 files (written before the shared codec) are still read: a 28-byte header (magic,
+//! version 1, kind, reserved, deadline u64 LE, key count, payload length, CRC-32 of bytes 0..24
+//! and the payload) followed by the record's MessagePack body alone.
 
-use std::collections::{BTreeMap, HashMap};
+use session_core::driver::record::{self, Record};
+use session_core::driver::{Error, Result};
 
-use bytes::Bytes;
-use session_core::{Data, Error, Result, Value};
+use crate::NAME;
 
 /// Magic bytes at the start of every file this driver writes.
-pub(crate) const MAGIC: [u8; 4] = *b"SESF";
-/// Current format version.
-pub(crate) const VERSION: u8 = 1;
-/// Length of the fixed header.
-pub(crate) const HEADER_LEN: usize = 28;
+const MAGIC: [u8; 4] = *b"SESF";
+/// The file format version written.
+const VERSION: u8 = 2;
+/// Length of the framing before the record.
+const FRAME_LEN: usize = 20;
+/// Version 1: the file format before the shared record codec.
+const V1: u8 = 1;
+/// Length of the version 1 header.
+const V1_HEADER_LEN: usize = 28;
 
-const BACKEND: &str = "file";
+/// Bytes [`decode_header`] needs: the framing and the record's own header (with the deadline).
+pub(crate) const HEADER_READ_LEN: usize = FRAME_LEN + record::HEADER_LEN;
 
 /// What a file holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,40 +53,16 @@ pub(crate) enum Kind {
 /// Key under which a lease file keeps its token.
 pub(crate) const LEASE_TOKEN_KEY: &str = "token";
 
-/// The fixed header, readable without the payload (purge and scan read only this).
+/// What the first bytes of a file say, readable without the rest (purge and scan read only
+/// this).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Header {
     pub(crate) deadline_ms: u64,
     pub(crate) keys: u32,
-    pub(crate) payload_len: u32,
-    pub(crate) crc: u32,
-}
-
-/// A decoded record.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Record {
-    /// Expiry deadline, unix milliseconds; the record is expired when `now >= deadline_ms`.
-    pub(crate) deadline_ms: u64,
-    /// The owner this session is bound to in the owner index.
-    pub(crate) owner: Option<String>,
-    /// The session's values.
-    pub(crate) data: Data,
-}
-
-impl Record {
-    /// Whether the record is past its deadline at `now_ms`.
-    pub(crate) fn expired(&self, now_ms: u64) -> bool {
-        now_ms >= self.deadline_ms
-    }
-
-    /// Whether this is a live session at `now_ms`: unexpired and with at least one key.
-    pub(crate) fn live(&self, now_ms: u64) -> bool {
-        !self.expired(now_ms) && !self.data.is_empty()
-    }
 }
 
 fn corrupt(reason: impl Into<String>) -> Error {
-    Error::corrupt(BACKEND, reason)
+    Error::corrupt(NAME, reason)
 }
 
 fn le_u32(b: &[u8], at: usize) -> u32 {
@@ -93,47 +78,34 @@ fn le_u64(b: &[u8], at: usize) -> u64 {
 }
 
 /// Encodes a record of `kind` into the bytes of a whole file.
-pub(crate) fn encode(kind: Kind, record: &Record) -> Result<Vec<u8>> {
-    // A sorted map makes the encoding deterministic; the clones only bump reference counts.
-    let map: BTreeMap<&str, Bytes> = record
-        .data
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.clone().into_bytes()))
-        .collect();
-    let payload = rmp_serde::to_vec(&(&record.owner, &map)).map_err(Error::Encode)?;
-    let payload_len = u32::try_from(payload.len())
-        .map_err(|_| Error::InvalidInput("a session record is limited to 4 GiB".into()))?;
-    let keys = u32::try_from(map.len())
+pub(crate) fn encode(kind: Kind, rec: &Record) -> Result<Vec<u8>> {
+    let keys = u32::try_from(rec.data.len())
         .map_err(|_| Error::InvalidInput("too many keys in one session".into()))?;
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    let mut out = Vec::with_capacity(FRAME_LEN + 64);
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
     out.push(kind as u8);
     out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&record.deadline_ms.to_le_bytes());
     out.extend_from_slice(&keys.to_le_bytes());
-    out.extend_from_slice(&payload_len.to_le_bytes());
+    out.extend_from_slice(&[0; 8]); // length and checksum, filled in below
+    rec.encode_into(&mut out)?;
+    let len = u32::try_from(out.len() - FRAME_LEN)
+        .map_err(|_| Error::InvalidInput("a session record is limited to 4 GiB".into()))?;
+    out[12..16].copy_from_slice(&len.to_le_bytes());
     let mut crc = crc32fast::Hasher::new();
-    crc.update(&out);
-    crc.update(&payload);
-    out.extend_from_slice(&crc.finalize().to_le_bytes());
-    out.extend_from_slice(&payload);
+    crc.update(&out[..16]);
+    crc.update(&out[FRAME_LEN..]);
+    out[16..20].copy_from_slice(&crc.finalize().to_le_bytes());
     Ok(out)
 }
 
-/// Decodes and checks the fixed header (not the checksum: that needs the payload).
-pub(crate) fn decode_header(kind: Kind, bytes: &[u8]) -> Result<Header> {
-    if bytes.len() < HEADER_LEN {
-        return Err(corrupt(format!(
-            "truncated header: {} of {HEADER_LEN} bytes",
-            bytes.len()
-        )));
+/// Checks magic and kind, and returns the format version.
+fn check_start(kind: Kind, bytes: &[u8]) -> Result<u8> {
+    if bytes.len() < 6 {
+        return Err(corrupt(format!("truncated header: {} bytes", bytes.len())));
     }
     if bytes[0..4] != MAGIC {
         return Err(corrupt("not a session file (bad magic bytes)"));
-    }
-    if bytes[4] != VERSION {
-        return Err(corrupt(format!("unknown format version {}", bytes[4])));
     }
     if bytes[5] != kind as u8 {
         return Err(corrupt(format!(
@@ -141,45 +113,85 @@ pub(crate) fn decode_header(kind: Kind, bytes: &[u8]) -> Result<Header> {
             bytes[5], kind as u8
         )));
     }
-    Ok(Header {
-        deadline_ms: le_u64(bytes, 8),
-        keys: le_u32(bytes, 16),
-        payload_len: le_u32(bytes, 20),
-        crc: le_u32(bytes, 24),
-    })
+    match bytes[4] {
+        v @ (VERSION | V1) => Ok(v),
+        v => Err(corrupt(format!("unknown file format version {v}"))),
+    }
 }
 
-/// Decodes a whole file, checking its length, checksum and payload.
-pub(crate) fn decode(kind: Kind, bytes: &[u8]) -> Result<Record> {
-    let header = decode_header(kind, bytes)?;
-    let expected = HEADER_LEN as u64 + u64::from(header.payload_len);
-    if bytes.len() as u64 != expected {
+/// Decodes the header: deadline and key count, without the checksum (that needs the whole
+/// file). `bytes` may be the whole file or only its first [`HEADER_READ_LEN`] bytes.
+pub(crate) fn decode_header(kind: Kind, bytes: &[u8]) -> Result<Header> {
+    let version = check_start(kind, bytes)?;
+    let needed = if version == V1 {
+        V1_HEADER_LEN
+    } else {
+        HEADER_READ_LEN
+    };
+    if bytes.len() < needed {
         return Err(corrupt(format!(
-            "record is {} bytes, its header says {expected}",
+            "truncated header: {} of {needed} bytes",
             bytes.len()
         )));
     }
-    let payload = &bytes[HEADER_LEN..];
+    Ok(if version == V1 {
+        Header {
+            deadline_ms: le_u64(bytes, 8),
+            keys: le_u32(bytes, 16),
+        }
+    } else {
+        Header {
+            deadline_ms: record::deadline(&bytes[FRAME_LEN..], NAME)?,
+            keys: le_u32(bytes, 8),
+        }
+    })
+}
+
+/// Decodes a whole file, checking its length, checksum, record and key count.
+pub(crate) fn decode(kind: Kind, bytes: &[u8]) -> Result<Record> {
+    let version = check_start(kind, bytes)?;
+    // Where the length, checksum and payload are, and how much of the header the CRC covers.
+    let (len_at, crc_at, payload_at) = if version == V1 {
+        (20, 24, V1_HEADER_LEN)
+    } else {
+        (12, 16, FRAME_LEN)
+    };
+    if bytes.len() < payload_at {
+        return Err(corrupt(format!(
+            "truncated header: {} of {payload_at} bytes",
+            bytes.len()
+        )));
+    }
+    let expected = payload_at as u64 + u64::from(le_u32(bytes, len_at));
+    if bytes.len() as u64 != expected {
+        return Err(corrupt(format!(
+            "file is {} bytes, its header says {expected}",
+            bytes.len()
+        )));
+    }
+    let payload = &bytes[payload_at..];
     let mut crc = crc32fast::Hasher::new();
-    crc.update(&bytes[..24]);
+    crc.update(&bytes[..crc_at]);
     crc.update(payload);
-    if crc.finalize() != header.crc {
+    if crc.finalize() != le_u32(bytes, crc_at) {
         return Err(corrupt("checksum mismatch"));
     }
-    let (owner, data): (Option<String>, HashMap<String, Bytes>) = rmp_serde::from_slice(payload)
-        .map_err(|e| corrupt(format!("payload does not decode: {e}")))?;
-    if data.len() as u64 != u64::from(header.keys) {
+    let (rec, keys) = if version == V1 {
+        let rec = Record::decode_body(le_u64(bytes, 8), payload, NAME)?;
+        (rec, le_u32(bytes, 16))
+    } else {
+        (Record::decode(payload, NAME)?, le_u32(bytes, 8))
+    };
+    if rec.data.len() as u64 != u64::from(keys) {
         return Err(corrupt("key count disagrees with the header"));
     }
-    Ok(Record {
-        deadline_ms: header.deadline_ms,
-        owner,
-        data: data.into_iter().map(|(k, v)| (k, Value::from(v))).collect(),
-    })
+    Ok(rec)
 }
 
 #[cfg(test)]
 mod tests {
+    use session_core::driver::{Data, Value};
+
     use super::*;
 
     fn sample() -> Record {
@@ -201,9 +213,10 @@ mod tests {
     fn round_trips() {
         let rec = sample();
         let bytes = encode(Kind::Session, &rec).expect("encode");
-        assert_eq!(&bytes[..4], b"SESF");
+        assert_eq!(&bytes[..5], b"SESF\x02");
+        assert_eq!(&bytes[FRAME_LEN..FRAME_LEN + 4], b"SREC");
         assert_eq!(decode(Kind::Session, &bytes).expect("decode"), rec);
-        let header = decode_header(Kind::Session, &bytes).expect("header");
+        let header = decode_header(Kind::Session, &bytes[..HEADER_READ_LEN]).expect("header");
         assert_eq!(header.deadline_ms, rec.deadline_ms);
         assert_eq!(header.keys, 3);
         let empty = Record::default();
@@ -221,6 +234,12 @@ mod tests {
                     Err(Error::Corrupt { .. })
                 ),
                 "truncated to {len} bytes was accepted"
+            );
+        }
+        for len in 0..HEADER_READ_LEN {
+            assert!(
+                decode_header(Kind::Session, &bytes[..len]).is_err(),
+                "{len}"
             );
         }
         let mut longer = bytes.clone();
@@ -253,5 +272,48 @@ mod tests {
             decode(Kind::Session, &bytes),
             Err(Error::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn version_1_files_decode_and_keep_their_checks() {
+        let bytes = include_bytes!("../tests/fixtures/session-v1.bin");
+        let rec = decode(Kind::Session, bytes).expect("decode");
+        assert_eq!(rec.deadline_ms, 4_102_444_800_123);
+        assert_eq!(rec.owner.as_deref(), Some("alice@example.com"));
+        assert_eq!(rec.data.len(), 6);
+        let header = decode_header(Kind::Session, &bytes[..HEADER_READ_LEN]).expect("header");
+        assert_eq!(
+            header,
+            Header {
+                deadline_ms: 4_102_444_800_123,
+                keys: 6
+            }
+        );
+        for i in 0..bytes.len() {
+            let mut bad = bytes.to_vec();
+            bad[i] ^= 0x10;
+            assert!(decode(Kind::Session, &bad).is_err(), "byte {i}");
+        }
+        for len in 0..bytes.len() {
+            assert!(decode(Kind::Session, &bytes[..len]).is_err(), "{len}");
+        }
+        let lease = include_bytes!("../tests/fixtures/lease-v1.bin");
+        let rec = decode(Kind::Lease, lease).expect("decode");
+        assert_eq!(
+            rec.data.get(LEASE_TOKEN_KEY).map(Value::as_bytes),
+            Some(&b"tok-en_0123456789"[..])
+        );
+        assert!(decode(Kind::Session, lease).is_err());
+    }
+
+    #[test]
+    fn unknown_versions_are_corrupt() {
+        let mut bytes = encode(Kind::Session, &sample()).expect("encode");
+        bytes[4] = 3;
+        assert!(matches!(
+            decode(Kind::Session, &bytes),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(decode_header(Kind::Session, &bytes).is_err());
     }
 }

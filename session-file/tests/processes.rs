@@ -301,9 +301,9 @@ fn sigkill_mid_write_leaves_a_whole_record() {
     );
     // The next purge removes what crashed writers left behind (here: at once).
     rt.block_on(async {
-        let store = FileStore::builder(tmp.path())
+        let store = FileStore::builder()
             .stale_temp_after(Duration::ZERO)
-            .open()
+            .open(tmp.path())
             .await
             .expect("open");
         store.purge_expired().await.expect("purge");

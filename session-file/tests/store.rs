@@ -213,9 +213,9 @@ async fn purge_removes_exactly_the_expired_sessions() {
 #[tokio::test]
 async fn purge_deletes_stale_temp_files_only() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let store = FileStore::builder(tmp.path())
+    let store = FileStore::builder()
         .stale_temp_after(Duration::from_secs(1))
-        .open()
+        .open(tmp.path())
         .await
         .expect("open");
     let stale = tmp.path().join(".tmp-crashedwriter");
@@ -237,9 +237,9 @@ async fn purge_deletes_stale_temp_files_only() {
 #[tokio::test]
 async fn background_purge_runs_and_stops_with_the_store() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let store = FileStore::builder(tmp.path())
+    let store = FileStore::builder()
         .purge_interval(Duration::from_millis(30))
-        .open()
+        .open(tmp.path())
         .await
         .expect("open");
     let a = id();
@@ -568,9 +568,9 @@ async fn bad_input_is_rejected_before_touching_disk() {
 #[tokio::test]
 async fn writers_wait_for_the_advisory_lock_and_can_time_out() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let store = FileStore::builder(tmp.path())
+    let store = FileStore::builder()
         .lock_timeout(Duration::from_millis(100))
-        .open()
+        .open(tmp.path())
         .await
         .expect("open");
     let sid = id();
@@ -615,4 +615,35 @@ async fn writers_wait_for_the_advisory_lock_and_can_time_out() {
             .map(|v| v.decode::<u32>().expect("u32")),
         Some(3)
     );
+}
+
+#[tokio::test]
+async fn remove_rewrites_only_what_it_changes_and_keeps_the_deadline() {
+    use std::os::unix::fs::MetadataExt as _;
+    let store = FileStore::temporary().await.expect("open");
+    let sid = id();
+    let inode = |p: &Path| fs::metadata(p).expect("metadata").ino();
+    // Nothing to remove from a missing session: no file is made.
+    store.remove(&sid, "k").await.expect("remove");
+    assert!(tree(store.dir()).iter().all(|f| !f.starts_with("sess_")));
+
+    store.set(&sid, "a", val(1), HOUR).await.expect("set");
+    store.set(&sid, "b", val(2), HOUR).await.expect("set");
+    let path = store.dir().join(format!("sess_{sid}"));
+    let deadline = store
+        .load(&sid)
+        .await
+        .expect("load")
+        .expect("live")
+        .expires_at;
+    let before = inode(&path);
+    // An absent key: the file is not rewritten (every write renames a new file into place).
+    store.remove(&sid, "absent").await.expect("remove");
+    assert_eq!(inode(&path), before);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    store.remove(&sid, "a").await.expect("remove");
+    assert_ne!(inode(&path), before);
+    let loaded = store.load(&sid).await.expect("load").expect("live");
+    assert_eq!(loaded.expires_at, deadline, "remove keeps the deadline");
+    assert_eq!(loaded.data.len(), 1);
 }

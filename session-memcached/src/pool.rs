@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use async_memcached::{Client, Error as McError, ErrorKind, MetaProtocol, Status};
 use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult};
-use session_core::{Error, Result};
+use session_core::driver::{Error, Result};
 
-use crate::BACKEND;
+use crate::NAME;
 
 /// Makes and recycles connections. A connection an incomplete operation closed (a timeout, an
 /// I/O error, a reply that could not be parsed) is dropped, never reused.
@@ -74,7 +74,7 @@ impl Conn {
         })
         .max_size(size)
         .build()
-        .map_err(|e| Error::backend(BACKEND, format!("building the connection pool: {e}")))?;
+        .map_err(|e| Error::backend(NAME, format!("building the connection pool: {e}")))?;
         Ok(Conn {
             pool,
             addr: addr.to_owned(),
@@ -129,11 +129,11 @@ impl Conn {
         let work = async {
             let conn = self.pool.get().await.map_err(|e| match e {
                 PoolError::Backend(e) => Error::backend(
-                    BACKEND,
+                    NAME,
                     format!("cannot connect to memcached at {}: {e}", self.addr),
                 ),
                 other => Error::backend(
-                    BACKEND,
+                    NAME,
                     format!("no connection to memcached at {}: {other}", self.addr),
                 ),
             })?;
@@ -142,7 +142,7 @@ impl Conn {
         match tokio::time::timeout(self.timeout, work).await {
             Ok(result) => result,
             Err(_) => Err(Error::backend(
-                BACKEND,
+                NAME,
                 format!(
                     "`{what}` on memcached at {} did not answer within {:?}",
                     self.addr, self.timeout
@@ -161,10 +161,7 @@ impl Conn {
                  item size limit (memcached -I, e.g. -I 8m) or store less in the session"
             ));
         }
-        Error::backend(
-            BACKEND,
-            format!("`{what}` on memcached at {}: {e}", self.addr),
-        )
+        Error::backend(NAME, format!("`{what}` on memcached at {}: {e}", self.addr))
     }
 
     /// The server's version (`version`).

@@ -130,7 +130,7 @@ async fn concurrent_writers_on_two_pools_retry_and_lose_nothing() {
     let b = MemcachedStore::builder()
         .prefix(a.prefix())
         .pool_size(8)
-        .connect(&common::memcached_addr())
+        .open(&common::memcached_addr())
         .await
         .expect("second store");
     const PER_STORE: usize = 40;
@@ -193,7 +193,7 @@ async fn cas_gives_up_with_a_backend_error_when_it_always_loses() {
     let one_try = MemcachedStore::builder()
         .prefix(store.prefix())
         .cas_attempts(1)
-        .connect(&common::memcached_addr())
+        .open(&common::memcached_addr())
         .await
         .expect("store");
     let id = new_id();
@@ -362,7 +362,7 @@ async fn bad_prefix_is_invalid_input() {
     for bad in ["has space", "ctl\u{1}", &"p".repeat(65)] {
         let result = MemcachedStore::builder()
             .prefix(bad)
-            .connect(&common::memcached_addr())
+            .open(&common::memcached_addr())
             .await;
         assert!(
             matches!(result, Err(Error::InvalidInput(_))),
@@ -375,7 +375,7 @@ async fn bad_prefix_is_invalid_input() {
 async fn server_down_is_a_quick_backend_error() {
     let addr = format!("127.0.0.1:{}", common::free_port());
     let started = Instant::now();
-    match MemcachedStore::connect(&addr).await {
+    match MemcachedStore::open(&addr).await {
         Err(Error::Backend { backend, source }) => {
             assert_eq!(backend, "memcached");
             assert!(source.to_string().contains(&addr), "{source}");
@@ -392,7 +392,7 @@ async fn server_down_is_a_quick_backend_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_that_dies_fails_fast_and_is_used_again_when_back() {
     let mut server = Private::start();
-    let store = MemcachedStore::connect(&server.addr())
+    let store = MemcachedStore::open(&server.addr())
         .await
         .expect("connect to the private server");
     let id = new_id();
@@ -429,7 +429,7 @@ async fn hung_server_times_out_then_recovers() {
     let server = Private::start();
     let store = MemcachedStore::builder()
         .timeout(Duration::from_millis(500))
-        .connect(&server.addr())
+        .open(&server.addr())
         .await
         .expect("connect to the private server");
     let id = new_id();

@@ -29,12 +29,9 @@ async fn temp_store() -> SledStore {
         .expect("open temporary sled db")
 }
 
-/// The record body as the README documents it.
+/// The record body as the README documents it: MessagePack `[owner, data]`.
 #[derive(serde::Deserialize)]
-struct Body {
-    owner: Option<String>,
-    data: HashMap<String, Bytes>,
-}
+struct Body(Option<String>, HashMap<String, Bytes>);
 
 /// Checks, from the documented on-disk layout, the index invariants of the README: every record
 /// (session or pending binding) has an expiry entry at or before its deadline (so purge finds it
@@ -47,14 +44,14 @@ fn check_indexes(store: &SledStore) -> (usize, usize) {
     let mut records = HashMap::new();
     for entry in tree("sessions").iter() {
         let (k, v) = entry.expect("read sessions");
-        assert_eq!(v[0], 1, "format version");
-        let deadline = u64::from_be_bytes(v[1..9].try_into().expect("8 bytes"));
-        let body: Body = rmp_serde::from_slice(&v[9..]).expect("documented body");
+        assert_eq!(&v[..5], b"SREC\x01", "magic and format version");
+        let deadline = u64::from_be_bytes(v[5..13].try_into().expect("8 bytes"));
+        let Body(owner, data) = rmp_serde::from_slice(&v[13..]).expect("documented body");
         assert!(
-            !body.data.is_empty() || body.owner.is_some(),
+            !data.is_empty() || owner.is_some(),
             "a record without keys is a pending binding, so it has an owner"
         );
-        records.insert(k.to_vec(), (deadline, body.owner));
+        records.insert(k.to_vec(), (deadline, owner));
     }
     let mut indexed = HashSet::new();
     for entry in tree("expiry").iter() {
@@ -506,6 +503,9 @@ async fn corrupt_records_are_errors_not_panics() {
         &b"\x01\x00"[..],
         &b"\x07garbage-with-future-version"[..],
         &b"\x01\xff\xff\xff\xff\xff\xff\xff\xff\xc1"[..],
+        &b"SREC\x01\x00"[..],
+        &b"SREC\x09\xff\xff\xff\xff\xff\xff\xff\xff\x92\xc0\x80"[..],
+        &b"SREC\x01\xff\xff\xff\xff\xff\xff\xff\xff\x92\xc0\x80trailing"[..],
     ] {
         sessions.insert(id.as_str(), garbage).expect("insert");
         assert!(matches!(

@@ -36,7 +36,7 @@ pub async fn open_shared(kind: &str) -> MemcachedStore {
     let addr = memcached_addr();
     match MemcachedStore::builder()
         .prefix(unique_prefix(kind))
-        .connect(&addr)
+        .open(&addr)
         .await
     {
         Ok(store) => store,

@@ -1,20 +1,16 @@
 //! What one memcached item holds, and the exptime memcached is given for it.
 //!
-//! A session item is `b"SM\x01"`, the deadline (unix milliseconds, big-endian `u64`), then the
-//! session's keys as one MessagePack map from string to binary. A lock item is `b"SL\x01"`, the
-//! lease deadline the same way, then the lock token (ASCII).
+//! A session item is the shared session record ([`session_core::driver::record`]: `SREC`,
+//! version, the deadline as unix milliseconds (big-endian `u64`), then MessagePack
+//! `[owner, data]`, the owner always nil: this driver keeps no owner index). Items written
+//! before the shared codec (`b"SM\x01"`, the deadline, a MessagePack map) still read. A lock item
+//! is `b"SL\x01"`, the lease deadline the same way, then the lock token (ASCII).
 
-use std::collections::HashMap;
+use session_core::driver::{Error, Result};
 
-use bytes::Bytes;
-use serde::ser::{Serialize, Serializer};
-use session_core::{Data, Error, Result, Value};
+use crate::NAME;
 
-use crate::BACKEND;
-
-/// First bytes of a session item: a tag and the layout version.
-const SESSION_MAGIC: &[u8; 3] = b"SM\x01";
-/// First bytes of a lock item.
+/// First bytes of a lock item: a tag and the layout version.
 const LOCK_MAGIC: &[u8; 3] = b"SL\x01";
 /// Magic plus the 8-byte deadline.
 const HEADER_LEN: usize = 3 + 8;
@@ -22,23 +18,6 @@ const HEADER_LEN: usize = 3 + 8;
 /// memcached reads an exptime above this many seconds (30 days) as a unix timestamp, and one at or
 /// below it as seconds from now.
 pub const RELATIVE_EXPTIME_MAX: u64 = 30 * 24 * 3600;
-
-/// A decoded session item.
-#[derive(Debug)]
-pub(crate) struct Record {
-    /// When the session expires, in unix milliseconds.
-    pub deadline_ms: u64,
-    /// Every key of the session.
-    pub data: Data,
-}
-
-impl Record {
-    /// Whether the session is still live at `now_ms` (the deadline is exclusive: at the deadline
-    /// the session is gone).
-    pub fn live(&self, now_ms: u64) -> bool {
-        self.deadline_ms > now_ms && !self.data.is_empty()
-    }
-}
 
 /// The memcached exptime for an item whose own deadline is `deadline_ms`, written at `now_ms`.
 ///
@@ -59,39 +38,11 @@ pub fn exptime(deadline_ms: u64, now_ms: u64) -> u64 {
     }
 }
 
-/// One value as MessagePack binary (not an array of integers).
-struct Bin<'a>(&'a [u8]);
-
-impl Serialize for Bin<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(self.0)
-    }
-}
-
-/// The session's map, serialized without copying the values.
-struct Entries<'a>(&'a Data);
-
-impl Serialize for Entries<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|(k, v)| (k.as_str(), Bin(v.as_bytes()))))
-    }
-}
-
-/// Encodes a session item.
-pub(crate) fn encode_session(deadline_ms: u64, data: &Data) -> Result<Vec<u8>> {
-    let payload: usize = data.iter().map(|(k, v)| k.len() + v.len() + 10).sum();
-    let mut out = Vec::with_capacity(HEADER_LEN + 5 + payload);
-    out.extend_from_slice(SESSION_MAGIC);
-    out.extend_from_slice(&deadline_ms.to_be_bytes());
-    rmp_serde::encode::write(&mut out, &Entries(data)).map_err(Error::Encode)?;
-    Ok(out)
-}
-
 /// Splits an item into its deadline and the rest, checking the magic.
 fn header<'a>(bytes: &'a [u8], magic: &[u8; 3], what: &str) -> Result<(u64, &'a [u8])> {
     if bytes.len() < HEADER_LEN || &bytes[..3] != magic {
         return Err(Error::corrupt(
-            BACKEND,
+            NAME,
             format!(
                 "the item is not a {what} written by this driver ({} bytes, unknown header)",
                 bytes.len()
@@ -101,19 +52,6 @@ fn header<'a>(bytes: &'a [u8], magic: &[u8; 3], what: &str) -> Result<(u64, &'a 
     let mut deadline = [0u8; 8];
     deadline.copy_from_slice(&bytes[3..HEADER_LEN]);
     Ok((u64::from_be_bytes(deadline), &bytes[HEADER_LEN..]))
-}
-
-/// Decodes a session item.
-pub(crate) fn decode_session(bytes: &[u8]) -> Result<Record> {
-    let (deadline_ms, body) = header(bytes, SESSION_MAGIC, "session")?;
-    let map: HashMap<String, Bytes> = rmp_serde::from_slice(body).map_err(|e| {
-        Error::corrupt(
-            BACKEND,
-            format!("the session map is not valid MessagePack: {e}"),
-        )
-    })?;
-    let data = map.into_iter().map(|(k, v)| (k, Value::from(v))).collect();
-    Ok(Record { deadline_ms, data })
 }
 
 /// Encodes a lock item.
@@ -132,6 +70,9 @@ pub(crate) fn decode_lock(bytes: &[u8]) -> Result<(u64, &[u8])> {
 
 #[cfg(test)]
 mod tests {
+    use session_core::driver::record::Record;
+    use session_core::driver::{Data, Value};
+
     use super::*;
 
     const DAY: u64 = 24 * 3600;
@@ -182,8 +123,8 @@ mod tests {
         data.insert(String::new(), Value::from(vec![0u8, 1, 2, 255]));
         data.insert("ключ".into(), Value::from(vec![0xc1; 3]));
         data.insert("big".into(), Value::from(vec![7u8; 70_000]));
-        let bytes = encode_session(42, &data).expect("encode");
-        let rec = decode_session(&bytes).expect("decode");
+        let bytes = Record::new(42, data.clone()).encode().expect("encode");
+        let rec = Record::decode(&bytes, NAME).expect("decode");
         assert_eq!(rec.deadline_ms, 42);
         assert_eq!(rec.data, data);
         assert!(rec.live(41));
@@ -200,14 +141,19 @@ mod tests {
             b"SM\x02\0\0\0\0\0\0\0\0\x80",
             b"hello world, not a session",
             b"SM\x01\0\0\0\0\0\0\0\x01\xc1",
+            b"SREC\x01\0\0\0\0\0\0\0\x01\x92\xc0\x80\x00",
         ] {
             assert!(
-                matches!(decode_session(bad), Err(Error::Corrupt { .. })),
+                matches!(Record::decode(bad, NAME), Err(Error::Corrupt { .. })),
                 "{bad:?}"
             );
         }
         assert!(matches!(
             decode_lock(b"SM\x01\0\0\0\0\0\0\0\x01tok"),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode_lock(b"SREC\x01\0\0\0\0\0\0\0\x01"),
             Err(Error::Corrupt { .. })
         ));
     }
