@@ -1,88 +1,55 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
-mod options;
+mod dialect;
 mod schema;
-mod store;
 
-pub use options::MySqlOptions;
+pub use dialect::MySqlDialect;
 pub use schema::SCHEMA_VERSION;
-pub use store::MySqlStore;
+pub use session_sql::MAX_TABLE_NAME_LEN;
 
 /// Re-export of the sqlx types this crate's API uses ([`MySqlPool`](sqlx::MySqlPool),
 /// [`MySqlConnectOptions`](sqlx::mysql::MySqlConnectOptions)), so callers need no direct sqlx
 /// dependency of a matching version.
 pub use sqlx;
 
-use session_core::Error;
+/// The driver's name: [`Storage::name`](session_core::Storage::name) and the backend of its
+/// errors ([`Error::Backend`](session_core::Error::Backend),
+/// [`Error::Corrupt`](session_core::Error::Corrupt)).
+pub const NAME: &str = "mysql";
 
-/// The backend name used in errors ([`Error::Backend`], [`Error::Corrupt`]).
-pub(crate) const BACKEND: &str = "mysql";
+/// A session store in MySQL or MariaDB (InnoDB) tables, shared by any number of tasks,
+/// processes and machines: `session-sql`'s store in the [MySQL dialect](MySqlDialect).
+///
+/// Holds an sqlx connection pool whose connections run at `READ COMMITTED`; cloning is cheap and
+/// shares the pool. Every read is one statement (one consistent snapshot); every write that
+/// reads before it writes runs in one transaction that first locks the session's row.
+///
+/// [`MySqlStore::open(url)`](session_sql::SqlStore::open) opens it with the defaults,
+/// [`MySqlStore::builder()`](session_sql::SqlStore::builder) gives a [`MySqlStoreBuilder`].
+/// Besides the [`Storage`](session_core::Storage) methods: [`pool`](session_sql::SqlStore::pool),
+/// [`table`](session_sql::SqlStore::table), [`schema`](session_sql::SqlStore::schema),
+/// [`schema_version`](session_sql::SqlStore::schema_version) and
+/// [`close`](session_sql::SqlStore::close).
+pub type MySqlStore = session_sql::SqlStore<MySqlDialect>;
 
-/// Longest table base name: the driver appends suffixes of up to 15 characters
-/// (`_schema_version`, `_values_session`, ...) and MySQL identifiers end at 64 characters.
-pub const MAX_TABLE_NAME_LEN: usize = 40;
-
-/// Checks a name that will be put into SQL as an identifier: `[A-Za-z_][A-Za-z0-9_]*`, 1 to
-/// `max` characters. Nothing else is ever interpolated into a statement.
-pub(crate) fn check_ident(what: &str, name: &str, max: usize) -> session_core::Result<()> {
-    let mut chars = name.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    if !first_ok || name.len() > max || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(Error::InvalidInput(format!(
-            "{what} must match [A-Za-z_][A-Za-z0-9_]* and be 1 to {max} characters long"
-        )));
-    }
-    Ok(())
-}
-
-/// Maps an sqlx error: undecodable stored data is [`Error::Corrupt`], a pool that found no
-/// connection in time gets a clear word, everything else is [`Error::Backend`].
-pub(crate) fn db_error(e: sqlx::Error) -> Error {
-    match e {
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
-            Error::corrupt(BACKEND, format!("unreadable stored row: {e}"))
-        }
-        sqlx::Error::PoolTimedOut => Error::backend(
-            BACKEND,
-            "no database connection became available within the acquire timeout \
-             (is the MySQL/MariaDB server down or unreachable, or the pool too small?)",
-        ),
-        sqlx::Error::PoolClosed => Error::backend(BACKEND, "the store was closed"),
-        e => Error::backend(BACKEND, e),
-    }
-}
-
-/// Whether an error is a deadlock (1213) or serialization failure (SQLSTATE 40001) worth
-/// retrying the transaction for.
-pub(crate) fn is_retryable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(db) => {
-            let code = db.code();
-            matches!(code.as_deref(), Some("40001"))
-                || db
-                    .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-                    .is_some_and(|e| e.number() == 1213)
-        }
-        _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_ident;
-
-    #[test]
-    fn identifiers_are_checked() {
-        assert!(check_ident("table", "sessions", 40).is_ok());
-        assert!(check_ident("table", "_Sessions_2", 40).is_ok());
-        assert!(check_ident("table", "", 40).is_err());
-        assert!(check_ident("table", "2sessions", 40).is_err());
-        assert!(check_ident("table", "sessions`; DROP TABLE x", 40).is_err());
-        assert!(check_ident("table", "séssions", 40).is_err());
-        assert!(check_ident("table", &"a".repeat(41), 40).is_err());
-        assert!(check_ident("table", &"a".repeat(40), 40).is_ok());
-    }
-}
+/// Builder for a [`MySqlStore`]: table name (and schema, which in MySQL is a database), pool
+/// size and timeouts. Made by [`MySqlStore::builder()`](session_sql::SqlStore::builder); see
+/// [`SqlStoreBuilder`](session_sql::SqlStoreBuilder) for every option.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use session_mysql::MySqlStore;
+///
+/// # async fn demo() -> session_core::Result<()> {
+/// let store = MySqlStore::builder()
+///     .table("web_sessions")              // default "sessions"
+///     .max_connections(20)
+///     .acquire_timeout(Duration::from_secs(3))
+///     .open("mysql://app:secret@db.internal:3306/app")
+///     .await?;
+/// # let _ = store; Ok(()) }
+/// ```
+///
+/// `open_with(MySqlConnectOptions)` opens with explicit sqlx connect options instead of a URL.
+pub type MySqlStoreBuilder = session_sql::SqlStoreBuilder<MySqlDialect>;

@@ -3,6 +3,6 @@
 
 mod common;
 
-use common::{new_store, teardown};
+use common::Suite;
 
-session_conformance::suite!(new_store, teardown);
+session_conformance::suite!(Suite::new_store, Suite::teardown);
