@@ -14,22 +14,25 @@ pub const DEFAULT_PREFIX: &str = "connect";
 /// Default time allowed for one reply of the server. The connect timeout and the reconnection
 /// retries default to session-redis's ([`session_redis::DEFAULT_CONNECT_TIMEOUT`], 1 s;
 /// [`session_redis::DEFAULT_RECONNECT_RETRIES`], 2), so a whole call is bounded by 5 s unless
-/// [`RedisBackendBuilder::operation_timeout`] says otherwise.
+/// the [`RedisBackendBuilder::client`] options say otherwise.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Options of a [`RedisBackend`]: the key and channel prefix, and session-redis's connection
-/// options (a [`RedisClientBuilder`], whose setters this builder forwards). Made by
-/// [`RedisBackend::builder`].
+/// options (a [`RedisClientBuilder`]). Made by [`RedisBackend::builder`].
 ///
 /// ```no_run
 /// use std::time::Duration;
 /// use session_connect::RedisBackend;
+/// use session_redis::client::RedisClient;
 ///
 /// # async fn demo() -> session_core::Result<()> {
 /// let backend = RedisBackend::builder()
 ///     .prefix("myapp:conn")
-///     .connect_timeout(Duration::from_millis(500))
-///     .response_timeout(Duration::from_secs(1))
+///     .client(
+///         RedisClient::builder()
+///             .connect_timeout(Duration::from_millis(500))
+///             .response_timeout(Duration::from_secs(1)),
+///     )
 ///     .open("redis://127.0.0.1:6379")
 ///     .await?;
 /// # let _ = backend; Ok(()) }
@@ -59,37 +62,13 @@ impl RedisBackendBuilder {
         self
     }
 
-    /// Time allowed to open one connection to the server (default
-    /// [`session_redis::DEFAULT_CONNECT_TIMEOUT`]); also bounds opening each subscription
-    /// connection. See [`RedisClientBuilder::connect_timeout`].
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.client = self.client.connect_timeout(timeout);
-        self
-    }
-
-    /// Time allowed for one reply (default [`DEFAULT_RESPONSE_TIMEOUT`]). See
-    /// [`RedisClientBuilder::response_timeout`].
-    pub fn response_timeout(mut self, timeout: Duration) -> Self {
-        self.client = self.client.response_timeout(timeout);
-        self
-    }
-
-    /// Upper bound on one whole registry call, reconnection included, and on opening the
-    /// backend and each subscription (default: connect timeout + 2 × response timeout, 5 s with
-    /// the defaults). Past it the call fails with
-    /// [`Error::Backend`](session_core::Error::Backend). See
-    /// [`RedisClientBuilder::operation_timeout`].
-    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
-        self.client = self.client.operation_timeout(timeout);
-        self
-    }
-
-    /// Reconnection attempts after a lost command connection, with exponential backoff from
-    /// 100 ms, before pending calls fail (default [`session_redis::DEFAULT_RECONNECT_RETRIES`]).
-    /// The subscription reconnects on its own, for as long as its hub runs. See
-    /// [`RedisClientBuilder::reconnect_retries`].
-    pub fn reconnect_retries(mut self, retries: usize) -> Self {
-        self.client = self.client.reconnect_retries(retries);
+    /// The connection options: timeouts and reconnection, as session-redis's
+    /// [`RedisClientBuilder`] takes them (connect timeout, response timeout, operation timeout,
+    /// reconnect retries). Replaces the defaults (session-redis's, with a response timeout of
+    /// [`DEFAULT_RESPONSE_TIMEOUT`]). The operation timeout also bounds opening the backend and
+    /// each subscription; the connect timeout, opening each subscription connection.
+    pub fn client(mut self, client: RedisClientBuilder) -> Self {
+        self.client = client;
         self
     }
 

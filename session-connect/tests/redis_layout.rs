@@ -144,10 +144,13 @@ async fn the_operation_timeout_bounds_opening() {
     let url = format!("redis://{}", silent.local_addr().unwrap());
     let started = std::time::Instant::now();
     let result = RedisBackend::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .response_timeout(Duration::from_secs(10))
-        .operation_timeout(Duration::from_millis(400))
-        .reconnect_retries(0)
+        .client(
+            session_redis::client::RedisClient::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .response_timeout(Duration::from_secs(10))
+                .operation_timeout(Duration::from_millis(400))
+                .reconnect_retries(0),
+        )
         .open(&url)
         .await;
     let took = started.elapsed();
@@ -166,7 +169,10 @@ async fn clear_prefix_deletes_only_its_own_keys() {
     let backend = common::open_redis(&prefix).await;
     let other = RedisBackend::builder()
         .prefix(&sibling)
-        .response_timeout(Duration::from_millis(500))
+        .client(
+            session_redis::client::RedisClient::builder()
+                .response_timeout(Duration::from_millis(500)),
+        )
         .open(&common::redis_url())
         .await
         .unwrap();

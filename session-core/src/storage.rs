@@ -34,6 +34,20 @@ pub struct Capabilities {
     pub native_expiry: bool,
 }
 
+impl Capabilities {
+    /// Every optional capability (deadlines, owner index, lock, purge, scan), for a backend that
+    /// does not delete expired sessions by itself. A driver with native expiry writes
+    /// `Capabilities { native_expiry: true, ..Capabilities::ALL }`.
+    pub const ALL: Capabilities = Capabilities {
+        load_with_deadline: true,
+        owner_index: true,
+        lock: true,
+        purge: true,
+        scan: true,
+        native_expiry: false,
+    };
+}
+
 /// A set of changes to one session, applied with [`Storage::apply`].
 ///
 /// Order: `clear` (drop every stored key), then `remove`, then `set`. A key both removed and set

@@ -96,14 +96,7 @@ impl Driver for FileStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            load_with_deadline: true,
-            owner_index: true,
-            lock: true,
-            purge: true,
-            scan: true,
-            native_expiry: false,
-        }
+        Capabilities::ALL
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {

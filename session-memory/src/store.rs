@@ -195,12 +195,8 @@ impl Driver for MemoryStore {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            load_with_deadline: true,
-            owner_index: true,
-            lock: true,
-            purge: true,
-            scan: true,
             native_expiry: true,
+            ..Capabilities::ALL
         }
     }
 
