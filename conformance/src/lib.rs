@@ -8,9 +8,11 @@ use std::time::Duration;
 use session_core::Storage;
 
 pub mod cases;
+mod core_only;
 mod fixture;
 mod support;
 
+pub use core_only::CoreOnly;
 pub use fixture::Fixture;
 
 /// A boxed, sendable future returned by a type-erased case.

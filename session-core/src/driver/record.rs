@@ -56,8 +56,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::ser::{Serialize, Serializer};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
 use crate::check;
 use crate::error::{Error, Result};
@@ -138,7 +137,7 @@ impl Record {
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
         out.extend_from_slice(&self.deadline_ms.to_be_bytes());
-        rmp_serde::encode::write(out, &(&self.owner, Entries(&self.data))).map_err(Error::Encode)
+        write_body(out, self.owner.as_deref(), &self.data)
     }
 
     /// Decodes a record in the current layout or one of the older ones (see the module
@@ -166,7 +165,8 @@ impl Record {
     /// expiring at `deadline_ms`: for a framing that keeps the deadline itself, as
     /// session-file version 1 did. Bytes after the body are [`Error::Corrupt`].
     pub fn decode_body(deadline_ms: u64, body: &[u8], backend: &'static str) -> Result<Record> {
-        let Body { owner, data } = body_value(body, backend)?;
+        let (owner, data) = read_body(body)
+            .map_err(|reason| Error::corrupt(backend, format!("session record body: {reason}")))?;
         Ok(Record {
             deadline_ms,
             owner,
@@ -217,6 +217,92 @@ fn split<'a>(bytes: &'a [u8], backend: &'static str) -> Result<(Layout, u64, &'a
     Ok((layout, u64::from_be_bytes(*deadline), body))
 }
 
+/// Writes a current-layout body, `[owner: nil | str, data: map str -> bin]` with the keys in
+/// byte order, with `rmp`'s primitives (no serde pass over the values).
+fn write_body(out: &mut Vec<u8>, owner: Option<&str>, data: &Data) -> Result<()> {
+    use rmp::encode::{write_array_len, write_bin, write_map_len, write_nil, write_str};
+    let too_big = |what: &str| Error::InvalidInput(format!("{what} is too large for a record"));
+    let len = |n: usize, what: &str| u32::try_from(n).map_err(|_| too_big(what));
+    let mut entries: Vec<(&String, &Value)> = data.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    // Writing to a Vec cannot fail but for lengths over u32, checked above each write.
+    fn io<E>(_: E) -> Error {
+        Error::InvalidInput("a session is too large for a record".into())
+    }
+    write_array_len(out, 2).map_err(io)?;
+    match owner {
+        None => write_nil(out).map_err(io)?,
+        Some(owner) => {
+            len(owner.len(), "the owner")?;
+            write_str(out, owner).map_err(io)?;
+        }
+    }
+    write_map_len(out, len(entries.len(), "the number of keys")?).map_err(io)?;
+    for (key, value) in entries {
+        len(key.len(), "a key")?;
+        write_str(out, key).map_err(io)?;
+        len(value.len(), "a value")?;
+        write_bin(out, value.as_bytes()).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Reads a current-layout body, `[owner: nil | str, data: map str -> bin]`, which must fill
+/// `body` exactly. Read with `rmp`'s primitives straight from the slice: each key and value is
+/// copied once, into its `String` and `Value` (serde's reader-based path copied every value
+/// twice, and the slice-based one cannot tell where the body ended).
+fn read_body(mut body: &[u8]) -> std::result::Result<(Option<String>, Data), String> {
+    use rmp::decode::{read_array_len, read_bin_len, read_map_len, read_str_len};
+    let rd = &mut body;
+    let fields = read_array_len(rd).map_err(|e| format!("expected [owner, data]: {e}"))?;
+    if fields != 2 {
+        return Err(format!(
+            "expected [owner, data], found an array of {fields}"
+        ));
+    }
+    let owner = if rd.first() == Some(&0xc0) {
+        *rd = &rd[1..];
+        None
+    } else {
+        let len = read_str_len(rd).map_err(|e| format!("owner: {e}"))?;
+        Some(take_str(rd, len, "owner")?)
+    };
+    let keys = read_map_len(rd).map_err(|e| format!("data: {e}"))?;
+    let mut data = Data::with_capacity((keys as usize).min(MAX_PREALLOCATED_KEYS));
+    for _ in 0..keys {
+        let len = read_str_len(rd).map_err(|e| format!("key: {e}"))?;
+        let key = take_str(rd, len, "key")?;
+        let len = read_bin_len(rd).map_err(|e| format!("value of {key:?}: {e}"))?;
+        let value = Value::from_bytes(take(rd, len, "value")?.to_vec());
+        if data.insert(key, value).is_some() {
+            return Err("a key appears twice".into());
+        }
+    }
+    if !rd.is_empty() {
+        return Err(format!("{} bytes after the body", rd.len()));
+    }
+    Ok((owner, data))
+}
+
+/// The next `len` bytes of `rd`.
+fn take<'a>(rd: &mut &'a [u8], len: u32, what: &str) -> std::result::Result<&'a [u8], String> {
+    let len = len as usize;
+    if len > rd.len() {
+        return Err(format!("{what} of {len} bytes is truncated"));
+    }
+    let (taken, rest) = rd.split_at(len);
+    *rd = rest;
+    Ok(taken)
+}
+
+/// The next `len` bytes of `rd`, as UTF-8 text.
+fn take_str(rd: &mut &[u8], len: u32, what: &str) -> std::result::Result<String, String> {
+    let bytes = take(rd, len, what)?;
+    std::str::from_utf8(bytes)
+        .map(str::to_owned)
+        .map_err(|_| format!("{what} is not UTF-8"))
+}
+
 /// Decodes one MessagePack value that must fill `body` exactly.
 fn body_value<'de, T: Deserialize<'de>>(mut body: &[u8], backend: &'static str) -> Result<T> {
     let mut de = rmp_serde::Deserializer::new(&mut body);
@@ -231,61 +317,7 @@ fn body_value<'de, T: Deserialize<'de>>(mut body: &[u8], backend: &'static str) 
     Ok(value)
 }
 
-// ----- MessagePack -------------------------------------------------------------------------
-
-/// The values, serialized as a map of `bin` in key order, without copying them.
-struct Entries<'a>(&'a Data);
-
-impl Serialize for Entries<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        let mut entries: Vec<(&String, &Value)> = self.0.iter().collect();
-        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        serializer.collect_map(entries.into_iter().map(|(k, v)| (k, Bin(v.as_bytes()))))
-    }
-}
-
-/// One value as MessagePack `bin` (not an array of integers).
-struct Bin<'a>(&'a [u8]);
-
-impl Serialize for Bin<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(self.0)
-    }
-}
-
-/// The current body: `[owner, data]`.
-struct Body {
-    owner: Option<String>,
-    data: Data,
-}
-
-impl<'de> Deserialize<'de> for Body {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        struct BodyVisitor;
-        impl<'de> Visitor<'de> for BodyVisitor {
-            type Value = Body;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an array [owner, data]")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> std::result::Result<Body, A::Error> {
-                let owner = seq
-                    .next_element::<Option<String>>()?
-                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
-                let DataMap(data) = seq
-                    .next_element()?
-                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
-                if seq.next_element::<IgnoredAny>()?.is_some() {
-                    return Err(de::Error::invalid_length(3, &self));
-                }
-                Ok(Body { owner, data })
-            }
-        }
-        deserializer.deserialize_tuple(2, BodyVisitor)
-    }
-}
+// ----- older layouts --------------------------------------------------------------------
 
 /// The body of a session-sled version 1 record: a map with the field names.
 #[derive(serde::Deserialize)]
