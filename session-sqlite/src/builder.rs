@@ -6,6 +6,7 @@ use std::time::Duration;
 use session_core::driver::Result;
 
 use crate::SqliteStore;
+use crate::schema::DEFAULT_TABLE;
 
 /// SQLite's `PRAGMA synchronous` setting: how often SQLite waits for the disk.
 ///
@@ -36,8 +37,8 @@ impl Synchronous {
     }
 }
 
-/// Builder for a [`SqliteStore`], made by [`SqliteStore::builder`]: the number of reader
-/// threads, the busy timeout, the synchronous mode and the statement cache.
+/// Builder for a [`SqliteStore`], made by [`SqliteStore::builder`]: the tables' base name, the
+/// number of reader threads, the busy timeout, the synchronous mode and the statement cache.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -45,6 +46,7 @@ impl Synchronous {
 ///
 /// # async fn demo() -> session_core::Result<()> {
 /// let store = SqliteStore::builder()
+///     .table("web_sessions")
 ///     .readers(4)
 ///     .busy_timeout(Duration::from_secs(2))
 ///     .synchronous(Synchronous::Full)
@@ -54,17 +56,20 @@ impl Synchronous {
 /// ```
 #[derive(Clone, Debug)]
 pub struct SqliteStoreBuilder {
+    pub(crate) table: String,
     pub(crate) readers: usize,
     pub(crate) busy_timeout: Duration,
     pub(crate) synchronous: Synchronous,
     pub(crate) statement_cache: usize,
 }
 
-/// The defaults: 4 reader threads, a 5 s busy timeout, `synchronous = NORMAL`, 32 cached
-/// statements per connection (the same as [`SqliteStore::builder`]).
+/// The defaults: tables named from `sessions`, 4 reader threads, a 5 s busy timeout,
+/// `synchronous = NORMAL`, 32 cached statements per connection (the same as
+/// [`SqliteStore::builder`]).
 impl Default for SqliteStoreBuilder {
     fn default() -> Self {
         SqliteStoreBuilder {
+            table: DEFAULT_TABLE.to_owned(),
             readers: 4,
             busy_timeout: Duration::from_secs(5),
             synchronous: Synchronous::Normal,
@@ -74,6 +79,22 @@ impl Default for SqliteStoreBuilder {
 }
 
 impl SqliteStoreBuilder {
+    /// The base name of the tables (default `sessions`): `{name}`, `{name}_values`,
+    /// `{name}_owners`, `{name}_locks`, as in `session-sql`'s logical schema. Stores with
+    /// different names share one database file without seeing each other's sessions, owners or
+    /// locks.
+    ///
+    /// Checked (by `session_sql::check_ident`) when the store opens, before the file is touched:
+    /// it must match `[A-Za-z_][A-Za-z0-9_]*` and be 1 to
+    /// [`MAX_TABLE_NAME_LEN`](session_sql::MAX_TABLE_NAME_LEN) (40) characters long, otherwise
+    /// [`open`](Self::open) fails with [`Error::InvalidInput`](session_core::Error::InvalidInput).
+    /// The default base keeps its schema version in `PRAGMA user_version`; any other keeps it in
+    /// its own `{name}_schema_version` table.
+    pub fn table(mut self, name: impl Into<String>) -> Self {
+        self.table = name.into();
+        self
+    }
+
     /// Number of reader threads, each with its own read-only connection (default 4). With 0,
     /// reads run on the writer thread, one at a time.
     pub fn readers(mut self, readers: usize) -> Self {
@@ -100,8 +121,9 @@ impl SqliteStoreBuilder {
         self
     }
 
-    /// Opens (creating if needed) the database at `path` with these options, switches it to WAL
-    /// mode and creates or migrates the schema. See [`SqliteStore::open`] for the errors.
+    /// Checks the table name, opens (creating if needed) the database at `path` with these
+    /// options, switches it to WAL mode and creates or migrates the tables. See
+    /// [`SqliteStore::open`] for the errors.
     pub async fn open(self, path: impl AsRef<Path>) -> Result<SqliteStore> {
         SqliteStore::start(path.as_ref(), self).await
     }

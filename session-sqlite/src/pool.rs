@@ -1,6 +1,7 @@
 //! The connection threads: one writer thread and N reader threads, each owning its own
-//! `rusqlite::Connection`. Async callers send a job over a channel and await the reply on a tokio
-//! oneshot, so no blocking SQLite call ever runs on an async worker thread.
+//! `rusqlite::Connection` and a handle to the store's rendered statements ([`Sql`]). Async
+//! callers send a job over a channel and await the reply on a tokio oneshot, so no blocking SQLite
+//! call ever runs on an async worker thread.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -13,9 +14,10 @@ use session_core::driver::{Error, Result};
 use tokio::sync::oneshot;
 
 use crate::NAME;
+use crate::statements::Sql;
 
-/// A unit of work run on a connection thread.
-type Job = Box<dyn FnOnce(&mut Connection) + Send + 'static>;
+/// A unit of work run on a connection thread, with the store's statements.
+type Job = Box<dyn FnOnce(&mut Connection, &Sql) + Send + 'static>;
 
 /// Which connection a job needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,8 +42,14 @@ fn stopped() -> Error {
 impl Pool {
     /// Starts the threads. `open` makes one connection for the given role; it runs on the thread
     /// that will own the connection, and the writer's runs (and finishes) first, so it can create
-    /// or migrate the schema before any reader opens.
-    pub(crate) async fn start<F>(path: &Path, readers: usize, open: F) -> Result<Pool>
+    /// or migrate the schema before any reader opens. Each thread keeps a handle to `sql` and
+    /// passes it to every job.
+    pub(crate) async fn start<F>(
+        path: &Path,
+        readers: usize,
+        sql: Arc<Sql>,
+        open: F,
+    ) -> Result<Pool>
     where
         F: Fn(&Path, Role) -> Result<Connection> + Send + Sync + 'static,
     {
@@ -51,6 +59,7 @@ impl Pool {
             "session-sqlite-writer".into(),
             path,
             Role::Writer,
+            Arc::clone(&sql),
             Arc::clone(&open),
             Arc::new(Mutex::new(writer_rx)),
         )?
@@ -68,6 +77,7 @@ impl Pool {
                     format!("session-sqlite-reader-{i}"),
                     path,
                     Role::Reader,
+                    Arc::clone(&sql),
                     Arc::clone(&open),
                     Arc::clone(&rx),
                 )?);
@@ -88,12 +98,12 @@ impl Pool {
     pub(crate) async fn run<T, F>(&self, role: Role, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&mut Connection, &Sql) -> Result<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
+        let job: Job = Box::new(move |conn, sql| {
             // The receiver may be gone (the caller's future was dropped): the work is done anyway.
-            let _ = tx.send(f(conn));
+            let _ = tx.send(f(conn, sql));
         });
         let queue = match (role, &self.readers) {
             (Role::Reader, Some(readers)) => readers,
@@ -109,6 +119,7 @@ fn spawn<F>(
     name: String,
     path: &Path,
     role: Role,
+    sql: Arc<Sql>,
     open: Arc<F>,
     jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
 ) -> Result<oneshot::Receiver<Result<()>>>
@@ -141,7 +152,7 @@ where
                 // A job that panicked dropped its reply sender (the caller sees "stopped");
                 // the connection and the thread stay usable (an open transaction was rolled back
                 // when it unwound).
-                let _ = catch_unwind(AssertUnwindSafe(|| job(&mut conn)));
+                let _ = catch_unwind(AssertUnwindSafe(|| job(&mut conn, &sql)));
             }
         })
         .map_err(|e| Error::backend(NAME, e))?;

@@ -1,34 +1,62 @@
-//! Opening connections, and the schema with its migrations (`PRAGMA user_version`).
+//! Opening connections, and the schema with its migrations.
+//!
+//! The tables are the logical schema of `session-sql` ([`Tables`]) for a checked base name:
+//! `{base}`, `{base}_values`, `{base}_owners`, `{base}_locks`. The default base, `sessions`,
+//! keeps its version in `PRAGMA user_version` (as versions 1 and 2 did); any other base keeps
+//! it in its own `{base}_schema_version` table, so several bases share one file, each with its
+//! own version.
 
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use session_core::driver::{Error, Result};
+use session_sql::Tables;
 
 use crate::NAME;
 use crate::builder::SqliteStoreBuilder;
 use crate::error::db_error;
 use crate::pool::Role;
 
-/// The schema version this driver writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+/// The schema version this driver writes (for the default base `sessions` in
+/// `PRAGMA user_version`, for any other base in its `{base}_schema_version` table).
+pub const SCHEMA_VERSION: i64 = 3;
 
-/// `MIGRATIONS[n]` takes a database from version `n` to `n + 1`. A fresh database (version 0)
-/// runs all of them. A schema change appends one entry and bumps [`SCHEMA_VERSION`].
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
-    // 0 -> 1: sessions, one row per key.
-    "CREATE TABLE sessions (
-         id         TEXT    PRIMARY KEY NOT NULL,
-         expires_at INTEGER NOT NULL             -- ms since the Unix epoch
-     ) WITHOUT ROWID;
-     CREATE INDEX sessions_expires_at ON sessions (expires_at);
-     CREATE TABLE session_values (
-         id    TEXT NOT NULL,                    -- sessions.id
-         key   TEXT NOT NULL,
-         value BLOB NOT NULL,                    -- MessagePack bytes, opaque to the driver
-         PRIMARY KEY (id, key)
-     ) WITHOUT ROWID;",
-    // 1 -> 2: the owner index and the lease locks.
+/// The default base name of the tables (`SqliteStoreBuilder::table`).
+pub(crate) const DEFAULT_TABLE: &str = "sessions";
+
+/// The current layout, created in one step on a base that has none (version 0). The index names
+/// start with the base name too: SQLite's indexes share one namespace with the tables.
+const CREATE: &str = r#"
+    CREATE TABLE {S} (
+        id         TEXT    PRIMARY KEY NOT NULL,
+        expires_at INTEGER NOT NULL             -- ms since the Unix epoch
+    ) WITHOUT ROWID;
+    CREATE INDEX "{t}_expires_at" ON {S} (expires_at);
+    CREATE TABLE {V} (
+        id    TEXT NOT NULL,                    -- the session's id
+        key   TEXT NOT NULL,
+        value BLOB NOT NULL,                    -- MessagePack bytes, opaque to the driver
+        PRIMARY KEY (id, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE {O} (
+        id    TEXT PRIMARY KEY NOT NULL,        -- the session's id: one owner per session
+        owner TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX "{t}_owners_owner" ON {O} (owner, id);
+    CREATE TABLE {L} (
+        id         TEXT    PRIMARY KEY NOT NULL, -- a session id; the session need not exist
+        token      TEXT    NOT NULL,
+        expires_at INTEGER NOT NULL              -- ms since the Unix epoch
+    ) WITHOUT ROWID;
+    CREATE INDEX "{t}_locks_expires_at" ON {L} (expires_at);
+"#;
+
+/// The upgrades of the layouts released before table names were configurable, which only the
+/// default base `sessions` can have: `UPGRADES[n - 1]` takes version `n` to `n + 1`. Released
+/// steps are never changed; a schema change appends one (and a step for [`CREATE`]'s layout)
+/// and bumps [`SCHEMA_VERSION`].
+const UPGRADES: [&str; SCHEMA_VERSION as usize - 1] = [
+    // 1 -> 2: the owner index and the lease locks (the text version 2 ran).
     "CREATE TABLE owners (
          id    TEXT PRIMARY KEY NOT NULL,        -- sessions.id: one owner per session
          owner TEXT NOT NULL
@@ -40,10 +68,49 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
          expires_at INTEGER NOT NULL              -- ms since the Unix epoch
      ) WITHOUT ROWID;
      CREATE INDEX locks_expires_at ON locks (expires_at);",
+    // 2 -> 3: the logical schema's names for base `sessions` (`sessions` and its index
+    // `sessions_expires_at` keep theirs). SQLite cannot rename an index: drop and create.
+    "ALTER TABLE session_values RENAME TO sessions_values;
+     ALTER TABLE owners RENAME TO sessions_owners;
+     ALTER TABLE locks RENAME TO sessions_locks;
+     DROP INDEX owners_owner;
+     CREATE INDEX sessions_owners_owner ON sessions_owners (owner, id);
+     DROP INDEX locks_expires_at;
+     CREATE INDEX sessions_locks_expires_at ON sessions_locks (expires_at);",
 ];
 
+/// The version table of a base other than the default (the logical schema's
+/// `{base}_schema_version`: one row, the version).
+const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS {VT} (version INTEGER NOT NULL)";
+
+/// The table names for base name `base`, checked with `session_sql::check_ident`
+/// ([`Error::InvalidInput`] for a bad one) and double-quoted.
+pub(crate) fn tables(base: &str) -> Result<Tables> {
+    Tables::new(None, base, |name| format!("\"{name}\""))
+}
+
+/// Whether the version of `tables` is `PRAGMA user_version` (the default base) rather than its
+/// `{base}_schema_version` table.
+fn in_user_version(tables: &Tables) -> bool {
+    tables.base() == DEFAULT_TABLE
+}
+
+/// The statement reading the schema version of `tables`: one row, one integer (0: none yet).
+pub(crate) fn read_version(tables: &Tables) -> String {
+    if in_user_version(tables) {
+        "PRAGMA user_version".to_owned()
+    } else {
+        tables.render("SELECT coalesce(max(version), 0) FROM {VT}")
+    }
+}
+
 /// Opens one connection for `role` and sets it up; the writer also creates or migrates the schema.
-pub(crate) fn open(path: &Path, role: Role, options: &SqliteStoreBuilder) -> Result<Connection> {
+pub(crate) fn open(
+    path: &Path,
+    role: Role,
+    options: &SqliteStoreBuilder,
+    tables: &Tables,
+) -> Result<Connection> {
     let context = |e: rusqlite::Error| open_error(path, e);
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
@@ -69,7 +136,7 @@ pub(crate) fn open(path: &Path, role: Role, options: &SqliteStoreBuilder) -> Res
     conn.pragma_update(None, "synchronous", options.synchronous.as_sql())
         .map_err(context)?;
     match role {
-        Role::Writer => migrate(path, &conn)?,
+        Role::Writer => migrate(path, &conn, tables)?,
         Role::Reader => {
             conn.pragma_update(None, "query_only", true)
                 .map_err(context)?;
@@ -78,37 +145,65 @@ pub(crate) fn open(path: &Path, role: Role, options: &SqliteStoreBuilder) -> Res
     Ok(conn)
 }
 
-/// Brings the schema to [`SCHEMA_VERSION`], in one `BEGIN IMMEDIATE` transaction so that two
-/// processes opening the same new file do not both create it.
-fn migrate(path: &Path, conn: &Connection) -> Result<()> {
+/// Brings the tables of `tables` to [`SCHEMA_VERSION`], in one `BEGIN IMMEDIATE` transaction so
+/// that two processes opening the same new file do not both create them: a base with none gets
+/// [`CREATE`], the default base at version 1 or 2 its [`UPGRADES`].
+fn migrate(path: &Path, conn: &Connection, tables: &Tables) -> Result<()> {
     let context = |e: rusqlite::Error| open_error(path, e);
+    let base = tables.base();
     let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
         .map_err(context)?;
+    let user_version = in_user_version(tables);
+    if !user_version {
+        tx.execute_batch(&tables.render(VERSION_TABLE))
+            .map_err(context)?;
+    }
     let version: i64 = tx
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .query_row(&read_version(tables), [], |r| r.get(0))
         .map_err(context)?;
     if version > SCHEMA_VERSION {
         return Err(Error::backend(
             NAME,
             format!(
-                "{}: schema version {version} is newer than the {SCHEMA_VERSION} this version of \
-                 session-sqlite knows; upgrade session-sqlite to open it",
+                "{}: the session tables `{base}` have schema version {version}, newer than the \
+                 {SCHEMA_VERSION} this version of session-sqlite knows; upgrade session-sqlite \
+                 to open them",
                 path.display()
             ),
         ));
     }
-    if version < 0 {
-        return Err(Error::corrupt(
-            NAME,
-            format!("{}: negative schema version {version}", path.display()),
-        ));
+    if version == SCHEMA_VERSION {
+        return tx.commit().map_err(context);
     }
-    for step in &MIGRATIONS[version as usize..] {
-        tx.execute_batch(step).map_err(context)?;
+    match usize::try_from(version) {
+        Ok(0) => tx.execute_batch(&tables.render(CREATE)).map_err(context)?,
+        Ok(from) if user_version => {
+            for step in &UPGRADES[from - 1..] {
+                tx.execute_batch(step).map_err(context)?;
+            }
+        }
+        // Negative, or an old version on a base that never had one (only `sessions` had
+        // versions 1 and 2).
+        _ => {
+            return Err(Error::corrupt(
+                NAME,
+                format!(
+                    "{}: the session tables `{base}` record schema version {version}, which \
+                     session-sqlite never wrote for them",
+                    path.display()
+                ),
+            ));
+        }
     }
-    if version != SCHEMA_VERSION {
+    if user_version {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(context)?;
+    } else {
+        // The version is this crate's constant, never input.
+        tx.execute_batch(&tables.render(&format!(
+            "DELETE FROM {{VT}}; INSERT INTO {{VT}} (version) VALUES ({SCHEMA_VERSION});"
+        )))
+        .map_err(context)?;
     }
     tx.commit().map_err(context)
 }

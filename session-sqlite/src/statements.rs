@@ -1,16 +1,84 @@
 //! The SQL of every operation, as blocking functions run on a connection thread.
 //!
-//! Invariants kept by every write: a `sessions` row exists only while the session has at least one
-//! row in `session_values`; a row whose `expires_at` is not after now is dead and is never
+//! Invariants kept by every write: a session row (`{S}`) exists only while the session has at
+//! least one row in `{V}`; a row whose `expires_at` is not after now is dead and is never
 //! returned (it may linger until the next write to that id or [`purge`]).
+//!
+//! The statements are templates over the logical schema's table tokens (`{S}`, `{V}`, `{O}`,
+//! `{L}`), rendered once per store by [`Sql::new`]; every call passes the rendered text to
+//! `prepare_cached`, exactly as it passed the fixed text before table names were configurable.
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use session_core::driver::{
     ChangeSet, Data, Error, Expiry, LockToken, Result, SessionId, Ttl, Value, check,
 };
+use session_sql::Tables;
 
 use crate::NAME;
 use crate::error::db_error;
+use crate::schema;
+
+/// Declares [`Sql`]: one rendered statement per field, from the template beside it.
+macro_rules! statements {
+    ($($(#[$doc:meta])* $name:ident = $template:expr;)*) => {
+        /// The statements of one store, rendered for its table names once, when it opens.
+        #[derive(Debug)]
+        pub(crate) struct Sql {
+            $($(#[$doc])* $name: String,)*
+            /// Reads the stored schema version (one row, one integer).
+            pub(crate) schema_version: String,
+        }
+
+        impl Sql {
+            /// Renders every template for `tables`.
+            pub(crate) fn new(tables: &Tables) -> Sql {
+                Sql {
+                    $($name: tables.render($template),)*
+                    schema_version: schema::read_version(tables),
+                }
+            }
+        }
+    };
+}
+
+statements! {
+    // ----- reads
+    get = "SELECT v.value FROM {S} s JOIN {V} v ON v.id = s.id
+         WHERE s.id = ?1 AND v.key = ?2 AND s.expires_at > ?3";
+    load = "SELECT s.expires_at, v.key, v.value FROM {S} s JOIN {V} v ON v.id = s.id
+             WHERE s.id = ?1 AND s.expires_at > ?2";
+    size = "SELECT count(*) FROM {S} s JOIN {V} v ON v.id = s.id
+             WHERE s.id = ?1 AND s.expires_at > ?2";
+    scan = "SELECT id FROM {S} WHERE id > ?1 AND expires_at > ?2 ORDER BY id LIMIT ?3";
+    owner_sessions = "SELECT o.id, s.expires_at > ?2 FROM {O} o LEFT JOIN {S} s ON s.id = o.id
+             WHERE o.owner = ?1";
+    owner_of = "SELECT o.owner FROM {O} o JOIN {S} s ON s.id = o.id
+         WHERE o.id = ?1 AND s.expires_at > ?2";
+    // ----- writes
+    delete_values = "DELETE FROM {V} WHERE id = ?1";
+    delete_session = "DELETE FROM {S} WHERE id = ?1";
+    deadline = "SELECT expires_at FROM {S} WHERE id = ?1";
+    slide = "UPDATE {S} SET expires_at = ?2 WHERE id = ?1 AND expires_at > ?3";
+    delete_key = "DELETE FROM {V} WHERE id = ?1 AND key = ?2";
+    set_value = "INSERT INTO {V} (id, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id, key) DO UPDATE SET value = excluded.value";
+    has_keys = "SELECT EXISTS (SELECT 1 FROM {V} WHERE id = ?1)";
+    set_deadline = "INSERT INTO {S} (id, expires_at) VALUES (?1, ?2)
+                     ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at";
+    // ----- owner index and locks
+    bind_owner = "INSERT INTO {O} (id, owner) VALUES (?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET owner = excluded.owner";
+    unbind_owner = "DELETE FROM {O} WHERE id = ?1";
+    prune_owner = "DELETE FROM {O} WHERE owner = ?1 AND NOT EXISTS
+             (SELECT 1 FROM {S} s WHERE s.id = {O}.id AND s.expires_at > ?2)";
+    try_lock = "INSERT INTO {L} (id, token, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at
+             WHERE {L}.expires_at <= ?4";
+    unlock = "DELETE FROM {L} WHERE id = ?1 AND token = ?2 AND expires_at > ?3";
+    // ----- purge
+    purge_batch = "SELECT id FROM {S} WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2";
+    purge_locks = "DELETE FROM {L} WHERE expires_at <= ?1";
+}
 
 /// How many expired sessions [`purge`] deletes per transaction, so a big purge never holds the
 /// write lock for long.
@@ -35,28 +103,20 @@ fn immediate(conn: &mut Connection) -> Result<Transaction<'_>> {
 
 // ----- reads ---------------------------------------------------------------------------------
 
-pub(crate) fn get(conn: &Connection, id: &str, key: &str) -> Result<Option<Value>> {
-    conn.prepare_cached(
-        "SELECT v.value FROM sessions s JOIN session_values v ON v.id = s.id
-         WHERE s.id = ?1 AND v.key = ?2 AND s.expires_at > ?3",
-    )
-    .and_then(|mut st| {
-        st.query_row(params![id, key, now()], |r| r.get::<_, Vec<u8>>(0))
-            .optional()
-    })
-    .map(|v| v.map(Value::from))
-    .map_err(db_error)
+pub(crate) fn get(conn: &Connection, sql: &Sql, id: &str, key: &str) -> Result<Option<Value>> {
+    conn.prepare_cached(&sql.get)
+        .and_then(|mut st| {
+            st.query_row(params![id, key, now()], |r| r.get::<_, Vec<u8>>(0))
+                .optional()
+        })
+        .map(|v| v.map(Value::from))
+        .map_err(db_error)
 }
 
 /// All values of a live session with its deadline; `None` if missing or expired. One statement,
 /// so one consistent snapshot.
-pub(crate) fn load(conn: &Connection, id: &str) -> Result<Option<(Data, i64)>> {
-    let mut st = conn
-        .prepare_cached(
-            "SELECT s.expires_at, v.key, v.value FROM sessions s JOIN session_values v ON v.id = s.id
-             WHERE s.id = ?1 AND s.expires_at > ?2",
-        )
-        .map_err(db_error)?;
+pub(crate) fn load(conn: &Connection, sql: &Sql, id: &str) -> Result<Option<(Data, i64)>> {
+    let mut st = conn.prepare_cached(&sql.load).map_err(db_error)?;
     let mut rows = st.query(params![id, now()]).map_err(db_error)?;
     let mut data = Data::new();
     let mut deadline = None;
@@ -69,24 +129,22 @@ pub(crate) fn load(conn: &Connection, id: &str) -> Result<Option<(Data, i64)>> {
     Ok(deadline.map(|d| (data, d)))
 }
 
-pub(crate) fn size(conn: &Connection, id: &str) -> Result<usize> {
+pub(crate) fn size(conn: &Connection, sql: &Sql, id: &str) -> Result<usize> {
     let n: i64 = conn
-        .prepare_cached(
-            "SELECT count(*) FROM sessions s JOIN session_values v ON v.id = s.id
-             WHERE s.id = ?1 AND s.expires_at > ?2",
-        )
+        .prepare_cached(&sql.size)
         .and_then(|mut st| st.query_row(params![id, now()], |r| r.get(0)))
         .map_err(db_error)?;
     usize::try_from(n).map_err(|_| Error::corrupt(NAME, format!("negative key count {n}")))
 }
 
-pub(crate) fn scan(conn: &Connection, after: &str, limit: usize) -> Result<Vec<SessionId>> {
+pub(crate) fn scan(
+    conn: &Connection,
+    sql: &Sql,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<SessionId>> {
     let limit = i64::try_from(limit.clamp(1, MAX_SCAN_PAGE)).unwrap_or(1);
-    let mut st = conn
-        .prepare_cached(
-            "SELECT id FROM sessions WHERE id > ?1 AND expires_at > ?2 ORDER BY id LIMIT ?3",
-        )
-        .map_err(db_error)?;
+    let mut st = conn.prepare_cached(&sql.scan).map_err(db_error)?;
     let ids = st
         .query_map(params![after, now(), limit], |r| r.get::<_, String>(0))
         .map_err(db_error)?;
@@ -99,13 +157,12 @@ pub(crate) fn scan(conn: &Connection, after: &str, limit: usize) -> Result<Vec<S
 }
 
 /// Owner bindings of `owner`: the live session ids, and whether dead entries were seen.
-pub(crate) fn owner_sessions(conn: &Connection, owner: &str) -> Result<(Vec<SessionId>, bool)> {
-    let mut st = conn
-        .prepare_cached(
-            "SELECT o.id, s.expires_at > ?2 FROM owners o LEFT JOIN sessions s ON s.id = o.id
-             WHERE o.owner = ?1",
-        )
-        .map_err(db_error)?;
+pub(crate) fn owner_sessions(
+    conn: &Connection,
+    sql: &Sql,
+    owner: &str,
+) -> Result<(Vec<SessionId>, bool)> {
+    let mut st = conn.prepare_cached(&sql.owner_sessions).map_err(db_error)?;
     let rows = st
         .query_map(params![owner, now()], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, Option<bool>>(1)?))
@@ -128,30 +185,24 @@ pub(crate) fn owner_sessions(conn: &Connection, owner: &str) -> Result<(Vec<Sess
     Ok((live, dead))
 }
 
-pub(crate) fn owner_of(conn: &Connection, id: &str) -> Result<Option<String>> {
-    conn.prepare_cached(
-        "SELECT o.owner FROM owners o JOIN sessions s ON s.id = o.id
-         WHERE o.id = ?1 AND s.expires_at > ?2",
-    )
-    .and_then(|mut st| st.query_row(params![id, now()], |r| r.get(0)).optional())
-    .map_err(db_error)
+pub(crate) fn owner_of(conn: &Connection, sql: &Sql, id: &str) -> Result<Option<String>> {
+    conn.prepare_cached(&sql.owner_of)
+        .and_then(|mut st| st.query_row(params![id, now()], |r| r.get(0)).optional())
+        .map_err(db_error)
 }
 
 // ----- writes (each in one BEGIN IMMEDIATE transaction) ---------------------------------------
 
 /// Deletes every trace of session `id` (values, row, owner binding); not its lock.
-fn delete_session(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<usize> {
-    tx.prepare_cached("DELETE FROM session_values WHERE id = ?1")?
-        .execute([id])?;
-    tx.prepare_cached("DELETE FROM owners WHERE id = ?1")?
-        .execute([id])?;
-    tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")?
-        .execute([id])
+fn delete_session(tx: &Transaction<'_>, sql: &Sql, id: &str) -> rusqlite::Result<usize> {
+    tx.prepare_cached(&sql.delete_values)?.execute([id])?;
+    tx.prepare_cached(&sql.unbind_owner)?.execute([id])?;
+    tx.prepare_cached(&sql.delete_session)?.execute([id])
 }
 
 /// The stored deadline of `id` (live or not), inside a transaction.
-fn deadline(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<i64>> {
-    tx.prepare_cached("SELECT expires_at FROM sessions WHERE id = ?1")?
+fn deadline(tx: &Transaction<'_>, sql: &Sql, id: &str) -> rusqlite::Result<Option<i64>> {
+    tx.prepare_cached(&sql.deadline)?
         .query_row([id], |r| r.get(0))
         .optional()
 }
@@ -161,6 +212,7 @@ fn deadline(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<i64>> {
 /// [`Expiry::Keep`]) and `update_ttl` (an empty change set).
 pub(crate) fn apply(
     conn: &mut Connection,
+    sql: &Sql,
     id: &str,
     changes: ChangeSet,
     expiry: Expiry,
@@ -170,7 +222,7 @@ pub(crate) fn apply(
     if let (true, Some(ttl)) = (changes.is_empty(), expiry.ttl()) {
         // Only the deadline of a live session changes: one conditional UPDATE (`update_ttl`).
         let slid = tx
-            .prepare_cached("UPDATE sessions SET expires_at = ?2 WHERE id = ?1 AND expires_at > ?3")
+            .prepare_cached(&sql.slide)
             .and_then(|mut st| {
                 st.execute(params![
                     id,
@@ -182,7 +234,7 @@ pub(crate) fn apply(
         tx.commit().map_err(db_error)?;
         return Ok(slid == 1);
     }
-    let stored = deadline(&tx, id).map_err(db_error)?;
+    let stored = deadline(&tx, sql, id).map_err(db_error)?;
     let live = stored.is_some_and(|d| d > now);
     if !live && (changes.only_if_exists || !expiry.may_create()) {
         return Ok(false); // the transaction rolls back: nothing was written
@@ -192,24 +244,19 @@ pub(crate) fn apply(
             // An expired session starts empty, without its old keys or owner binding; a cleared
             // one keeps its owner binding.
             if live {
-                tx.prepare_cached("DELETE FROM session_values WHERE id = ?1")?
-                    .execute([id])?;
+                tx.prepare_cached(&sql.delete_values)?.execute([id])?;
             } else {
-                delete_session(&tx, id)?;
+                delete_session(&tx, sql, id)?;
             }
         }
         if !changes.remove.is_empty() {
-            let mut st =
-                tx.prepare_cached("DELETE FROM session_values WHERE id = ?1 AND key = ?2")?;
+            let mut st = tx.prepare_cached(&sql.delete_key)?;
             for key in &changes.remove {
                 st.execute(params![id, key])?;
             }
         }
         if !changes.set.is_empty() {
-            let mut st = tx.prepare_cached(
-                "INSERT INTO session_values (id, key, value) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (id, key) DO UPDATE SET value = excluded.value",
-            )?;
+            let mut st = tx.prepare_cached(&sql.set_value)?;
             for (key, value) in &changes.set {
                 st.execute(params![id, key, value.as_bytes()])?;
             }
@@ -219,24 +266,21 @@ pub(crate) fn apply(
         let has_keys = if !changes.set.is_empty() {
             true
         } else if live && (changes.clear || !changes.remove.is_empty()) {
-            tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM session_values WHERE id = ?1)")?
+            tx.prepare_cached(&sql.has_keys)?
                 .query_row([id], |r| r.get(0))?
         } else {
             live
         };
         match (has_keys, expiry) {
             (true, Expiry::After(ttl)) => {
-                tx.prepare_cached(
-                    "INSERT INTO sessions (id, expires_at) VALUES (?1, ?2)
-                     ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at",
-                )?
-                .execute(params![id, now.saturating_add(millis(ttl.as_millis()))])?;
+                tx.prepare_cached(&sql.set_deadline)?
+                    .execute(params![id, now.saturating_add(millis(ttl.as_millis()))])?;
             }
             // The session is live (`Keep` creates nothing): its row and deadline stay as they are.
             (true, Expiry::Keep) => {}
             // The changes removed the last key: the session is gone, with its owner binding.
             (false, _) if live => {
-                delete_session(&tx, id)?;
+                delete_session(&tx, sql, id)?;
             }
             (false, _) => {}
         }
@@ -247,50 +291,45 @@ pub(crate) fn apply(
     Ok(exists)
 }
 
-pub(crate) fn remove_all(conn: &mut Connection, id: &str) -> Result<()> {
+pub(crate) fn remove_all(conn: &mut Connection, sql: &Sql, id: &str) -> Result<()> {
     let tx = immediate(conn)?;
-    delete_session(&tx, id).map_err(db_error)?;
+    delete_session(&tx, sql, id).map_err(db_error)?;
     tx.commit().map_err(db_error)
 }
 
-pub(crate) fn bind_owner(conn: &Connection, owner: &str, id: &str) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO owners (id, owner) VALUES (?1, ?2)
-         ON CONFLICT (id) DO UPDATE SET owner = excluded.owner",
-    )
-    .and_then(|mut st| st.execute(params![id, owner]))
-    .map(drop)
-    .map_err(db_error)
+pub(crate) fn bind_owner(conn: &Connection, sql: &Sql, owner: &str, id: &str) -> Result<()> {
+    conn.prepare_cached(&sql.bind_owner)
+        .and_then(|mut st| st.execute(params![id, owner]))
+        .map(drop)
+        .map_err(db_error)
 }
 
-pub(crate) fn unbind_owner(conn: &Connection, id: &str) -> Result<()> {
-    conn.prepare_cached("DELETE FROM owners WHERE id = ?1")
+pub(crate) fn unbind_owner(conn: &Connection, sql: &Sql, id: &str) -> Result<()> {
+    conn.prepare_cached(&sql.unbind_owner)
         .and_then(|mut st| st.execute([id]))
         .map(drop)
         .map_err(db_error)
 }
 
 /// Drops the bindings of `owner` whose session is missing or expired.
-pub(crate) fn prune_owner(conn: &Connection, owner: &str) -> Result<()> {
-    conn.prepare_cached(
-        "DELETE FROM owners WHERE owner = ?1 AND NOT EXISTS
-             (SELECT 1 FROM sessions s WHERE s.id = owners.id AND s.expires_at > ?2)",
-    )
-    .and_then(|mut st| st.execute(params![owner, now()]))
-    .map(drop)
-    .map_err(db_error)
+pub(crate) fn prune_owner(conn: &Connection, sql: &Sql, owner: &str) -> Result<()> {
+    conn.prepare_cached(&sql.prune_owner)
+        .and_then(|mut st| st.execute(params![owner, now()]))
+        .map(drop)
+        .map_err(db_error)
 }
 
 /// Takes the lease lock of `id` if it is free or its lease ran out: one statement.
-pub(crate) fn try_lock(conn: &Connection, id: &str, lease: Ttl) -> Result<Option<LockToken>> {
+pub(crate) fn try_lock(
+    conn: &Connection,
+    sql: &Sql,
+    id: &str,
+    lease: Ttl,
+) -> Result<Option<LockToken>> {
     let token = LockToken::generate()?;
     let now = now();
     let taken = conn
-        .prepare_cached(
-            "INSERT INTO locks (id, token, expires_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at
-             WHERE locks.expires_at <= ?4",
-        )
+        .prepare_cached(&sql.try_lock)
         .and_then(|mut st| {
             st.execute(params![
                 id,
@@ -304,8 +343,8 @@ pub(crate) fn try_lock(conn: &Connection, id: &str, lease: Ttl) -> Result<Option
 }
 
 /// Compare-and-delete: releases the lock only if `token` holds an unexpired lease.
-pub(crate) fn unlock(conn: &Connection, id: &str, token: &str) -> Result<bool> {
-    conn.prepare_cached("DELETE FROM locks WHERE id = ?1 AND token = ?2 AND expires_at > ?3")
+pub(crate) fn unlock(conn: &Connection, sql: &Sql, id: &str, token: &str) -> Result<bool> {
+    conn.prepare_cached(&sql.unlock)
         .and_then(|mut st| st.execute(params![id, token, now()]))
         .map(|n| n == 1)
         .map_err(db_error)
@@ -313,25 +352,22 @@ pub(crate) fn unlock(conn: &Connection, id: &str, token: &str) -> Result<bool> {
 
 /// Deletes expired sessions (values, rows, owner bindings) in batches, using the index on
 /// `sessions(expires_at)`, and expired locks; returns the exact number of sessions deleted.
-pub(crate) fn purge(conn: &mut Connection) -> Result<u64> {
+pub(crate) fn purge(conn: &mut Connection, sql: &Sql) -> Result<u64> {
     let mut total = 0u64;
     loop {
         let tx = immediate(conn)?;
         let now = now();
         let batch = || -> rusqlite::Result<usize> {
             let ids: Vec<String> = tx
-                .prepare_cached(
-                    "SELECT id FROM sessions WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
-                )?
+                .prepare_cached(&sql.purge_batch)?
                 .query_map(params![now, PURGE_BATCH as i64], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             let mut deleted = 0;
             for id in &ids {
-                deleted += delete_session(&tx, id)?;
+                deleted += delete_session(&tx, sql, id)?;
             }
             if ids.len() < PURGE_BATCH {
-                tx.prepare_cached("DELETE FROM locks WHERE expires_at <= ?1")?
-                    .execute([now])?;
+                tx.prepare_cached(&sql.purge_locks)?.execute([now])?;
             }
             Ok(deleted)
         };

@@ -111,7 +111,7 @@ async fn purge_removes_exactly_the_expired_sessions() {
     let conn = Connection::open(store.path()).unwrap();
     let leftovers: i64 = conn
         .query_row(
-            "SELECT (SELECT count(*) FROM session_values) + (SELECT count(*) FROM owners)",
+            "SELECT (SELECT count(*) FROM sessions_values) + (SELECT count(*) FROM sessions_owners)",
             [],
             |r| r.get(0),
         )
@@ -220,7 +220,7 @@ async fn keep_expiry_writes_only_live_sessions_and_keeps_the_deadline() {
     let conn = Connection::open(store.path()).unwrap();
     let rows: i64 = conn
         .query_row(
-            "SELECT count(*) FROM session_values WHERE id = ?1 AND key = 'a'",
+            "SELECT count(*) FROM sessions_values WHERE id = ?1 AND key = 'a'",
             [expired.as_str()],
             |r| r.get(0),
         )
@@ -344,7 +344,7 @@ async fn a_corrupt_row_is_an_error_not_a_panic() {
     let conn = Connection::open(store.path()).unwrap();
     // A value that is not a BLOB (text), and a deadline that is not a number.
     conn.execute(
-        "INSERT INTO session_values VALUES (?1, 'bad', 'some text')",
+        "INSERT INTO sessions_values VALUES (?1, 'bad', 'some text')",
         [s.as_str()],
     )
     .unwrap();
@@ -358,7 +358,7 @@ async fn a_corrupt_row_is_an_error_not_a_panic() {
     conn.execute("INSERT INTO sessions VALUES (?1, 'soon')", [t.as_str()])
         .unwrap();
     conn.execute(
-        "INSERT INTO session_values VALUES (?1, 'k', x'01')",
+        "INSERT INTO sessions_values VALUES (?1, 'k', x'01')",
         [t.as_str()],
     )
     .unwrap();
@@ -384,7 +384,7 @@ async fn reads_proceed_while_a_write_transaction_is_open() {
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .unwrap();
     tx.execute(
-        "INSERT INTO session_values VALUES (?1, 'uncommitted', x'01')",
+        "INSERT INTO sessions_values VALUES (?1, 'uncommitted', x'01')",
         [s.as_str()],
     )
     .unwrap();
