@@ -1,10 +1,11 @@
 //! Everything a driver author needs, in one place: the [`Driver`] trait (a small required core,
 //! the GoFrame methods derived from it), the types it speaks ([`ChangeSet`], [`Loaded`],
-//! [`Ttl`], [`Expiry`], [`Capabilities`]), the input [`check`]s, and the pieces for wrappers:
-//! [`Layer`], and [`Intercepted`] with its [`Intercept`] hook, which forwards every method.
+//! [`Ttl`], [`Expiry`], [`Capabilities`]), the input [`check`]s, the [`record`] codec for
+//! drivers that store a session as one blob, and the pieces for wrappers: [`Layer`], and
+//! [`Intercepted`] with its [`Intercept`] hook, which forwards every method.
 //!
 //! Applications do not need this module: they hold an `Arc<dyn Storage>` (every `Driver` is a
-//! [`Storage`](crate::Storage)(crate::Storage)) and use [`Manager`](crate::Manager) and
+//! [`Storage`](crate::Storage)) and use [`Manager`](crate::Manager) and
 //! [`Session`](crate::Session).
 //!
 //! # Writing a driver
@@ -16,10 +17,10 @@
 //! capability methods (owner index, lock, purge, scan) the backend can do, and declare them in
 //! `capabilities()`; the others answer [`Error::Unsupported`].
 //!
-//! Driver code imports [`Driver`] and not [`Storage`](crate::Storage)(crate::Storage) (whose methods have the
+//! Driver code imports [`Driver`] and not [`Storage`](crate::Storage) (whose methods have the
 //! same names; name it by path, `Arc<dyn session_core::Storage>`, where a type is needed).
 //!
-//! A driver never checks its input: [`Storage`](crate::Storage)(crate::Storage), the only way callers reach a
+//! A driver never checks its input: [`Storage`](crate::Storage), the only way callers reach a
 //! driver, checks every id, key, owner and TTL first (with [`check`]), so a driver may rely on
 //! valid input. TTLs arrive as [`Ttl`], already checked and rounded to whole milliseconds.
 //!
