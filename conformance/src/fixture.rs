@@ -18,7 +18,17 @@ use session_core::Storage;
 /// use std::sync::Arc;
 /// use session_conformance::Fixture;
 ///
-/// # fn open_store_in(_: &std::path::Path) -> Arc<dyn session_core::Storage> { todo!() }
+/// # use session_core::driver::{Capabilities, ChangeSet, Driver, Expiry, Loaded, Result, SessionId, async_trait};
+/// # struct MyStore;
+/// # #[async_trait]
+/// # impl Driver for MyStore {
+/// #     fn name(&self) -> &'static str { "mine" }
+/// #     fn capabilities(&self) -> Capabilities { Capabilities::default() }
+/// #     async fn load(&self, _: &SessionId) -> Result<Option<Loaded>> { Ok(None) }
+/// #     async fn apply(&self, _: &SessionId, _: ChangeSet, _: Expiry) -> Result<bool> { Ok(false) }
+/// #     async fn remove_all(&self, _: &SessionId) -> Result<()> { Ok(()) }
+/// # }
+/// # fn open_store_in(_: &std::path::Path) -> Arc<dyn session_core::Storage> { Arc::new(MyStore) }
 /// async fn new_store() -> Fixture {
 ///     let dir = std::env::temp_dir().join("my-driver-case"); // a `tempfile::TempDir` in a real test
 ///     let store = open_store_in(&dir);

@@ -201,9 +201,19 @@ macro_rules! __suite_tests {
 /// ```
 /// use std::sync::Arc;
 /// use session_core::Storage;
+/// # use session_core::driver::{Capabilities, ChangeSet, Driver, Expiry, Loaded, Result, SessionId, async_trait};
+/// # struct MyStore;
+/// # #[async_trait]
+/// # impl Driver for MyStore {
+/// #     fn name(&self) -> &'static str { "mine" }
+/// #     fn capabilities(&self) -> Capabilities { Capabilities::default() }
+/// #     async fn load(&self, _: &SessionId) -> Result<Option<Loaded>> { Ok(None) }
+/// #     async fn apply(&self, _: &SessionId, _: ChangeSet, _: Expiry) -> Result<bool> { Ok(false) }
+/// #     async fn remove_all(&self, _: &SessionId) -> Result<()> { Ok(()) }
+/// # }
 ///
 /// async fn new_store() -> Arc<dyn Storage> {
-///     todo!("build a fresh, isolated store for one case")
+///     Arc::new(MyStore) // a fresh, isolated store for one case
 /// }
 /// async fn teardown(store: Arc<dyn Storage>) {
 ///     let _ = store; // delete what the case wrote
