@@ -38,7 +38,7 @@ impl Synchronous {
 }
 
 /// Builder for a [`SqliteStore`], made by [`SqliteStore::builder`]: the tables' base name, the
-/// number of reader threads, the busy timeout, the synchronous mode and the statement cache.
+/// number of reader connections, the busy timeout, the synchronous mode and the statement cache.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -63,14 +63,15 @@ pub struct SqliteStoreBuilder {
     pub(crate) statement_cache: usize,
 }
 
-/// The defaults: tables named from `sessions`, 4 reader threads, a 5 s busy timeout,
+/// The defaults: tables named from `sessions`, 4 reader connections (or one per CPU if that is
+/// more), a 5 s busy timeout,
 /// `synchronous = NORMAL`, 32 cached statements per connection (the same as
 /// [`SqliteStore::builder`]).
 impl Default for SqliteStoreBuilder {
     fn default() -> Self {
         SqliteStoreBuilder {
             table: DEFAULT_TABLE.to_owned(),
-            readers: 4,
+            readers: std::thread::available_parallelism().map_or(4, |n| n.get().max(4)),
             busy_timeout: Duration::from_secs(5),
             synchronous: Synchronous::Normal,
             statement_cache: 32,
@@ -95,8 +96,14 @@ impl SqliteStoreBuilder {
         self
     }
 
-    /// Number of reader threads, each with its own read-only connection (default 4). With 0,
-    /// reads run on the writer thread, one at a time.
+    /// Number of read-only connections (default 4, or the number of CPUs if that is more).
+    ///
+    /// Short reads (`load`, `get`, `get_size`, `index_owner`: one session by primary key) run
+    /// inline on the calling thread, on whichever of these connections is free; long ones
+    /// (`scan`, `index_sessions`) on tokio's blocking pool. Give at least as many as threads
+    /// call the store at once (tokio's worker threads): when every connection is taken, a read
+    /// moves to the blocking pool, which is slower. With 0, every read runs on the writer
+    /// thread, between its group commits, and no SQLite call runs on the callers' threads.
     pub fn readers(mut self, readers: usize) -> Self {
         self.readers = readers;
         self

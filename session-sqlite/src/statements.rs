@@ -1,4 +1,6 @@
-//! The SQL of every operation, as blocking functions run on a connection thread.
+//! The SQL of every operation, as blocking functions: reads run on a reader connection (inline
+//! on the caller's thread, or on a blocking thread for the long ones), writes on the writer
+//! thread, inside the transaction of a group commit (see `pool`).
 //!
 //! Invariants kept by every write: a session row (`{S}`) exists only while the session has at
 //! least one row in `{V}`; a row whose `expires_at` is not after now is dead and is never
@@ -8,7 +10,7 @@
 //! `{L}`), rendered once per store by [`Sql::new`]; every call passes the rendered text to
 //! `prepare_cached`, exactly as it passed the fixed text before table names were configurable.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use session_core::driver::{
     ChangeSet, Data, Error, Expiry, LockToken, Result, SessionId, Ttl, Value, check,
 };
@@ -94,11 +96,6 @@ fn now() -> i64 {
 /// A u64 millisecond count as SQLite's i64 (saturating: far beyond any real deadline).
 pub(crate) fn millis(ms: u64) -> i64 {
     i64::try_from(ms).unwrap_or(i64::MAX)
-}
-
-fn immediate(conn: &mut Connection) -> Result<Transaction<'_>> {
-    conn.transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(db_error)
 }
 
 // ----- reads ---------------------------------------------------------------------------------
@@ -191,33 +188,37 @@ pub(crate) fn owner_of(conn: &Connection, sql: &Sql, id: &str) -> Result<Option<
         .map_err(db_error)
 }
 
-// ----- writes (each in one BEGIN IMMEDIATE transaction) ---------------------------------------
+// ----- writes --------------------------------------------------------------------------------
+//
+// Each runs inside a transaction the writer thread opened (`BEGIN IMMEDIATE`, one per group
+// commit), in a savepoint of its own: a write that fails is rolled back alone, and nothing here
+// begins or commits. `purge` is the exception: it runs alone and commits once per batch.
 
 /// Deletes every trace of session `id` (values, row, owner binding); not its lock.
-fn delete_session(tx: &Transaction<'_>, sql: &Sql, id: &str) -> rusqlite::Result<usize> {
+fn delete_session(tx: &Connection, sql: &Sql, id: &str) -> rusqlite::Result<usize> {
     tx.prepare_cached(&sql.delete_values)?.execute([id])?;
     tx.prepare_cached(&sql.unbind_owner)?.execute([id])?;
     tx.prepare_cached(&sql.delete_session)?.execute([id])
 }
 
 /// The stored deadline of `id` (live or not), inside a transaction.
-fn deadline(tx: &Transaction<'_>, sql: &Sql, id: &str) -> rusqlite::Result<Option<i64>> {
+fn deadline(tx: &Connection, sql: &Sql, id: &str) -> rusqlite::Result<Option<i64>> {
     tx.prepare_cached(&sql.deadline)?
         .query_row([id], |r| r.get(0))
         .optional()
 }
 
 /// Applies `changes` and sets the deadline by `expiry`; returns whether the session exists
-/// afterwards. Serves every GoFrame write: `set`, `set_map`, `set_session`, `remove` (with
-/// [`Expiry::Keep`]) and `update_ttl` (an empty change set).
+/// afterwards. Serves every framework write: `set`, `set_map`, `set_session`, `remove` (with
+/// [`Expiry::Keep`]) and `update_ttl` (an empty change set). Runs inside the writer's
+/// transaction (`tx`): it is atomic because the writer rolls back its savepoint if it fails.
 pub(crate) fn apply(
-    conn: &mut Connection,
+    tx: &Connection,
     sql: &Sql,
     id: &str,
     changes: ChangeSet,
     expiry: Expiry,
 ) -> Result<bool> {
-    let tx = immediate(conn)?;
     let now = now();
     if let (true, Some(ttl)) = (changes.is_empty(), expiry.ttl()) {
         // Only the deadline of a live session changes: one conditional UPDATE (`update_ttl`).
@@ -231,13 +232,12 @@ pub(crate) fn apply(
                 ])
             })
             .map_err(db_error)?;
-        tx.commit().map_err(db_error)?;
         return Ok(slid == 1);
     }
-    let stored = deadline(&tx, sql, id).map_err(db_error)?;
+    let stored = deadline(tx, sql, id).map_err(db_error)?;
     let live = stored.is_some_and(|d| d > now);
     if !live && (changes.only_if_exists || !expiry.may_create()) {
-        return Ok(false); // the transaction rolls back: nothing was written
+        return Ok(false); // nothing was written
     }
     let run = || -> rusqlite::Result<bool> {
         if stored.is_some() && (!live || changes.clear) {
@@ -246,7 +246,7 @@ pub(crate) fn apply(
             if live {
                 tx.prepare_cached(&sql.delete_values)?.execute([id])?;
             } else {
-                delete_session(&tx, sql, id)?;
+                delete_session(tx, sql, id)?;
             }
         }
         if !changes.remove.is_empty() {
@@ -280,21 +280,17 @@ pub(crate) fn apply(
             (true, Expiry::Keep) => {}
             // The changes removed the last key: the session is gone, with its owner binding.
             (false, _) if live => {
-                delete_session(&tx, sql, id)?;
+                delete_session(tx, sql, id)?;
             }
             (false, _) => {}
         }
         Ok(has_keys)
     };
-    let exists = run().map_err(db_error)?;
-    tx.commit().map_err(db_error)?;
-    Ok(exists)
+    run().map_err(db_error)
 }
 
-pub(crate) fn remove_all(conn: &mut Connection, sql: &Sql, id: &str) -> Result<()> {
-    let tx = immediate(conn)?;
-    delete_session(&tx, sql, id).map_err(db_error)?;
-    tx.commit().map_err(db_error)
+pub(crate) fn remove_all(tx: &Connection, sql: &Sql, id: &str) -> Result<()> {
+    delete_session(tx, sql, id).map(drop).map_err(db_error)
 }
 
 pub(crate) fn bind_owner(conn: &Connection, sql: &Sql, owner: &str, id: &str) -> Result<()> {
@@ -351,11 +347,15 @@ pub(crate) fn unlock(conn: &Connection, sql: &Sql, id: &str, token: &str) -> Res
 }
 
 /// Deletes expired sessions (values, rows, owner bindings) in batches, using the index on
-/// `sessions(expires_at)`, and expired locks; returns the exact number of sessions deleted.
+/// `sessions(expires_at)`, and expired locks; returns the exact number of sessions deleted. Runs
+/// alone on the writer thread (no group commit around it), one `BEGIN IMMEDIATE` transaction per
+/// batch of [`PURGE_BATCH`], so a big purge never holds the write lock for long.
 pub(crate) fn purge(conn: &mut Connection, sql: &Sql) -> Result<u64> {
     let mut total = 0u64;
     loop {
-        let tx = immediate(conn)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_error)?;
         let now = now();
         let batch = || -> rusqlite::Result<usize> {
             let ids: Vec<String> = tx
@@ -376,6 +376,197 @@ pub(crate) fn purge(conn: &mut Connection, sql: &Sql) -> Result<u64> {
         total += deleted as u64;
         if deleted < PURGE_BATCH {
             return Ok(total);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use rusqlite::StatementStatus;
+    use rusqlite::types::Value as Sqlite;
+
+    use super::*;
+    use crate::builder::SqliteStoreBuilder;
+    use crate::pool::Role;
+
+    /// Every statement, run through the statement cache (as the driver runs them) with other
+    /// ids, keys and times on each call, is never re-prepared: before and after `ANALYZE`
+    /// (SQLITE_ENABLE_STAT4), on the writer's connection and a reader's (the query planner
+    /// stability guarantee that `schema::open` turns on).
+    #[test]
+    fn statements_are_never_re_prepared() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plans.db");
+        let tables = schema::tables("sessions").unwrap();
+        let options = SqliteStoreBuilder::default();
+        let writer = schema::open(&path, Role::Writer, &options, &tables).unwrap();
+        let reader = schema::open(&path, Role::Reader, &options, &tables).unwrap();
+        let sql = Sql::new(&tables);
+        for i in 0..50 {
+            writer
+                .execute_batch(&format!(
+                    "INSERT INTO sessions VALUES ('s{i}', {});
+                     INSERT INTO sessions_values VALUES ('s{i}', 'k', x'01'), ('s{i}', 'j', x'02');
+                     INSERT INTO sessions_owners VALUES ('s{i}', 'o{}');
+                     INSERT INTO sessions_locks VALUES ('s{i}', 't', {});",
+                    i * 1000,
+                    i % 5,
+                    i * 1000
+                ))
+                .unwrap();
+        }
+        fn text(x: String) -> Sqlite {
+            Sqlite::Text(x)
+        }
+        fn int(x: i64) -> Sqlite {
+            Sqlite::Integer(x)
+        }
+        fn s(r: i64) -> Sqlite {
+            text(format!("s{}", r * 7 % 50))
+        }
+        type Args = Box<dyn Fn(i64) -> Vec<Sqlite>>;
+        let reads: Vec<(&str, &str, Args)> = vec![
+            (
+                "get",
+                &sql.get,
+                Box::new(|r| vec![s(r), text("k".into()), int(r * 999)]),
+            ),
+            ("load", &sql.load, Box::new(|r| vec![s(r), int(r * 999)])),
+            ("size", &sql.size, Box::new(|r| vec![s(r), int(r * 999)])),
+            (
+                "scan",
+                &sql.scan,
+                Box::new(|r| vec![s(r), int(r * 999), int(r + 2)]),
+            ),
+            (
+                "owner_sessions",
+                &sql.owner_sessions,
+                Box::new(|r| vec![text(format!("o{}", r % 5)), int(r * 999)]),
+            ),
+            (
+                "owner_of",
+                &sql.owner_of,
+                Box::new(|r| vec![s(r), int(r * 999)]),
+            ),
+            ("deadline", &sql.deadline, Box::new(|r| vec![s(r)])),
+            ("has_keys", &sql.has_keys, Box::new(|r| vec![s(r)])),
+            (
+                "purge_batch",
+                &sql.purge_batch,
+                Box::new(|r| vec![int(r * 10), int(r + 2)]),
+            ),
+            ("schema_version", &sql.schema_version, Box::new(|_| vec![])),
+        ];
+        // Writes that change nothing (ids and tokens no row has), so every round sees the same
+        // rows; `try_lock` and `set_*` write, on ids of their own.
+        let writes: Vec<(&str, &str, Args)> = vec![
+            (
+                "delete_values",
+                &sql.delete_values,
+                Box::new(|r| vec![text(format!("x{r}"))]),
+            ),
+            (
+                "delete_session",
+                &sql.delete_session,
+                Box::new(|r| vec![text(format!("x{r}"))]),
+            ),
+            (
+                "slide",
+                &sql.slide,
+                Box::new(|r| vec![s(r), int(99_999), int(r * 999)]),
+            ),
+            (
+                "delete_key",
+                &sql.delete_key,
+                Box::new(|r| vec![text(format!("x{r}")), text(format!("k{r}"))]),
+            ),
+            (
+                "set_value",
+                &sql.set_value,
+                Box::new(|r| {
+                    vec![
+                        text(format!("n{r}")),
+                        text(format!("k{r}")),
+                        Sqlite::Blob(vec![1]),
+                    ]
+                }),
+            ),
+            (
+                "set_deadline",
+                &sql.set_deadline,
+                Box::new(|r| vec![text(format!("n{r}")), int(r * 999)]),
+            ),
+            (
+                "bind_owner",
+                &sql.bind_owner,
+                Box::new(|r| vec![text(format!("n{r}")), text(format!("p{r}"))]),
+            ),
+            (
+                "unbind_owner",
+                &sql.unbind_owner,
+                Box::new(|r| vec![text(format!("x{r}"))]),
+            ),
+            (
+                "prune_owner",
+                &sql.prune_owner,
+                Box::new(|r| vec![text(format!("q{r}")), int(r * 999)]),
+            ),
+            (
+                "try_lock",
+                &sql.try_lock,
+                Box::new(|r| vec![s(r), text(format!("t{r}")), int(r * 999 + 5), int(r * 999)]),
+            ),
+            (
+                "unlock",
+                &sql.unlock,
+                Box::new(|r| vec![s(r), text(format!("u{r}")), int(r * 999)]),
+            ),
+            ("purge_locks", &sql.purge_locks, Box::new(|r| vec![int(-r)])),
+        ];
+        let run = |conn: &Connection, name: &str, text: &str, args: &Args, analyzed: bool| {
+            let reprepared = || {
+                let st = conn.prepare_cached(text).unwrap();
+                st.get_status(StatementStatus::RePrepare)
+            };
+            // The first run may re-prepare once, if this connection has not yet seen the
+            // statistics `ANALYZE` added (a schema change); after that, never. (Without the
+            // guarantee, `load` and `scan` were re-prepared on every call.)
+            let mut first = None;
+            for round in 1..=4 {
+                let mut st = conn.prepare_cached(text).unwrap();
+                let args = args(round + i64::from(analyzed) * 10);
+                let mut rows = st.query(rusqlite::params_from_iter(args)).unwrap();
+                while rows.next().unwrap().is_some() {}
+                drop(rows);
+                drop(st);
+                first.get_or_insert_with(reprepared);
+            }
+            let first = first.unwrap();
+            assert!(
+                first <= i32::from(analyzed),
+                "{name}: re-prepared {first} times"
+            );
+            assert_eq!(
+                reprepared(),
+                first,
+                "{name} was re-prepared (statistics: {analyzed})"
+            );
+        };
+        for analyzed in [false, true] {
+            if analyzed {
+                writer.execute_batch("ANALYZE").unwrap();
+                writer.flush_prepared_statement_cache();
+                reader.flush_prepared_statement_cache();
+            }
+            for (name, text, args) in &reads {
+                run(&reader, name, text, args, analyzed);
+                run(&writer, name, text, args, analyzed);
+            }
+            for (name, text, args) in &writes {
+                run(&writer, name, text, args, analyzed);
+            }
         }
     }
 }

@@ -11,17 +11,20 @@ use session_core::driver::{
 use crate::NAME;
 use crate::builder::SqliteStoreBuilder;
 use crate::error::db_error;
-use crate::pool::{Pool, Role};
+use crate::pool::Pool;
 use crate::schema;
 use crate::statements::{self, Sql};
 
 /// A session store in one SQLite database file (WAL mode), shared safely by any number of
 /// threads and processes.
 ///
-/// Each store runs one writer thread and [`readers`](SqliteStoreBuilder::readers) reader
-/// threads, each owning its own connection; async calls hand their work to those threads and
-/// await the reply, so no SQLite call blocks an async worker. Cloning is cheap and shares the
-/// threads; they stop when the last clone is dropped.
+/// Each store runs one writer thread, which owns the read-write connection and commits the
+/// queued writes in groups (one transaction for every write waiting, each in its own savepoint;
+/// every caller answered after that commit), and keeps
+/// [`readers`](SqliteStoreBuilder::readers) read-only connections on which the callers' own
+/// threads run the short reads inline (a primary-key lookup; scans and owner listings go to
+/// tokio's blocking pool). See the crate docs, "Threads". Cloning is cheap and shares the
+/// connections; the writer thread stops when the last clone is dropped.
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: Arc<Pool>,
@@ -51,21 +54,21 @@ impl SqliteStore {
         Self::builder().open(path).await
     }
 
-    /// A builder for the options (reader threads, busy timeout, synchronous mode, statement
+    /// A builder for the options (reader connections, busy timeout, synchronous mode, statement
     /// cache); finish it with [`SqliteStoreBuilder::open`].
     pub fn builder() -> SqliteStoreBuilder {
         SqliteStoreBuilder::default()
     }
 
-    /// Checks the table name, renders the statements, and starts the connection threads on
-    /// `path` (the writer first, which migrates the schema).
+    /// Checks the table name, renders the statements, and starts the writer thread on `path`
+    /// (which migrates the schema, then opens the reader connections).
     pub(crate) async fn start(path: &Path, options: SqliteStoreBuilder) -> Result<SqliteStore> {
         // Before anything touches the file.
         let tables = schema::tables(&options.table)?;
         let sql = Arc::new(Sql::new(&tables));
         let table = Arc::from(tables.base());
-        let readers = options.readers;
-        let pool = Pool::start(path, readers, sql, move |path, role| {
+        let (readers, busy_timeout) = (options.readers, options.busy_timeout);
+        let pool = Pool::start(path, readers, busy_timeout, sql, move |path, role| {
             schema::open(path, role, &options, &tables)
         })
         .await?;
@@ -91,29 +94,11 @@ impl SqliteStore {
     /// [`SCHEMA_VERSION`](crate::SCHEMA_VERSION) once opened.
     pub async fn schema_version(&self) -> Result<i64> {
         self.pool
-            .run(Role::Reader, |conn, sql| {
+            .read_blocking(|conn, sql| {
                 conn.query_row(&sql.schema_version, [], |r| r.get(0))
                     .map_err(db_error)
             })
             .await
-    }
-
-    async fn read<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&rusqlite::Connection, &Sql) -> Result<T> + Send + 'static,
-    {
-        self.pool
-            .run(Role::Reader, move |conn, sql| f(conn, sql))
-            .await
-    }
-
-    async fn write<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut rusqlite::Connection, &Sql) -> Result<T> + Send + 'static,
-    {
-        self.pool.run(Role::Writer, f).await
     }
 }
 
@@ -133,7 +118,10 @@ impl Driver for SqliteStore {
 
     async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
         let id = owned(id);
-        let loaded = self.read(move |c, q| statements::load(c, q, &id)).await?;
+        let loaded = self
+            .pool
+            .read(move |c, q| statements::load(c, q, &id))
+            .await?;
         Ok(loaded.map(|(data, deadline)| Loaded {
             data: data.into(),
             expires_at: Some(check::from_unix_millis(
@@ -144,50 +132,59 @@ impl Driver for SqliteStore {
 
     async fn apply(&self, id: &SessionId, changes: ChangeSet, expiry: Expiry) -> Result<bool> {
         let id = owned(id);
-        self.write(move |c, q| statements::apply(c, q, &id, changes, expiry))
+        self.pool
+            .write(move |c, q| statements::apply(c, q, &id, changes, expiry))
             .await
     }
 
     async fn remove_all(&self, id: &SessionId) -> Result<()> {
         let id = owned(id);
-        self.write(move |c, q| statements::remove_all(c, q, &id))
+        self.pool
+            .write(move |c, q| statements::remove_all(c, q, &id))
             .await
     }
 
     /// Saves loading the whole session: one row, by primary key.
     async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Value>> {
         let (id, key) = (owned(id), key.to_owned());
-        self.read(move |c, q| statements::get(c, q, &id, &key))
+        self.pool
+            .read(move |c, q| statements::get(c, q, &id, &key))
             .await
     }
 
     /// Saves reading every value: a `count(*)` of the session's rows.
     async fn get_size(&self, id: &SessionId) -> Result<usize> {
         let id = owned(id);
-        self.read(move |c, q| statements::size(c, q, &id)).await
+        self.pool
+            .read(move |c, q| statements::size(c, q, &id))
+            .await
     }
 
     async fn index_add(&self, owner: &str, id: &SessionId, _ttl: Ttl) -> Result<()> {
         // `ttl` is not needed: a binding lives exactly as long as its session.
         let (owner, id) = (owner.to_owned(), owned(id));
-        self.write(move |c, q| statements::bind_owner(c, q, &owner, &id))
+        self.pool
+            .write(move |c, q| statements::bind_owner(c, q, &owner, &id))
             .await
     }
 
     async fn index_remove(&self, id: &SessionId) -> Result<()> {
         let id = owned(id);
-        self.write(move |c, q| statements::unbind_owner(c, q, &id))
+        self.pool
+            .write(move |c, q| statements::unbind_owner(c, q, &id))
             .await
     }
 
     async fn index_sessions(&self, owner: &str) -> Result<Vec<SessionId>> {
         let who = owner.to_owned();
         let (live, dead) = self
-            .read(move |c, q| statements::owner_sessions(c, q, &who))
+            .pool
+            .read_blocking(move |c, q| statements::owner_sessions(c, q, &who))
             .await?;
         if dead {
             let owner = owner.to_owned();
-            self.write(move |c, q| statements::prune_owner(c, q, &owner))
+            self.pool
+                .write(move |c, q| statements::prune_owner(c, q, &owner))
                 .await?;
         }
         Ok(live)
@@ -195,23 +192,27 @@ impl Driver for SqliteStore {
 
     async fn index_owner(&self, id: &SessionId) -> Result<Option<String>> {
         let id = owned(id);
-        self.read(move |c, q| statements::owner_of(c, q, &id)).await
+        self.pool
+            .read(move |c, q| statements::owner_of(c, q, &id))
+            .await
     }
 
     async fn try_lock(&self, id: &SessionId, lease: Ttl) -> Result<Option<LockToken>> {
         let id = owned(id);
-        self.write(move |c, q| statements::try_lock(c, q, &id, lease))
+        self.pool
+            .write(move |c, q| statements::try_lock(c, q, &id, lease))
             .await
     }
 
     async fn unlock(&self, id: &SessionId, token: &LockToken) -> Result<bool> {
         let (id, token) = (owned(id), token.as_str().to_owned());
-        self.write(move |c, q| statements::unlock(c, q, &id, &token))
+        self.pool
+            .write(move |c, q| statements::unlock(c, q, &id, &token))
             .await
     }
 
     async fn purge_expired(&self) -> Result<u64> {
-        self.write(statements::purge).await
+        self.pool.alone(statements::purge).await
     }
 
     async fn scan(&self, cursor: Option<&str>, limit: usize) -> Result<ScanPage> {
@@ -223,7 +224,8 @@ impl Driver for SqliteStore {
         }
         let page = limit.clamp(1, statements::MAX_SCAN_PAGE);
         let ids = self
-            .read(move |c, q| statements::scan(c, q, &after, page))
+            .pool
+            .read_blocking(move |c, q| statements::scan(c, q, &after, page))
             .await?;
         let next = if ids.len() == page {
             ids.last().map(|id| id.as_str().to_owned())

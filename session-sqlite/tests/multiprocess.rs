@@ -1,8 +1,10 @@
 //! Two processes sharing one database file: no lost updates, and a lease lock that excludes
-//! across processes. The parent tests re-run this test binary as child processes: the ignored
+//! across processes; and a process killed (SIGKILL) in the middle of group commits loses no write
+//! it was answered for. The parent tests re-run this test binary as child processes: the ignored
 //! test `child_worker` is what a child runs, told what to do by environment variables.
 #![allow(clippy::unwrap_used)]
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -102,6 +104,70 @@ async fn the_lease_lock_excludes_across_processes() {
     assert!(store.try_lock(&id, HOUR).await.unwrap().is_some());
 }
 
+/// A child writes sessions from 16 tasks at once (so the writes go in group commits) and prints
+/// each id once its write was answered; the parent kills it with SIGKILL mid-stream. Every
+/// printed id must be in the file afterwards, with its value: a caller is answered only after
+/// the commit holding its write returned.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_process_loses_no_answered_write() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("killed.db");
+    drop(SqliteStore::open(&db).await.unwrap());
+    let exe = std::env::current_exe().expect("test binary path");
+    let printed = tokio::task::spawn_blocking({
+        let db = db.clone();
+        move || {
+            let mut child = Command::new(&exe)
+                .args(["child_worker", "--exact", "--ignored", "--nocapture"])
+                .env("SESSION_SQLITE_CHILD", "write_forever")
+                .env("SESSION_SQLITE_DB", &db)
+                .env("SESSION_SQLITE_ID", SessionId::generate().unwrap().as_str())
+                .env("SESSION_SQLITE_PREFIX", "k")
+                .env("SESSION_SQLITE_N", "0")
+                .env("SESSION_SQLITE_START_AT", "0")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn a child process");
+            let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+            let mut printed = Vec::new();
+            while printed.len() < 600 {
+                match lines.next() {
+                    Some(line) => {
+                        if let Some(rest) = line.unwrap().strip_prefix("answered ") {
+                            printed.push(rest.to_owned());
+                        }
+                    }
+                    None => panic!("the child stopped before it was killed"),
+                }
+            }
+            child.kill().expect("SIGKILL"); // SIGKILL on Unix: no destructor, no flush runs
+            // What the child printed before it died was answered too.
+            for line in lines {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("answered ") {
+                    printed.push(rest.to_owned());
+                }
+            }
+            let _ = child.wait();
+            printed
+        }
+    })
+    .await
+    .unwrap();
+    let store = SqliteStore::open(&db).await.unwrap();
+    for line in &printed {
+        let (id, n) = line.split_once(' ').expect("id and value");
+        let id = SessionId::parse(id).unwrap();
+        let n: u64 = n.parse().unwrap();
+        assert_eq!(
+            store.get(&id, "k").await.unwrap(),
+            Some(Value::encode(&n).unwrap()),
+            "answered write {id} is missing after the kill"
+        );
+    }
+}
+
 fn env(name: &str) -> String {
     std::env::var(name)
         .unwrap_or_else(|_| panic!("{name} is not set: run by the multiprocess tests"))
@@ -160,6 +226,28 @@ async fn child_worker() {
                     .await
                     .unwrap();
                 assert!(store.unlock(&id, &token).await.unwrap(), "lost the lock");
+            }
+        }
+        "write_forever" => {
+            // Until killed: 16 tasks, each setting new sessions and printing each one answered.
+            let tasks = (0..16u64).map(|t| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for i in 0u64.. {
+                        let id = SessionId::generate().unwrap();
+                        let n = t * 1_000_000 + i;
+                        store
+                            .set(&id, "k", Value::encode(&n).unwrap(), HOUR)
+                            .await
+                            .unwrap();
+                        let mut out = std::io::stdout().lock();
+                        writeln!(out, "answered {} {n}", id.as_str()).unwrap();
+                        out.flush().unwrap();
+                    }
+                })
+            });
+            for t in tasks {
+                t.await.unwrap();
             }
         }
         other => panic!("unknown child mode {other}"),

@@ -341,9 +341,10 @@ async fn stores_with_different_tables_share_a_file_without_sharing_sessions() {
             .unwrap();
         assert!(store.try_lock(&s, HOUR).await.unwrap().is_some());
     }
-    web.set(&short, "k", v(0), Duration::from_millis(20))
-        .await
-        .unwrap();
+    // Short enough to purge below, long enough to still be live at the scan on a loaded machine.
+    let short_ttl = Duration::from_millis(1_000);
+    let short_set = std::time::Instant::now();
+    web.set(&short, "k", v(0), short_ttl).await.unwrap();
     for (n, store) in (1..).zip(stores) {
         assert_eq!(store.get(&s, "k").await.unwrap(), Some(v(n)));
         assert_eq!(store.get_size(&s).await.unwrap(), 1);
@@ -368,7 +369,8 @@ async fn stores_with_different_tables_share_a_file_without_sharing_sessions() {
     assert_eq!(default.get(&s, "k").await.unwrap(), None);
     assert_eq!(web.get(&s, "k").await.unwrap(), Some(v(2)));
     assert_eq!(api.get(&s, "k").await.unwrap(), Some(v(3)));
-    tokio::time::sleep(Duration::from_millis(40)).await;
+    tokio::time::sleep((short_ttl + Duration::from_millis(20)).saturating_sub(short_set.elapsed()))
+        .await;
     assert_eq!(default.purge_expired().await.unwrap(), 0);
     assert_eq!(api.purge_expired().await.unwrap(), 0);
     assert_eq!(web.purge_expired().await.unwrap(), 1);
