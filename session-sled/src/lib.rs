@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod builder;
+mod merge;
 mod store;
 mod trees;
 mod write;

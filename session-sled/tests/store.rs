@@ -405,6 +405,116 @@ async fn concurrent_set_and_remove_of_different_keys_keep_every_change() {
     assert_eq!(map.keys().cloned().collect::<HashSet<_>>(), want);
 }
 
+/// Calls run inline on the runtime's worker threads (no blocking-pool hop): many tasks on a
+/// multi-thread runtime apply to many sessions at once, several tasks to each session, and
+/// every key of every write lands (`compare_and_swap` retried on conflict keeps per-key
+/// atomicity), with loads, index writes and removes of whole sessions racing them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_tasks_applying_to_many_sessions_inline_lose_nothing() {
+    const SESSIONS: usize = 24;
+    const TASKS: usize = 64;
+    const ROUNDS: usize = 12;
+    let store = Arc::new(temp_store().await);
+    let ids: Arc<Vec<SessionId>> = Arc::new((0..SESSIONS).map(|_| id()).collect());
+    // Doomed sessions, removed whole while the applies run: their tree entries go too.
+    let doomed: Vec<SessionId> = (0..SESSIONS).map(|_| id()).collect();
+    for id in &doomed {
+        store.set(id, "x", val("x"), HOUR).await.expect("seed");
+    }
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let (store, ids) = (Arc::clone(&store), Arc::clone(&ids));
+        tasks.push(tokio::spawn(async move {
+            for r in 0..ROUNDS {
+                let id = &ids[(t * 5 + r) % SESSIONS];
+                let changes = ChangeSet {
+                    set: data(&[(&format!("t{t}-r{r}"), &format!("{t}/{r}"))]),
+                    ..ChangeSet::default()
+                };
+                assert!(store.apply(id, changes, HOUR).await.expect("apply"));
+                if r % 4 == 0 {
+                    // A read between writes sees at least this task's own write.
+                    let map = store.get_map(id).await.expect("load");
+                    assert!(map.contains_key(&format!("t{t}-r{r}")));
+                }
+                if r % 6 == 0 {
+                    store
+                        .index_add(&format!("owner-{}", t % 3), id, HOUR)
+                        .await
+                        .expect("bind");
+                }
+            }
+        }));
+    }
+    for (i, id) in doomed.iter().enumerate() {
+        let store = Arc::clone(&store);
+        let id = id.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                tokio::task::yield_now().await;
+            }
+            store.remove_all(&id).await.expect("remove_all");
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let mut want: Vec<HashSet<String>> = vec![HashSet::new(); SESSIONS];
+    for t in 0..TASKS {
+        for r in 0..ROUNDS {
+            want[(t * 5 + r) % SESSIONS].insert(format!("t{t}-r{r}"));
+        }
+    }
+    for (id, want) in ids.iter().zip(&want) {
+        let map = store.get_map(id).await.expect("map");
+        assert_eq!(&map.keys().cloned().collect::<HashSet<_>>(), want);
+        for key in want {
+            let (t, r) = key[1..].split_once("-r").expect("key");
+            assert_eq!(map.get(key), Some(&val(&format!("{t}/{r}"))));
+        }
+        assert!(store.index_owner(id).await.expect("owner").is_some());
+    }
+    for id in &doomed {
+        assert!(store.load(id).await.expect("load").is_none());
+    }
+    let (records, bound) = check_indexes(&store);
+    assert_eq!((records, bound), (SESSIONS, SESSIONS));
+}
+
+/// A lock is a sled transaction run inline: under contention from many tasks on several worker
+/// threads, sled's retries still let exactly one holder in at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn contended_locks_inline_admit_one_holder_at_a_time() {
+    let store = Arc::new(temp_store().await);
+    let id = id();
+    let holders = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let acquired = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let (store, id) = (Arc::clone(&store), id.clone());
+            let (holders, acquired) = (Arc::clone(&holders), Arc::clone(&acquired));
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    let Some(token) = store.try_lock(&id, HOUR).await.expect("lock") else {
+                        tokio::task::yield_now().await;
+                        continue;
+                    };
+                    use std::sync::atomic::Ordering::SeqCst;
+                    assert_eq!(holders.fetch_add(1, SeqCst), 0, "two holders at once");
+                    acquired.fetch_add(1, SeqCst);
+                    tokio::task::yield_now().await;
+                    holders.fetch_sub(1, SeqCst);
+                    assert!(store.unlock(&id, &token).await.expect("unlock"));
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    assert!(acquired.load(std::sync::atomic::Ordering::SeqCst) > 0);
+}
+
 #[tokio::test]
 async fn data_survives_a_reopen() {
     let dir = tempfile::tempdir().expect("temp dir");
