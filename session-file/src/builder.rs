@@ -108,6 +108,7 @@ impl FileStoreBuilder {
                 stale_temp_after: self.stale_temp_after,
                 lock_timeout: self.lock_timeout,
             },
+            inline: Default::default(),
         };
         let (stop_tx, stop_rx) = match self.purge_interval {
             Some(_) => {

@@ -1,5 +1,6 @@
-//! The blocking half of the driver: every function here does file I/O and runs inside
-//! `tokio::task::spawn_blocking` (never on an async worker thread).
+//! The blocking half of the driver: every function here does file I/O that may wait for the
+//! disk (or for another writer's lock) and runs inside `tokio::task::spawn_blocking`, never on an
+//! async worker thread. Reads that need no disk I/O run inline instead ([`crate::nowait`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Write as _};
@@ -15,6 +16,7 @@ use session_core::driver::{
 };
 
 use crate::NAME;
+use crate::nowait::{self, read_opt};
 use crate::paths::{self, Layout};
 use crate::record::{self, Kind};
 
@@ -39,6 +41,8 @@ pub(crate) struct DiskOptions {
 pub(crate) struct Disk {
     pub(crate) layout: Layout,
     pub(crate) opts: DiskOptions,
+    /// Whether reads may try the inline path ([`nowait::read`]).
+    pub(crate) inline: nowait::Switch,
 }
 
 /// How a read-modify-write treats a record that does not decode.
@@ -77,15 +81,6 @@ pub(crate) fn prepare_dir(dir: &Path) -> Result<PathBuf> {
         .create(&owners)
         .map_err(|e| io_err("creating directory", &owners, e))?;
     Ok(dir)
-}
-
-/// Reads a whole file; `None` if it does not exist.
-fn read_opt(path: &Path) -> Result<Option<Vec<u8>>> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_err("reading", path, e)),
-    }
 }
 
 /// Reads only the header of a file (framing and the record's deadline); `None` if it does not
@@ -161,11 +156,17 @@ struct Txn<'a> {
     before: Option<Record>,
     /// Whether a record file exists on disk (even a corrupt one).
     on_disk: bool,
+    /// Set once this transaction has written the record: the lock file is not an orphan, and
+    /// dropping skips the check.
+    wrote: bool,
     now: u64,
 }
 
 impl Drop for Txn<'_> {
     fn drop(&mut self) {
+        if self.wrote {
+            return;
+        }
         let gone = |p: &Path| matches!(exists(p), Ok(false));
         let orphan = gone(&self.record_path)
             && self
@@ -193,7 +194,7 @@ impl Txn<'_> {
 
     /// Writes `after` (or deletes the record for `None`) and keeps the owner index in step; the
     /// lock is released when `self` drops. A record without keys and without owner is not kept.
-    fn commit(self, after: Option<Record>) -> Result<()> {
+    fn commit(mut self, after: Option<Record>) -> Result<()> {
         let after = after.filter(|r| !r.data.is_empty() || r.owner.is_some());
         let old_owner = self
             .before
@@ -214,6 +215,8 @@ impl Txn<'_> {
                 let bytes = record::encode(Kind::Session, rec)?;
                 self.disk
                     .write_atomic(&self.record_path, &bytes, !self.on_disk)?;
+                // Under the lock nobody else deletes it: no orphan check when dropping.
+                self.wrote = true;
             }
             None if self.on_disk => {
                 remove_if_exists(&self.record_path)?;
@@ -359,6 +362,7 @@ impl Disk {
             record_path,
             before,
             on_disk,
+            wrote: false,
             now: check::now_millis(),
         })
     }
@@ -403,16 +407,7 @@ impl Disk {
 
     /// The decoded record of `id`, expired or not.
     fn read_record(&self, id: &SessionId) -> Result<Option<Record>> {
-        match read_opt(&self.layout.record(id)?)? {
-            None => Ok(None),
-            Some(bytes) => record::decode(Kind::Session, &bytes).map(Some),
-        }
-    }
-
-    /// The live session (unexpired, at least one key).
-    pub(crate) fn read_live(&self, id: &SessionId) -> Result<Option<Record>> {
-        let now = check::now_millis();
-        Ok(self.read_record(id)?.filter(|r| r.live(now)))
+        decode_record(read_opt(&self.layout.record(id)?)?)
     }
 
     // ----- writes ------------------------------------------------------------------------
@@ -537,10 +532,6 @@ impl Disk {
             self.remove_owner_entry(encoded, id)?;
         }
         Ok(())
-    }
-
-    pub(crate) fn index_owner(&self, id: &SessionId) -> Result<Option<String>> {
-        Ok(self.read_live(id)?.and_then(|r| r.owner))
     }
 
     // ----- lease lock --------------------------------------------------------------------
@@ -743,6 +734,13 @@ impl Disk {
         }
         Ok((page, None))
     }
+}
+
+/// Decodes the bytes of a session record file (`None`: no file).
+pub(crate) fn decode_record(bytes: Option<Vec<u8>>) -> Result<Option<Record>> {
+    bytes
+        .map(|bytes| record::decode(Kind::Session, &bytes))
+        .transpose()
 }
 
 /// What an owner index entry points at.

@@ -5,6 +5,7 @@ compile_error!("session-file needs a Unix file system (modes 0600/0700, flock, i
 
 mod builder;
 mod disk;
+mod nowait;
 mod paths;
 mod record;
 mod store;

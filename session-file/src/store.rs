@@ -9,8 +9,12 @@ use session_core::driver::{
 };
 use tokio::sync::oneshot;
 
+use session_core::driver::check;
+use session_core::driver::record::Record;
+
 use crate::builder::FileStoreBuilder;
-use crate::disk::Disk;
+use crate::disk::{Disk, decode_record};
+use crate::nowait::{self, Cached};
 use crate::{NAME, paths};
 
 /// A session store keeping one file per session in a directory.
@@ -87,6 +91,19 @@ impl FileStore {
         let inner = Arc::clone(&self.inner);
         blocking(move || f(&inner.disk)).await
     }
+
+    /// The live session (unexpired, at least one key). Read inline when the kernel can serve
+    /// the file from its caches without waiting for the disk, else finished on the blocking
+    /// pool ([`nowait`]); decoded here either way.
+    async fn read_live(&self, id: &SessionId) -> Result<Option<Record>> {
+        let path = self.inner.disk.layout.record(id)?;
+        let bytes = match nowait::read(&path, &self.inner.disk.inline) {
+            Cached::Done(bytes) => bytes,
+            Cached::Wait(partial) => blocking(move || nowait::finish(&path, partial)).await?,
+        };
+        let now = check::now_millis();
+        Ok(decode_record(bytes)?.filter(|r| r.live(now)))
+    }
 }
 
 #[async_trait]
@@ -100,9 +117,7 @@ impl Driver for FileStore {
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
-        let id = id.clone();
-        self.run(move |d| Ok(d.read_live(&id)?.map(|r| r.into_loaded())))
-            .await
+        Ok(self.read_live(id).await?.map(Record::into_loaded))
     }
 
     async fn apply(&self, id: &SessionId, changes: ChangeSet, expiry: Expiry) -> Result<bool> {
@@ -132,8 +147,7 @@ impl Driver for FileStore {
     }
 
     async fn index_owner(&self, id: &SessionId) -> Result<Option<String>> {
-        let id = id.clone();
-        self.run(move |d| d.index_owner(&id)).await
+        Ok(self.read_live(id).await?.and_then(|r| r.owner))
     }
 
     async fn try_lock(&self, id: &SessionId, lease: Ttl) -> Result<Option<LockToken>> {
