@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use moka::future::Cache;
 use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
 
 use crate::MemoryStore;
 use crate::owners::OwnerIndex;
@@ -55,7 +55,7 @@ impl MemoryStoreBuilder {
             .build();
         MemoryStore {
             sessions,
-            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            stripes: (0..STRIPES).map(|_| std::sync::Mutex::new(())).collect(),
             locks,
             owners,
             stamps: Arc::new(AtomicU64::new(1)),

@@ -1,21 +1,20 @@
 //! [`MemoryStore`] and its [`Driver`] implementation.
 
 use std::fmt;
-use std::future::ready;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
-use moka::future::Cache;
 use moka::ops::compute::{CompResult, Op};
+use moka::sync::Cache;
 use session_core::driver::{
-    Capabilities, ChangeSet, Data, Driver, Error, Expiry, Loaded, LockToken, Result, ScanPage,
-    SessionId, Ttl, async_trait,
+    Capabilities, ChangeSet, Driver, Error, Expiry, Loaded, LockToken, Result, ScanPage, SessionId,
+    Ttl, async_trait,
 };
 
 use crate::builder::MemoryStoreBuilder;
 use crate::owners::OwnerIndex;
-use crate::record::{Binding, EVICTION_SLACK, Lease, Record};
+use crate::record::{Binding, Body, EVICTION_SLACK, Lease, Record};
 use crate::{DEFAULT_MAX_SESSIONS, NAME};
 
 /// Number of write locks; a session's writes take the one its id hashes to.
@@ -48,10 +47,10 @@ pub(crate) const SWEEP_FLOOR: usize = 1024;
 /// ```
 #[derive(Clone)]
 pub struct MemoryStore {
-    pub(crate) sessions: Cache<SessionId, Arc<Record>>,
+    pub(crate) sessions: Cache<SessionId, Record>,
     /// Serialises the writes of one session: a write holds the stripe of its id across its
     /// read and its insert, so concurrent writers to one session never lose each other's keys.
-    pub(crate) stripes: Arc<[tokio::sync::Mutex<()>]>,
+    pub(crate) stripes: Arc<[Mutex<()>]>,
     pub(crate) locks: Cache<SessionId, Arc<Lease>>,
     pub(crate) owners: Arc<OwnerIndex>,
     pub(crate) stamps: Arc<AtomicU64>,
@@ -98,14 +97,14 @@ impl MemoryStore {
     /// `Op` it returns; concurrent calls on one id run one after the other. `f` gets the record
     /// only if it is live: a dead record is unbound from the owner index and removed unless `f`
     /// puts a new one, so a write to an expired session starts from nothing.
-    async fn compute<R>(
+    fn compute<R>(
         &self,
         id: &SessionId,
-        f: impl FnOnce(Option<Arc<Record>>, SystemTime) -> (Op<Arc<Record>>, R),
+        f: impl FnOnce(Option<Record>, SystemTime) -> Result<(Op<Record>, R)>,
     ) -> Result<R> {
-        let _guard = self.stripe(id).lock().await;
+        let _guard = self.lock_stripe(id);
         let now = SystemTime::now();
-        let (current, dead) = match self.sessions.get(id).await {
+        let (current, dead) = match self.sessions.get(id) {
             Some(record) if record.is_live(now) => (Some(record), false),
             Some(record) => {
                 if let Some(binding) = &record.owner {
@@ -115,11 +114,11 @@ impl MemoryStore {
             }
             None => (None, false),
         };
-        let (op, result) = f(current, now);
+        let (op, result) = f(current, now)?;
         match op {
-            Op::Put(record) => self.sessions.insert(id.clone(), record).await,
-            Op::Remove => self.sessions.invalidate(id).await,
-            Op::Nop if dead => self.sessions.invalidate(id).await,
+            Op::Put(record) => self.sessions.insert(id.clone(), record),
+            Op::Remove => self.sessions.invalidate(id),
+            Op::Nop if dead => self.sessions.invalidate(id),
             Op::Nop => {}
         }
         Ok(result)
@@ -129,26 +128,28 @@ impl MemoryStore {
     ///
     /// Ids are random text, so their last bytes spread evenly without hashing (an id chosen to
     /// collide only shares a stripe, which costs waiting, never correctness).
-    fn stripe(&self, id: &SessionId) -> &tokio::sync::Mutex<()> {
+    fn lock_stripe(&self, id: &SessionId) -> MutexGuard<'_, ()> {
         let spread = id.as_str().bytes().rev().take(4).fold(0usize, |acc, b| {
             acc.wrapping_mul(31).wrapping_add(usize::from(b))
         });
-        &self.stripes[spread % self.stripes.len()]
+        // The guarded data is `()`: a panic under the lock leaves nothing inconsistent.
+        self.stripes[spread % self.stripes.len()]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The record of `id` if it is a live session (one cache lookup, no copy of the data).
-    async fn session(&self, id: &SessionId) -> Option<Arc<Record>> {
+    fn session(&self, id: &SessionId) -> Option<Record> {
         self.sessions
             .get(id)
-            .await
             .filter(|r| r.is_session(SystemTime::now()))
     }
 
     /// Whether `binding` of `id` is still the current binding of a live record.
-    async fn binding_is_current(&self, id: &SessionId, binding: &Binding) -> (bool, bool) {
-        match self.sessions.get(id).await {
+    fn binding_is_current(&self, id: &SessionId, binding: &Binding) -> (bool, bool) {
+        match self.sessions.get(id) {
             Some(r) if r.is_live(SystemTime::now()) && r.owner.as_ref() == Some(binding) => {
-                (true, !r.data.is_empty())
+                (true, !r.body.is_empty())
             }
             _ => (false, false),
         }
@@ -156,10 +157,10 @@ impl MemoryStore {
 
     /// Checks index entries against the records: returns the ids of live sessions they bind and
     /// removes the entries that no longer match their record.
-    async fn prune(&self, entries: Vec<(SessionId, Binding)>) -> Vec<SessionId> {
+    fn prune(&self, entries: Vec<(SessionId, Binding)>) -> Vec<SessionId> {
         let mut live = Vec::with_capacity(entries.len());
         for (id, binding) in entries {
-            match self.binding_is_current(&id, &binding).await {
+            match self.binding_is_current(&id, &binding) {
                 (true, true) => live.push(id),
                 // Bound before the session's first write: kept, but not a session yet.
                 (true, false) => {}
@@ -173,12 +174,12 @@ impl MemoryStore {
     /// that moka expired or evicted leave their bindings behind until a lookup of their owner or
     /// a sweep finds them stale. Keeps the index bounded by about twice the number of cached
     /// records (at least [`SWEEP_FLOOR`] entries).
-    async fn sweep_owners_if_due(&self) {
+    fn sweep_owners_if_due(&self) {
         let limit = (self.sessions.entry_count() as usize)
             .saturating_mul(2)
             .max(SWEEP_FLOOR);
         if self.owners.len() > limit {
-            self.prune(self.owners.all()).await;
+            self.prune(self.owners.all());
         }
     }
 
@@ -201,52 +202,44 @@ impl Driver for MemoryStore {
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
-        Ok(self.session(id).await.map(|r| Loaded {
-            data: r.data.clone(),
+        Ok(self.session(id).map(|r| Loaded {
+            data: Arc::new(r.body.data()),
             expires_at: Some(r.deadline),
         }))
     }
 
     async fn apply(&self, id: &SessionId, changes: ChangeSet, expiry: Expiry) -> Result<bool> {
         self.compute(id, |current, now| {
-            let exists = current.as_ref().is_some_and(|r| !r.data.is_empty());
+            let exists = current.as_ref().is_some_and(|r| !r.body.is_empty());
             if (changes.only_if_exists || !expiry.may_create()) && !exists {
-                return (Op::Nop, false);
+                return Ok((Op::Nop, false));
             }
             let owner = current.as_ref().and_then(|r| r.owner.clone());
-            let data = match &current {
+            let body = match &current {
                 // An empty change set only slides the expiry: no copy of the data.
-                Some(r) if changes.is_empty() => r.data.clone(),
-                Some(r) if !changes.clear => {
-                    let mut data = (*r.data).clone();
-                    for key in &changes.remove {
-                        data.remove(key);
-                    }
-                    data.extend(changes.set);
-                    Arc::new(data)
-                }
-                _ => Arc::new(changes.set),
+                Some(r) if changes.is_empty() => r.body.clone(),
+                Some(r) => r.body.apply(&changes)?,
+                None => Body::pack(&changes.set)?,
             };
-            if data.is_empty() {
+            if body.is_empty() {
                 // No keys left: a session is removed with its binding; a binding made before the
                 // first write (a record without keys) is left alone.
                 if !exists {
-                    return (Op::Nop, false);
+                    return Ok((Op::Nop, false));
                 }
                 if let Some(binding) = &owner {
                     self.owners.unbind(id, binding);
                 }
-                return (Op::Remove, false);
+                return Ok((Op::Remove, false));
             }
             let current_deadline = current.as_ref().map_or(now, |r| r.deadline);
             let record = Record {
-                data,
+                body,
                 deadline: expiry.deadline(now, current_deadline),
                 owner,
             };
-            (Op::Put(Arc::new(record)), true)
+            Ok((Op::Put(record), true))
         })
-        .await
     }
 
     async fn remove_all(&self, id: &SessionId) -> Result<()> {
@@ -254,9 +247,8 @@ impl Driver for MemoryStore {
             if let Some(binding) = current.as_ref().and_then(|r| r.owner.as_ref()) {
                 self.owners.unbind(id, binding);
             }
-            (Op::Remove, ())
+            Ok((Op::Remove, ()))
         })
-        .await
     }
 
     async fn index_add(&self, owner: &str, id: &SessionId, ttl: Ttl) -> Result<()> {
@@ -272,83 +264,74 @@ impl Driver for MemoryStore {
                         self.owners.unbind(id, old);
                     }
                     Record {
-                        data: r.data.clone(),
                         // A session keeps its own expiry; a binding made before the session's
                         // first write waits at least `ttl` for it.
-                        deadline: if r.data.is_empty() {
+                        deadline: if r.body.is_empty() {
                             r.deadline.max(placeholder_deadline)
                         } else {
                             r.deadline
                         },
                         owner: Some(binding.clone()),
+                        body: r.body,
                     }
                 }
                 None => Record {
-                    data: Arc::new(Data::new()),
+                    body: Body::default(),
                     deadline: placeholder_deadline,
                     owner: Some(binding.clone()),
                 },
             };
             self.owners.bind(id, &binding);
-            (Op::Put(Arc::new(record)), ())
-        })
-        .await?;
-        self.prune(self.owners.of(owner)).await;
-        self.sweep_owners_if_due().await;
+            Ok((Op::Put(record), ()))
+        })?;
+        self.prune(self.owners.of(owner));
+        self.sweep_owners_if_due();
         Ok(())
     }
 
     async fn index_remove(&self, id: &SessionId) -> Result<()> {
-        self.compute(id, |current, _| match current {
-            Some(r) => match &r.owner {
-                Some(binding) => {
-                    self.owners.unbind(id, binding);
-                    if r.data.is_empty() {
-                        (Op::Remove, ())
-                    } else {
-                        let record = Record {
-                            data: r.data.clone(),
-                            deadline: r.deadline,
-                            owner: None,
-                        };
-                        (Op::Put(Arc::new(record)), ())
+        self.compute(id, |current, _| {
+            Ok(match current {
+                Some(r) => match &r.owner {
+                    Some(binding) => {
+                        self.owners.unbind(id, binding);
+                        if r.body.is_empty() {
+                            (Op::Remove, ())
+                        } else {
+                            let record = Record { owner: None, ..r };
+                            (Op::Put(record), ())
+                        }
                     }
-                }
+                    None => (Op::Nop, ()),
+                },
                 None => (Op::Nop, ()),
-            },
-            None => (Op::Nop, ()),
+            })
         })
-        .await
     }
 
     async fn index_sessions(&self, owner: &str) -> Result<Vec<SessionId>> {
-        Ok(self.prune(self.owners.of(owner)).await)
+        Ok(self.prune(self.owners.of(owner)))
     }
 
     async fn index_owner(&self, id: &SessionId) -> Result<Option<String>> {
         Ok(self
             .session(id)
-            .await
             .and_then(|r| r.owner.as_ref().map(|b| b.owner.to_string())))
     }
 
     async fn try_lock(&self, id: &SessionId, lease: Ttl) -> Result<Option<LockToken>> {
         let deadline = lease.deadline();
         let token = LockToken::generate()?;
-        let result = self
-            .locks
-            .entry_by_ref(id)
-            .and_compute_with(|entry| {
-                let now = SystemTime::now();
-                ready(match entry {
-                    Some(held) if held.value().deadline > now => Op::Nop,
-                    _ => Op::Put(Arc::new(Lease {
-                        token: token.clone(),
-                        deadline,
-                    })),
-                })
-            })
-            .await;
+        let result = self.locks.entry_by_ref(id).and_compute_with(|entry| {
+            let now = SystemTime::now();
+            match entry {
+                Some(held) if held.value().deadline > now => Op::Nop,
+                _ => Op::Put(Arc::new(Lease {
+                    token: token.clone(),
+                    deadline,
+                })),
+            }
+        });
         Ok(match result {
             CompResult::Inserted(_) | CompResult::ReplacedWith(_) => Some(token),
             _ => None,
@@ -356,27 +339,23 @@ impl Driver for MemoryStore {
     }
 
     async fn unlock(&self, id: &SessionId, token: &LockToken) -> Result<bool> {
-        let result = self
-            .locks
-            .entry_by_ref(id)
-            .and_compute_with(|entry| {
-                let now = SystemTime::now();
-                ready(match entry {
-                    Some(held) if held.value().deadline > now && held.value().token == *token => {
-                        Op::Remove
-                    }
-                    _ => Op::Nop,
-                })
-            })
-            .await;
+        let result = self.locks.entry_by_ref(id).and_compute_with(|entry| {
+            let now = SystemTime::now();
+            match entry {
+                Some(held) if held.value().deadline > now && held.value().token == *token => {
+                    Op::Remove
+                }
+                _ => Op::Nop,
+            }
+        });
         Ok(matches!(result, CompResult::Removed(_)))
     }
 
     async fn purge_expired(&self) -> Result<u64> {
         // Moka evicts at the deadline (plus a millisecond of slack) during its maintenance;
         // run it now, then remove what is past its deadline but still inside the slack.
-        self.sessions.run_pending_tasks().await;
-        self.locks.run_pending_tasks().await;
+        self.sessions.run_pending_tasks();
+        self.locks.run_pending_tasks();
         let now = SystemTime::now();
         let expired: Vec<Arc<SessionId>> = self
             .sessions
@@ -386,18 +365,18 @@ impl Driver for MemoryStore {
             .collect();
         let mut purged = 0;
         for id in expired {
-            let _guard = self.stripe(&id).lock().await;
-            if let Some(record) = self.sessions.get(&*id).await {
+            let _guard = self.lock_stripe(&id);
+            if let Some(record) = self.sessions.get(&*id) {
                 if !record.is_live(SystemTime::now()) {
                     if let Some(binding) = &record.owner {
                         self.owners.unbind(&id, binding);
                     }
-                    self.sessions.invalidate(&*id).await;
+                    self.sessions.invalidate(&*id);
                     purged += 1;
                 }
             }
         }
-        self.prune(self.owners.all()).await;
+        self.prune(self.owners.all());
         Ok(purged)
     }
 

@@ -35,9 +35,9 @@ async fn capacity_bound_evicts_least_recently_used() {
     let ids: Vec<SessionId> = (0..50).map(|_| id()).collect();
     for (n, id) in ids.iter().enumerate() {
         store.set(id, "n", v(n as u32), LONG).await.expect("set");
-        store.sessions.run_pending_tasks().await;
+        store.sessions.run_pending_tasks();
     }
-    store.sessions.run_pending_tasks().await;
+    store.sessions.run_pending_tasks();
     assert!(
         store.sessions.entry_count() <= 10,
         "{} entries cached, bound is 10",
@@ -63,9 +63,9 @@ async fn bindings_of_evicted_sessions_go_at_the_next_lookup() {
         let id = id();
         store.set(&id, "k", v(1), LONG).await.expect("set");
         store.index_add("ada", &id, LONG).await.expect("index_add");
-        store.sessions.run_pending_tasks().await;
+        store.sessions.run_pending_tasks();
     }
-    store.sessions.run_pending_tasks().await;
+    store.sessions.run_pending_tasks();
     let listed = store.index_sessions("ada").await.expect("index_sessions");
     assert!(
         !listed.is_empty() && listed.len() <= 4,
@@ -93,7 +93,7 @@ async fn the_owner_index_stays_bounded_without_lookups_of_the_same_owner() {
             .await
             .expect("index_add");
         if n % 64 == 0 {
-            store.sessions.run_pending_tasks().await;
+            store.sessions.run_pending_tasks();
         }
         assert!(
             store.owners.len() <= SWEEP_FLOOR + 1,
@@ -123,13 +123,10 @@ async fn expired_session_is_missing_before_moka_evicts_it() {
         .expect("try_lock");
     assert!(lease.is_some());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    store.sessions.run_pending_tasks().await;
+    store.sessions.run_pending_tasks();
 
     // moka still holds the record: the driver's own deadline check is what hides it.
-    assert!(
-        store.sessions.get(&id).await.is_some(),
-        "moka evicted early"
-    );
+    assert!(store.sessions.get(&id).is_some(), "moka evicted early");
     assert_eq!(store.get(&id, "a").await.expect("get"), None);
     assert!(store.get_map(&id).await.expect("get_map").is_empty());
     assert_eq!(store.get_size(&id).await.expect("get_size"), 0);
@@ -145,7 +142,7 @@ async fn expired_session_is_missing_before_moka_evicts_it() {
     assert!(page.ids.is_empty());
     // The expired lease frees the lock even though moka still holds it.
     assert!(
-        store.locks.get(&id).await.is_some(),
+        store.locks.get(&id).is_some(),
         "moka evicted the lease early"
     );
     assert!(store.try_lock(&id, LONG).await.expect("try_lock").is_some());
@@ -174,7 +171,7 @@ async fn purge_removes_expired_records_moka_still_holds() {
         .expect("index_add");
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(store.purge_expired().await.expect("purge"), 1);
-    assert!(store.sessions.get(&dead).await.is_none());
+    assert!(store.sessions.get(&dead).is_none());
     assert_eq!(store.owners.len(), 0, "purge left the dead binding");
     assert_eq!(store.get_size(&alive).await.expect("get_size"), 1);
     assert_eq!(store.purge_expired().await.expect("purge"), 0);
