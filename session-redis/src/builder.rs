@@ -88,6 +88,14 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// How many connections the store opens, which its calls take in turn (default
+    /// [`DEFAULT_CONNECTIONS`](crate::DEFAULT_CONNECTIONS)); see
+    /// [`RedisClientBuilder::connections`].
+    pub fn connections(mut self, n: usize) -> Self {
+        self.client = self.client.connections(n);
+        self
+    }
+
     /// Connects to one server (or a proxy): `redis://[user:password@]host[:port][/db]`,
     /// `rediss://` for TLS (needs a TLS feature of redis-rs, see the crate documentation), or
     /// `redis+unix:///path`. Fails with [`Error::InvalidInput`](session_core::Error::InvalidInput)

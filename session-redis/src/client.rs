@@ -35,6 +35,7 @@
 //! ```
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager};
@@ -46,7 +47,7 @@ use redis::{
 use session_core::driver::{Error, Result};
 
 use crate::NAME;
-use crate::conn::{Conn, backend, timed_out};
+use crate::conn::{Conn, Pool, backend, timed_out};
 use crate::scripts::Lua;
 
 pub use crate::keys::{MAX_PREFIX_LEN, check_prefix};
@@ -59,6 +60,11 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Default number of reconnection attempts after a connection is lost, before the pending
 /// commands fail (the next command starts a new round of attempts).
 pub const DEFAULT_RECONNECT_RETRIES: usize = 2;
+/// Default number of connections a client opens (to one server, or full cluster connections),
+/// which its calls take in turn; see [`RedisClientBuilder::connections`].
+pub const DEFAULT_CONNECTIONS: usize = 2;
+/// The most connections one client opens ([`RedisClientBuilder::connections`] clamps to it).
+pub const MAX_CONNECTIONS: usize = 64;
 
 /// Options of a [`RedisClient`]: timeouts and reconnection. Made by [`RedisClient::builder`];
 /// [`RedisStoreBuilder`](crate::RedisStoreBuilder) holds one and forwards its setters.
@@ -68,6 +74,7 @@ pub struct RedisClientBuilder {
     response_timeout: Duration,
     operation_timeout: Option<Duration>,
     reconnect_retries: usize,
+    connections: usize,
 }
 
 impl Default for RedisClientBuilder {
@@ -77,6 +84,7 @@ impl Default for RedisClientBuilder {
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             operation_timeout: None,
             reconnect_retries: DEFAULT_RECONNECT_RETRIES,
+            connections: DEFAULT_CONNECTIONS,
         }
     }
 }
@@ -109,6 +117,24 @@ impl RedisClientBuilder {
         self
     }
 
+    /// How many connections the client opens (default [`DEFAULT_CONNECTIONS`]; clamped to
+    /// 1..=[`MAX_CONNECTIONS`]). Each is multiplexed: concurrent calls pipeline onto it, and
+    /// successive calls take the connections in turn (round robin). More than one spreads the
+    /// socket work over several driver tasks (each connection has its own, which writes the
+    /// requests and reads the replies); see the crate documentation's "Performance" section for
+    /// the measurements behind the default. On a cluster each is a full cluster connection (one
+    /// socket per node). Each reconnects on its own, so after an outage up to this many calls can
+    /// fail, one per connection, before all are back.
+    pub fn connections(mut self, n: usize) -> Self {
+        self.connections = n.clamp(1, MAX_CONNECTIONS);
+        self
+    }
+
+    /// The number of connections this builder's clients open ([`connections`](Self::connections)).
+    pub fn connection_count(&self) -> usize {
+        self.connections
+    }
+
     /// The operation timeout this builder gives its clients: the one set with
     /// [`operation_timeout`](Self::operation_timeout), else connect + 2 × response timeout.
     pub fn effective_operation_timeout(&self) -> Duration {
@@ -128,18 +154,20 @@ impl RedisClientBuilder {
             .set_number_of_retries(self.reconnect_retries)
             .set_max_delay(self.connect_timeout);
         let op_timeout = self.effective_operation_timeout();
-        let manager = tokio::time::timeout(
-            op_timeout,
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        .map_err(|_| timed_out(op_timeout))?
-        .map_err(backend)?;
-        Ok(RedisClient {
-            conn: Conn::Single(manager),
-            pubsub: Some(client),
-            op_timeout,
-        })
+        let open = async {
+            let mut conns = Vec::with_capacity(self.connections);
+            for _ in 0..self.connections {
+                let manager =
+                    ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
+                conns.push(Conn::Single(manager));
+            }
+            Ok::<_, redis::RedisError>(conns)
+        };
+        let conns = tokio::time::timeout(op_timeout, open)
+            .await
+            .map_err(|_| timed_out(op_timeout))?
+            .map_err(backend)?;
+        Ok(RedisClient::new(conns, Some(client), op_timeout))
     }
 
     /// Connects to a Redis Cluster through any of its nodes (`redis://host:port` each, same
@@ -163,15 +191,18 @@ impl RedisClientBuilder {
             .overall_response_timeout(Some(op_timeout))
             .build()
             .map_err(backend)?;
-        let conn = tokio::time::timeout(op_timeout, client.get_async_connection())
+        let open = async {
+            let mut conns = Vec::with_capacity(self.connections);
+            for _ in 0..self.connections {
+                conns.push(Conn::Cluster(client.get_async_connection().await?));
+            }
+            Ok::<_, redis::RedisError>(conns)
+        };
+        let conns = tokio::time::timeout(op_timeout, open)
             .await
             .map_err(|_| timed_out(op_timeout))?
             .map_err(backend)?;
-        Ok(RedisClient {
-            conn: Conn::Cluster(conn),
-            pubsub: None,
-            op_timeout,
-        })
+        Ok(RedisClient::new(conns, None, op_timeout))
     }
 }
 
@@ -179,14 +210,15 @@ impl RedisClientBuilder {
 /// mapping. Made by [`RedisClient::builder`]; the one a store runs on is
 /// [`RedisStore::client`](crate::RedisStore::client).
 ///
-/// Cloning is cheap: clones share one multiplexed connection (one server: a
-/// [`ConnectionManager`] that reconnects in the background) or one cluster connection (routed by
-/// slot, following `MOVED`/`ASK`). Every call is bounded by the operation timeout and fails with
+/// Cloning is cheap: clones share its connections ([`RedisClientBuilder::connections`], taken in
+/// turn by successive calls), each a multiplexed connection (one server: a [`ConnectionManager`]
+/// that reconnects in the background) or a cluster connection (routed by slot, following
+/// `MOVED`/`ASK`). Every call is bounded by the operation timeout and fails with
 /// [`Error::Backend`] past it; a redis-rs error becomes [`Error::Backend`], except `WRONGTYPE` (a
 /// key holding another Redis type than the command expects), which is [`Error::Corrupt`].
 #[derive(Clone)]
 pub struct RedisClient {
-    pub(crate) conn: Conn,
+    pool: Arc<Pool>,
     /// The plain client pub/sub connections are opened from (one server only).
     pubsub: Option<redis::Client>,
     pub(crate) op_timeout: Duration,
@@ -196,12 +228,29 @@ impl std::fmt::Debug for RedisClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisClient")
             .field("cluster", &self.is_cluster())
+            .field("connections", &self.pool.len())
             .field("operation_timeout", &self.op_timeout)
             .finish_non_exhaustive()
     }
 }
 
 impl RedisClient {
+    /// A client on `conns` (not empty: the builder opens at least one).
+    fn new(conns: Vec<Conn>, pubsub: Option<redis::Client>, op_timeout: Duration) -> RedisClient {
+        #[allow(clippy::expect_used)] // the builder clamps the count to at least 1
+        let pool = Pool::new(conns).expect("a client has at least one connection");
+        RedisClient {
+            pool: Arc::new(pool),
+            pubsub,
+            op_timeout,
+        }
+    }
+
+    /// The connection for the next call (round robin over the pool).
+    pub(crate) fn conn(&self) -> Conn {
+        self.pool.pick().clone()
+    }
+
     /// A builder with the default timeouts.
     pub fn builder() -> RedisClientBuilder {
         RedisClientBuilder::default()
@@ -209,7 +258,13 @@ impl RedisClient {
 
     /// Whether this client talks to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
-        matches!(self.conn, Conn::Cluster(_))
+        matches!(self.pool.first(), Conn::Cluster(_))
+    }
+
+    /// How many connections this client's calls take in turn
+    /// ([`RedisClientBuilder::connections`]).
+    pub fn connection_count(&self) -> usize {
+        self.pool.len()
     }
 
     /// The bound on one whole call ([`RedisClientBuilder::operation_timeout`]).
@@ -217,11 +272,12 @@ impl RedisClient {
         self.op_timeout
     }
 
-    /// A handle on the shared connection, for redis-rs calls that take a
-    /// [`ConnectionLike`] (`query_async`, `invoke_async`, ...); pass the future to
-    /// [`run`](Self::run) to get the timeout and the error mapping.
+    /// A handle on one of the shared connections (the next in turn), for redis-rs calls that
+    /// take a [`ConnectionLike`] (`query_async`, `invoke_async`, ...); pass the future to
+    /// [`run`](Self::run) to get the timeout and the error mapping. Commands sent through one
+    /// handle reach the server in the order they were sent.
     pub fn connection(&self) -> Connection {
-        Connection(self.conn.clone())
+        Connection(self.conn())
     }
 
     /// Awaits one exchange with the operation timeout and maps its error to the framework's.
@@ -242,21 +298,21 @@ impl RedisClient {
 
     /// Runs one command (routed by its first key on a cluster).
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         self.run(cmd.query_async(&mut conn)).await
     }
 
     /// Runs a pipeline (`MULTI`/`EXEC` if it is atomic) in one round trip. On a cluster every
     /// key of the pipeline must be in one slot.
     pub async fn query_pipeline<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         self.run(pipe.query_async(&mut conn)).await
     }
 
     /// Runs a Lua script with its keys and arguments (`EVALSHA`, loading the script when the
     /// server does not know it). On a cluster every key must be in one slot.
     pub async fn invoke<T: FromRedisValue>(&self, script: &ScriptInvocation<'_>) -> Result<T> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         self.run(script.invoke_async(&mut conn)).await
     }
 
@@ -264,7 +320,7 @@ impl RedisClient {
     /// server that does not know the script (`NOSCRIPT`: the first call, or after a restart,
     /// failover or `SCRIPT FLUSH`) gets it with `SCRIPT LOAD`, and `cmd` runs again.
     pub(crate) async fn eval<T: FromRedisValue>(&self, lua: &Lua, cmd: &Cmd) -> Result<T> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         self.run(async move {
             match cmd.query_async(&mut conn).await {
                 Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {

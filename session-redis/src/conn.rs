@@ -1,6 +1,7 @@
 //! One connection type for a single node and a cluster, so pipelines and scripts are written
 //! once; and how its errors become the framework's.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager};
@@ -17,6 +18,42 @@ pub(crate) enum Conn {
     Single(ConnectionManager),
     /// A Redis Cluster: commands are routed by the slot of their keys.
     Cluster(ClusterConnection),
+}
+
+/// The client's connections: one or more [`Conn`]s of the same kind (all single node or all
+/// cluster), taken in turn by successive calls.
+pub(crate) struct Pool {
+    conns: Box<[Conn]>,
+    next: AtomicUsize,
+}
+
+impl Pool {
+    /// A pool of `conns`, which must not be empty.
+    pub(crate) fn new(conns: Vec<Conn>) -> Option<Pool> {
+        (!conns.is_empty()).then(|| Pool {
+            conns: conns.into_boxed_slice(),
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// The next connection, round robin (a relaxed counter: an even spread, not a strict order).
+    pub(crate) fn pick(&self) -> &Conn {
+        let n = self.conns.len();
+        if n == 1 {
+            return &self.conns[0];
+        }
+        &self.conns[self.next.fetch_add(1, Ordering::Relaxed) % n]
+    }
+
+    /// The first connection: what every call would see for the pool's kind (single or cluster).
+    pub(crate) fn first(&self) -> &Conn {
+        &self.conns[0]
+    }
+
+    /// How many connections the pool holds.
+    pub(crate) fn len(&self) -> usize {
+        self.conns.len()
+    }
 }
 
 impl ConnectionLike for Conn {

@@ -52,7 +52,7 @@ impl RedisStore {
                 .arg(self.keys.owner_of(&id))
                 .cmd("EXISTS")
                 .arg(self.keys.data(&id));
-            let mut conn = self.client.conn.clone();
+            let mut conn = self.client.conn();
             checks.spawn(async move {
                 let reply: RedisResult<(Option<String>, bool)> = pipe.query_async(&mut conn).await;
                 (member, id, reply)

@@ -12,7 +12,10 @@ mod scripts;
 mod store;
 
 pub use builder::{DEFAULT_PREFIX, RedisStoreBuilder};
-pub use client::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RECONNECT_RETRIES, DEFAULT_RESPONSE_TIMEOUT};
+pub use client::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_CONNECTIONS, DEFAULT_RECONNECT_RETRIES,
+    DEFAULT_RESPONSE_TIMEOUT,
+};
 pub use store::RedisStore;
 
 /// The driver's name ([`Driver::name`](session_core::driver::Driver::name)), as errors report it.

@@ -53,7 +53,7 @@ impl RedisClient {
         count: usize,
     ) -> Result<KeyPage> {
         let count = count.clamp(1, MAX_SCAN_COUNT);
-        match &self.conn {
+        match &self.conn() {
             Conn::Single(_) => self.scan_single(pattern, cursor, count).await,
             Conn::Cluster(c) => self.scan_cluster(c.clone(), pattern, cursor, count).await,
         }
@@ -69,7 +69,7 @@ impl RedisClient {
     pub async fn clear_prefix(&self, prefix: &str) -> Result<u64> {
         check_prefix(prefix)?;
         let pattern = format!("{prefix}:*");
-        let nodes: Vec<Option<Node>> = match &self.conn {
+        let nodes: Vec<Option<Node>> = match &self.conn() {
             Conn::Single(_) => vec![None],
             Conn::Cluster(c) => self
                 .cluster_masters(&mut c.clone())
@@ -134,7 +134,7 @@ impl RedisClient {
             .arg(pattern)
             .arg("COUNT")
             .arg(count);
-        match (&self.conn, node) {
+        match (&self.conn(), node) {
             (Conn::Cluster(c), Some((host, port))) => {
                 let mut c = c.clone();
                 let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {

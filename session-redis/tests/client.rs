@@ -208,3 +208,47 @@ async fn options_bound_connecting() {
         Err(Error::InvalidInput(_))
     ));
 }
+
+#[tokio::test]
+async fn a_pool_of_connections_takes_turns() {
+    use session_redis::DEFAULT_CONNECTIONS;
+    use session_redis::client::MAX_CONNECTIONS;
+
+    assert_eq!(
+        RedisClient::builder().connection_count(),
+        DEFAULT_CONNECTIONS
+    );
+    assert_eq!(RedisClient::builder().connections(0).connection_count(), 1);
+    assert_eq!(
+        RedisClient::builder()
+            .connections(MAX_CONNECTIONS + 1)
+            .connection_count(),
+        MAX_CONNECTIONS
+    );
+    let client = RedisClient::builder()
+        .connections(3)
+        .connect(&common::redis_url())
+        .await
+        .unwrap();
+    assert_eq!(client.connection_count(), 3);
+    // successive calls take the three connections in turn: three server-side clients, twice each
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let id: i64 = client.query(redis::cmd("CLIENT").arg("ID")).await.unwrap();
+        ids.push(id);
+    }
+    assert_eq!(ids[..3], ids[3..], "{ids:?}");
+    assert_eq!(ids[..3].iter().collect::<BTreeSet<_>>().len(), 3, "{ids:?}");
+    // and a handle from `connection()` stays on one of them
+    let mut conn = client.connection();
+    let a: i64 = client
+        .run(redis::cmd("CLIENT").arg("ID").query_async(&mut conn))
+        .await
+        .unwrap();
+    let b: i64 = client
+        .run(redis::cmd("CLIENT").arg("ID").query_async(&mut conn))
+        .await
+        .unwrap();
+    assert_eq!(a, b);
+    assert!(ids.contains(&a));
+}
