@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod direct;
 pub mod payload;
 pub mod raw;
 pub mod raw_server;

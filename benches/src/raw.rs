@@ -1,25 +1,20 @@
 //! The raw baselines: each backend driven directly with the cheapest operations that do the work
 //! of one request, so a driver's overhead is a ratio measured in the same run.
 //!
-//! A session is a map from key to MessagePack bytes ([`RawData`]). Blob backends (moka, SQLite,
-//! sled, files) keep it as one blob: the deadline in unix milliseconds (8 bytes, big endian) and
-//! the MessagePack encoding of the map, and check the deadline on read. Redis keeps it as a hash
-//! with a `PEXPIRE`. Blocking backends (SQLite, sled, files) run on tokio's blocking pool, as the
-//! drivers do.
+//! This module holds the server backends, driven by async calls from tokio tasks as a program
+//! written against their async clients would; the embedded ones (moka, SQLite, sled, files) are
+//! driven from OS threads, in [`crate::direct`].
+//!
+//! A session is a map from key to MessagePack bytes ([`RawData`]). Blob backends keep it as one
+//! blob ([`encode_blob`]): the deadline in unix milliseconds (8 bytes, big endian) and the
+//! MessagePack encoding of the map, and check the deadline on read. Redis keeps it as a hash with
+//! a `PEXPIRE`.
 
 use std::collections::HashMap;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use moka::future::Cache;
-use moka::policy::EvictionPolicy;
-use rusqlite::{Connection, OptionalExtension, params};
-use tempfile::TempDir;
 
 use crate::Result;
 pub use crate::raw_server::{MemcachedRaw, MySqlRaw, PgRaw};
@@ -71,261 +66,6 @@ pub fn decode_blob(blob: &[u8]) -> Result<Option<RawData>> {
         return Ok(None);
     }
     Ok(Some(rmp_serde::from_slice(body)?))
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await?
-}
-
-// ----- moka ------------------------------------------------------------------------------------
-
-/// moka `get`/`insert` of the encoded map (the memory driver's cache, without the driver).
-pub struct MokaRaw {
-    cache: Cache<String, Bytes>,
-}
-
-impl MokaRaw {
-    /// A cache holding up to `capacity` sessions, LRU like the memory driver's.
-    pub fn new(capacity: u64) -> Self {
-        MokaRaw {
-            cache: Cache::builder()
-                .max_capacity(capacity)
-                .eviction_policy(EvictionPolicy::lru())
-                .build(),
-        }
-    }
-}
-
-#[async_trait]
-impl Raw for MokaRaw {
-    fn name(&self) -> &'static str {
-        "moka"
-    }
-
-    async fn load(&self, id: &str) -> Result<Option<RawData>> {
-        match self.cache.get(id).await {
-            Some(blob) => decode_blob(&blob),
-            None => Ok(None),
-        }
-    }
-
-    async fn store(&self, id: &str, full: &RawData, _: &RawData, ttl: Duration) -> Result<()> {
-        let blob = encode_blob(deadline(ttl), full)?;
-        self.cache.insert(id.to_string(), Bytes::from(blob)).await;
-        Ok(())
-    }
-}
-
-// ----- files -----------------------------------------------------------------------------------
-
-/// One file per session: `std::fs::read`, and write to a temp file, (fsync,) rename.
-pub struct FileRaw {
-    dir: PathBuf,
-    sync: bool,
-    _guards: Vec<TempDir>,
-}
-
-impl FileRaw {
-    /// Files in `dir` (created if missing); `sync` fsyncs each temp file before the rename.
-    pub fn open(dir: PathBuf, sync: bool, guards: Vec<TempDir>) -> Result<Self> {
-        std::fs::create_dir_all(&dir)?;
-        Ok(FileRaw {
-            dir,
-            sync,
-            _guards: guards,
-        })
-    }
-}
-
-#[async_trait]
-impl Raw for FileRaw {
-    fn name(&self) -> &'static str {
-        "fs"
-    }
-
-    async fn load(&self, id: &str) -> Result<Option<RawData>> {
-        let path = self.dir.join(format!("raw_{id}"));
-        blocking(move || match std::fs::read(&path) {
-            Ok(blob) => decode_blob(&blob),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        })
-        .await
-    }
-
-    async fn store(&self, id: &str, full: &RawData, _: &RawData, ttl: Duration) -> Result<()> {
-        let blob = encode_blob(deadline(ttl), full)?;
-        let dir = self.dir.clone();
-        let path = self.dir.join(format!("raw_{id}"));
-        let sync = self.sync;
-        blocking(move || {
-            let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&dir)?;
-            tmp.write_all(&blob)?;
-            if sync {
-                tmp.as_file().sync_all()?;
-            }
-            tmp.persist(&path).map_err(|e| e.error)?;
-            Ok(())
-        })
-        .await
-    }
-}
-
-// ----- rusqlite ----------------------------------------------------------------------------------
-
-const SQL_SELECT: &str = "SELECT data FROM raw_sessions WHERE id = ?1 AND expires_at > ?2";
-const SQL_UPSERT: &str = "INSERT INTO raw_sessions (id, expires_at, data) VALUES (?1, ?2, ?3)
-     ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at, data = excluded.data";
-
-/// A row per session; one prepared `SELECT` per read and one prepared UPSERT per write, in WAL
-/// mode with `synchronous = NORMAL` (the SQLite driver's settings), a writer connection and a
-/// few reader connections.
-pub struct SqliteRaw {
-    writer: std::sync::Arc<Mutex<Connection>>,
-    readers: std::sync::Arc<Vec<Mutex<Connection>>>,
-    next: AtomicUsize,
-    _guards: Vec<TempDir>,
-}
-
-fn sqlite_conn(path: &Path) -> Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    Ok(conn)
-}
-
-impl SqliteRaw {
-    /// Opens (creating) the database at `path` with `readers` reader connections.
-    pub async fn open(path: &Path, readers: usize, guards: Vec<TempDir>) -> Result<Self> {
-        let path = path.to_path_buf();
-        let (writer, readers) = blocking(move || {
-            let writer = sqlite_conn(&path)?;
-            writer.execute_batch(
-                "CREATE TABLE IF NOT EXISTS raw_sessions (
-                     id TEXT PRIMARY KEY NOT NULL,
-                     expires_at INTEGER NOT NULL,
-                     data BLOB NOT NULL
-                 ) WITHOUT ROWID;",
-            )?;
-            let readers = (0..readers.max(1))
-                .map(|_| sqlite_conn(&path).map(Mutex::new))
-                .collect::<Result<Vec<_>>>()?;
-            Ok((writer, readers))
-        })
-        .await?;
-        Ok(SqliteRaw {
-            writer: std::sync::Arc::new(Mutex::new(writer)),
-            readers: std::sync::Arc::new(readers),
-            next: AtomicUsize::new(0),
-            _guards: guards,
-        })
-    }
-}
-
-fn poisoned<T>(_: T) -> crate::BoxError {
-    "a connection mutex was poisoned".into()
-}
-
-#[async_trait]
-impl Raw for SqliteRaw {
-    fn name(&self) -> &'static str {
-        "rusqlite"
-    }
-
-    async fn load(&self, id: &str) -> Result<Option<RawData>> {
-        let readers = self.readers.clone();
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % readers.len();
-        let id = id.to_string();
-        blocking(move || {
-            // a free reader if there is one, else wait for the next in turn
-            let n = readers.len();
-            let free = (0..n).find_map(|k| readers[(i + k) % n].try_lock().ok());
-            let conn = match free {
-                Some(conn) => conn,
-                None => readers[i].lock().map_err(poisoned)?,
-            };
-            let mut stmt = conn.prepare_cached(SQL_SELECT)?;
-            let blob: Option<Vec<u8>> = stmt
-                .query_row(params![id, now_millis() as i64], |r| r.get(0))
-                .optional()?;
-            match blob {
-                // the expiry is in its own column here; the blob's header is checked again
-                Some(b) => decode_blob(&b),
-                None => Ok(None),
-            }
-        })
-        .await
-    }
-
-    async fn store(&self, id: &str, full: &RawData, _: &RawData, ttl: Duration) -> Result<()> {
-        let d = deadline(ttl);
-        let blob = encode_blob(d, full)?;
-        let writer = self.writer.clone();
-        let id = id.to_string();
-        blocking(move || {
-            let conn = writer.lock().map_err(poisoned)?;
-            let mut stmt = conn.prepare_cached(SQL_UPSERT)?;
-            stmt.execute(params![id, d as i64, blob])?;
-            Ok(())
-        })
-        .await
-    }
-}
-
-// ----- sled --------------------------------------------------------------------------------------
-
-/// sled `get`/`insert` of the blob, in one tree.
-pub struct SledRaw {
-    tree: sled::Tree,
-    _db: sled::Db,
-    _guards: Vec<TempDir>,
-}
-
-impl SledRaw {
-    /// Opens (creating) a sled database in `dir` with sled's defaults (as the driver's).
-    pub async fn open(dir: &Path, guards: Vec<TempDir>) -> Result<Self> {
-        let dir = dir.to_path_buf();
-        let (db, tree) = blocking(move || {
-            let db = sled::open(dir)?;
-            let tree = db.open_tree("raw")?;
-            Ok((db, tree))
-        })
-        .await?;
-        Ok(SledRaw {
-            tree,
-            _db: db,
-            _guards: guards,
-        })
-    }
-}
-
-#[async_trait]
-impl Raw for SledRaw {
-    fn name(&self) -> &'static str {
-        "sled"
-    }
-
-    async fn load(&self, id: &str) -> Result<Option<RawData>> {
-        let tree = self.tree.clone();
-        let id = id.to_string();
-        blocking(move || match tree.get(id.as_bytes())? {
-            Some(blob) => decode_blob(&blob),
-            None => Ok(None),
-        })
-        .await
-    }
-
-    async fn store(&self, id: &str, full: &RawData, _: &RawData, ttl: Duration) -> Result<()> {
-        let blob = encode_blob(deadline(ttl), full)?;
-        let tree = self.tree.clone();
-        let id = id.to_string();
-        blocking(move || {
-            tree.insert(id.as_bytes(), blob)?;
-            Ok(())
-        })
-        .await
-    }
 }
 
 // ----- redis -------------------------------------------------------------------------------------
@@ -447,25 +187,6 @@ mod tests {
             .expect("store");
         assert_eq!(raw.load(id).await.expect("load"), Some(data));
         raw.cleanup().await.expect("cleanup");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn every_local_baseline_round_trips() {
-        round_trip(&MokaRaw::new(100)).await;
-        let dir = tempfile::tempdir().expect("tempdir");
-        round_trip(&FileRaw::open(dir.path().join("f"), false, vec![]).expect("file")).await;
-        round_trip(
-            &SqliteRaw::open(&dir.path().join("raw.db"), 2, vec![])
-                .await
-                .expect("sqlite"),
-        )
-        .await;
-        round_trip(
-            &SledRaw::open(&dir.path().join("sled"), vec![])
-                .await
-                .expect("sled"),
-        )
-        .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::Result;
-use crate::targets::Target;
+use crate::targets::{Target, ThreadTarget};
 
 /// The three phases of the workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,6 +126,70 @@ pub async fn run_phase(
     let mut created = Vec::new();
     for task in tasks {
         let (c, h) = task.await??;
+        latency.add(&h)?;
+        created.extend(c);
+    }
+    let elapsed = start.elapsed();
+    Ok((
+        created,
+        PhaseResult {
+            ops,
+            elapsed,
+            latency,
+        },
+    ))
+}
+
+/// As [`run_phase`], on `concurrency` OS threads each looping on `target` with blocking calls
+/// (the honest floor of an embedded backend, [`crate::direct`]). Blocks the calling thread: call
+/// it from `spawn_blocking` (or outside any runtime).
+pub fn run_phase_threads(
+    target: Arc<dyn ThreadTarget>,
+    phase: Phase,
+    ops: u64,
+    concurrency: usize,
+    ids: Arc<Vec<String>>,
+    first: u64,
+    seed: u64,
+) -> Result<(Vec<String>, PhaseResult)> {
+    if phase != Phase::Create && ids.is_empty() {
+        return Err("no sessions to read or write".into());
+    }
+    let concurrency = concurrency.max(1) as u64;
+    let start = Instant::now();
+    let mut threads = Vec::new();
+    for t in 0..concurrency {
+        let share = ops / concurrency + u64::from(t < ops % concurrency);
+        let target = target.clone();
+        let ids = ids.clone();
+        let worker = t as usize;
+        let thread = std::thread::Builder::new()
+            .name(format!("direct-{t}"))
+            .spawn(move || {
+                let mut hist = histogram()?;
+                let mut created = Vec::new();
+                let mut pick = Pick::new(seed ^ (t + 1));
+                for i in 0..share {
+                    let began = Instant::now();
+                    match phase {
+                        Phase::Create => {
+                            created.push(target.create(worker, first + t + i * concurrency)?);
+                        }
+                        Phase::Read => target.read(worker, &ids[pick.below(ids.len())])?,
+                        Phase::Write => target.write(worker, &ids[pick.below(ids.len())])?,
+                    }
+                    hist.saturating_record(began.elapsed().as_nanos() as u64);
+                }
+                Ok::<_, crate::BoxError>((created, hist))
+            })?;
+        threads.push(thread);
+    }
+    let mut latency = histogram()?;
+    let mut created = Vec::new();
+    for thread in threads {
+        let (c, h) = thread
+            .join()
+            .map_err(|_| crate::BoxError::from("a benchmark thread panicked"))??;
         latency.add(&h)?;
         created.extend(c);
     }

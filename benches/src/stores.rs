@@ -14,6 +14,7 @@ use sqlx::Executor as _;
 use tempfile::TempDir;
 
 use crate::Result;
+use crate::direct::{self, Direct};
 use crate::raw::{self, Raw};
 
 /// A parsed store spec: the driver name and what follows its `:` (a path, or the whole URL for
@@ -348,15 +349,34 @@ pub async fn open_store(spec: &StoreSpec, opts: &StoreOptions) -> Result<Opened>
     })
 }
 
-/// Opens the raw baseline of the driver named by `spec`: the backend under it, driven with the
-/// cheapest operations that do the same work (see [`crate::raw`]).
-pub async fn open_raw(spec: &StoreSpec, opts: &StoreOptions) -> Result<Box<dyn Raw>> {
+/// A raw baseline: an embedded backend driven from OS threads, or a server driven from tasks.
+pub enum Baseline {
+    /// Embedded backends (moka, SQLite, sled, files): blocking calls from `C` OS threads
+    /// ([`crate::direct`]).
+    Threads(Box<dyn Direct>),
+    /// Server backends (Redis, PostgreSQL, MySQL, memcached): async calls from `C` tokio tasks
+    /// ([`crate::raw`]).
+    Tasks(Box<dyn Raw>),
+}
+
+/// Opens the raw baseline of the driver named by `spec`: the backend under it, driven the
+/// cheapest correct way with the same work (see [`crate::direct`] and [`crate::raw`]). `threads`
+/// is the number of threads that will drive an embedded backend (the run's concurrency).
+pub async fn open_raw(spec: &StoreSpec, opts: &StoreOptions, threads: usize) -> Result<Baseline> {
     let mut guards = Vec::new();
     let raw: Box<dyn Raw> = match spec.driver.as_str() {
-        "memory" => Box::new(raw::MokaRaw::new(opts.capacity)),
+        "memory" => {
+            return Ok(Baseline::Threads(Box::new(direct::MokaDirect::new(
+                opts.capacity,
+            ))));
+        }
         "file" => {
             let dir = spec.path(&mut guards, None)?;
-            Box::new(raw::FileRaw::open(dir.join("raw"), opts.file_sync, guards)?)
+            return Ok(Baseline::Threads(Box::new(direct::FileDirect::open(
+                dir.join("raw"),
+                opts.file_sync,
+                guards,
+            )?)));
         }
         "sqlite" => {
             let path = spec.path(&mut guards, Some("raw.db"))?;
@@ -365,11 +385,19 @@ pub async fn open_raw(spec: &StoreSpec, opts: &StoreOptions) -> Result<Box<dyn R
             } else {
                 with_suffix(&path, ".raw")
             };
-            Box::new(raw::SqliteRaw::open(&path, 4, guards).await?)
+            let direct = tokio::task::spawn_blocking(move || {
+                direct::SqliteDirect::open(&path, threads, guards)
+            })
+            .await??;
+            return Ok(Baseline::Threads(Box::new(direct)));
         }
         "sled" => {
             let dir = spec.path(&mut guards, None)?;
-            Box::new(raw::SledRaw::open(&dir.join("raw"), guards).await?)
+            let direct = tokio::task::spawn_blocking(move || {
+                direct::SledDirect::open(&dir.join("raw"), guards)
+            })
+            .await??;
+            return Ok(Baseline::Threads(Box::new(direct)));
         }
         "redis" => Box::new(
             raw::RedisRaw::open(&spec.url(), &format!("{}:raw", opts.redis_prefix))
@@ -396,7 +424,7 @@ pub async fn open_raw(spec: &StoreSpec, opts: &StoreOptions) -> Result<Box<dyn R
         ),
         other => return Err(unknown(other)),
     };
-    Ok(raw)
+    Ok(Baseline::Tasks(raw))
 }
 
 fn with_suffix(path: &std::path::Path, suffix: &str) -> PathBuf {
@@ -472,7 +500,9 @@ mod tests {
         let opened = open_store(&spec, &opts)
             .await
             .unwrap_or_else(|e| panic!("{} is needed: {e}", spec.url()));
-        let raw = open_raw(&spec, &opts).await.expect("raw baseline");
+        let Baseline::Tasks(raw) = open_raw(&spec, &opts, 2).await.expect("raw baseline") else {
+            panic!("a server store's baseline runs on tasks");
+        };
         let ttl = std::time::Duration::from_secs(60);
 
         let id = SessionId::generate().expect("id");

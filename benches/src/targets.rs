@@ -9,6 +9,7 @@ use bytes::Bytes;
 use session_core::{Manager, SessionId};
 
 use crate::Result;
+use crate::direct::Direct;
 use crate::payload::{self, COUNTER, CartItem, KEYS};
 use crate::raw::{Raw, RawData};
 
@@ -99,50 +100,97 @@ fn decode<T: serde::de::DeserializeOwned>(data: &RawData, key: &str) -> Result<O
         .map_err(Into::into)
 }
 
-impl RawTarget {
-    /// Loads `id` and decodes the two keys every request reads.
-    async fn load_and_read(&self, id: &str) -> Result<RawData> {
-        let data = self.raw.load(id).await?.ok_or_else(|| missing(id))?;
-        let user: Option<u64> = decode(&data, KEYS[0])?;
-        let name: Option<String> = decode(&data, KEYS[1])?;
-        if user.is_none() || name.is_none() {
-            return Err(missing(id));
-        }
-        Ok(data)
+/// Session `n` as a raw baseline writes it: a CSPRNG id (the same work as the session layer's)
+/// and the five typed values encoded.
+fn new_raw_session(n: u64) -> Result<(String, RawData)> {
+    let id = SessionId::generate()?;
+    let (user_id, name, roles, cart, csrf) = payload::values(n);
+    let enc = |v: Vec<u8>| Bytes::from(v);
+    let mut data = RawData::with_capacity(6);
+    data.insert(KEYS[0].into(), enc(rmp_serde::to_vec_named(&user_id)?));
+    data.insert(KEYS[1].into(), enc(rmp_serde::to_vec_named(&name)?));
+    data.insert(KEYS[2].into(), enc(rmp_serde::to_vec_named(&roles)?));
+    data.insert(
+        KEYS[3].into(),
+        enc(rmp_serde::to_vec_named::<Vec<CartItem>>(&cart)?),
+    );
+    data.insert(KEYS[4].into(), enc(rmp_serde::to_vec_named(&csrf)?));
+    Ok((id.as_str().to_string(), data))
+}
+
+/// Decodes the two keys every request reads; an error when the session is missing.
+fn read_two(id: &str, data: Option<RawData>) -> Result<RawData> {
+    let data = data.ok_or_else(|| missing(id))?;
+    let user: Option<u64> = decode(&data, KEYS[0])?;
+    let name: Option<String> = decode(&data, KEYS[1])?;
+    if user.is_none() || name.is_none() {
+        return Err(missing(id));
     }
+    Ok(data)
+}
+
+/// Decodes, increments and re-encodes the counter in `data`; returns the changed entry.
+fn bump_counter(data: &mut RawData) -> Result<RawData> {
+    let n: u64 = decode(data, COUNTER)?.unwrap_or(0);
+    let v = Bytes::from(rmp_serde::to_vec_named(&(n + 1))?);
+    let mut changed = RawData::with_capacity(1);
+    changed.insert(COUNTER.to_string(), v.clone());
+    data.insert(COUNTER.to_string(), v);
+    Ok(changed)
 }
 
 #[async_trait]
 impl Target for RawTarget {
     async fn create(&self, n: u64) -> Result<String> {
-        // same work as the session layer: a CSPRNG id, five typed values encoded
-        let id = SessionId::generate()?;
-        let (user_id, name, roles, cart, csrf) = payload::values(n);
-        let enc = |v: Vec<u8>| Bytes::from(v);
-        let mut data = RawData::with_capacity(6);
-        data.insert(KEYS[0].into(), enc(rmp_serde::to_vec_named(&user_id)?));
-        data.insert(KEYS[1].into(), enc(rmp_serde::to_vec_named(&name)?));
-        data.insert(KEYS[2].into(), enc(rmp_serde::to_vec_named(&roles)?));
-        data.insert(
-            KEYS[3].into(),
-            enc(rmp_serde::to_vec_named::<Vec<CartItem>>(&cart)?),
-        );
-        data.insert(KEYS[4].into(), enc(rmp_serde::to_vec_named(&csrf)?));
-        self.raw.store(id.as_str(), &data, &data, self.ttl).await?;
-        Ok(id.as_str().to_string())
+        let (id, data) = new_raw_session(n)?;
+        self.raw.store(&id, &data, &data, self.ttl).await?;
+        Ok(id)
     }
 
     async fn read(&self, id: &str) -> Result<()> {
-        self.load_and_read(id).await.map(drop)
+        read_two(id, self.raw.load(id).await?).map(drop)
     }
 
     async fn write(&self, id: &str) -> Result<()> {
-        let mut data = self.load_and_read(id).await?;
-        let n: u64 = decode(&data, COUNTER)?.unwrap_or(0);
-        let v = Bytes::from(rmp_serde::to_vec_named(&(n + 1))?);
-        let mut changed = RawData::with_capacity(1);
-        changed.insert(COUNTER.to_string(), v.clone());
-        data.insert(COUNTER.to_string(), v);
+        let mut data = read_two(id, self.raw.load(id).await?)?;
+        let changed = bump_counter(&mut data)?;
         self.raw.store(id, &data, &changed, self.ttl).await
+    }
+}
+
+/// The three operations, as blocking calls on one of the benchmark's own threads.
+pub trait ThreadTarget: Send + Sync + 'static {
+    /// As [`Target::create`], on thread `worker`.
+    fn create(&self, worker: usize, n: u64) -> Result<String>;
+    /// As [`Target::read`], on thread `worker`.
+    fn read(&self, worker: usize, id: &str) -> Result<()>;
+    /// As [`Target::write`], on thread `worker`.
+    fn write(&self, worker: usize, id: &str) -> Result<()>;
+}
+
+/// The workload on an embedded backend driven directly from OS threads ([`crate::direct`]): the
+/// same values, decoded and encoded as [`RawTarget`] does.
+pub struct DirectTarget {
+    /// The backend.
+    pub direct: Arc<dyn Direct>,
+    /// The TTL of every write.
+    pub ttl: Duration,
+}
+
+impl ThreadTarget for DirectTarget {
+    fn create(&self, worker: usize, n: u64) -> Result<String> {
+        let (id, data) = new_raw_session(n)?;
+        self.direct.store(worker, &id, &data, self.ttl)?;
+        Ok(id)
+    }
+
+    fn read(&self, worker: usize, id: &str) -> Result<()> {
+        read_two(id, self.direct.load(worker, id)?).map(drop)
+    }
+
+    fn write(&self, worker: usize, id: &str) -> Result<()> {
+        let mut data = read_two(id, self.direct.load(worker, id)?)?;
+        bump_counter(&mut data)?;
+        self.direct.store(worker, id, &data, self.ttl)
     }
 }

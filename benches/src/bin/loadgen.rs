@@ -5,12 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use session_benches::direct::Direct;
 use session_benches::payload;
 use session_benches::raw::Raw;
 use session_benches::redis_stats::RedisStats;
-use session_benches::run::{Phase, PhaseResult, run_phase};
-use session_benches::stores::{self, StoreOptions, StoreSpec};
-use session_benches::targets::{RawTarget, SessionTarget, Target};
+use session_benches::run::{Phase, PhaseResult, run_phase, run_phase_threads};
+use session_benches::stores::{self, Baseline, StoreOptions, StoreSpec};
+use session_benches::targets::{DirectTarget, RawTarget, SessionTarget, Target, ThreadTarget};
 use session_benches::{BoxError, Result};
 use session_core::{Config, Manager};
 
@@ -117,6 +118,37 @@ fn target(driver: &str, phase: Phase) -> Option<f64> {
     }
 }
 
+/// One side of a comparison: the session layer or a baseline on tokio tasks, or an embedded
+/// baseline on OS threads.
+#[derive(Clone)]
+enum Side {
+    Tasks(Arc<dyn Target>),
+    Threads(Arc<dyn ThreadTarget>),
+}
+
+impl Side {
+    async fn run(
+        &self,
+        phase: Phase,
+        ops: u64,
+        concurrency: usize,
+        ids: Arc<Vec<String>>,
+        first: u64,
+        seed: u64,
+    ) -> Result<(Vec<String>, PhaseResult)> {
+        match self {
+            Side::Tasks(t) => run_phase(t.clone(), phase, ops, concurrency, ids, first, seed).await,
+            Side::Threads(t) => {
+                let t = t.clone();
+                tokio::task::spawn_blocking(move || {
+                    run_phase_threads(t, phase, ops, concurrency, ids, first, seed)
+                })
+                .await?
+            }
+        }
+    }
+}
+
 fn print_result(store: &str, mode: &str, phase: Phase, r: &PhaseResult) {
     println!(
         "result store={store} mode={mode} phase={} ops={} secs={:.3} ops_per_sec={:.0} p50_us={:.1} p99_us={:.1}",
@@ -132,7 +164,7 @@ fn print_result(store: &str, mode: &str, phase: Phase, r: &PhaseResult) {
 /// Counts Redis round trips and commands per operation of `phase`, one operation at a time.
 async fn probe(
     stats: &mut RedisStats,
-    target: Arc<dyn Target>,
+    target: &Side,
     phase: Phase,
     ops: u64,
     ids: Arc<Vec<String>>,
@@ -140,7 +172,7 @@ async fn probe(
     mode: &str,
 ) -> Result<()> {
     let before = stats.snapshot().await?;
-    run_phase(target, phase, ops, 1, ids, 10_000_000_000, 7).await?;
+    target.run(phase, ops, 1, ids, 10_000_000_000, 7).await?;
     let after = stats.snapshot().await?;
     let d = stats.delta(before, after);
     println!(
@@ -196,20 +228,35 @@ async fn run(args: Args) -> Result<()> {
             return Err(e.into());
         }
     };
-    let mut sides: Vec<(&str, Arc<dyn Target>)> =
-        vec![("session", Arc::new(SessionTarget { manager }))];
+    let mut sides: Vec<(&str, Side)> =
+        vec![("session", Side::Tasks(Arc::new(SessionTarget { manager })))];
     let mut raw_backend: Option<Arc<dyn Raw>> = None;
+    let mut direct_backend: Option<Arc<dyn Direct>> = None;
     if args.raw {
-        let raw = match stores::open_raw(&spec, &opts).await {
-            Ok(raw) => raw,
+        let baseline = match stores::open_raw(&spec, &opts, args.concurrency).await {
+            Ok(b) => b,
             Err(e) => {
                 opened.cleanup().await?;
                 return Err(e);
             }
         };
-        let raw: Arc<dyn Raw> = Arc::from(raw);
-        raw_backend = Some(raw.clone());
-        sides.push(("raw", Arc::new(RawTarget { raw, ttl })));
+        match baseline {
+            Baseline::Tasks(raw) => {
+                let raw: Arc<dyn Raw> = Arc::from(raw);
+                raw_backend = Some(raw.clone());
+                sides.push(("raw", Side::Tasks(Arc::new(RawTarget { raw, ttl }))));
+            }
+            Baseline::Threads(direct) => {
+                let direct: Arc<dyn Direct> = Arc::from(direct);
+                println!(
+                    "# raw baseline: {} driven directly from {} OS threads",
+                    direct.name(),
+                    args.concurrency
+                );
+                direct_backend = Some(direct.clone());
+                sides.push(("raw", Side::Threads(Arc::new(DirectTarget { direct, ttl }))));
+            }
+        }
     }
     let mut stats = if label == "redis" {
         Some(RedisStats::open(&spec.url()).await?)
@@ -221,16 +268,16 @@ async fn run(args: Args) -> Result<()> {
         // setup: N sessions per side
         let mut ids = Vec::new();
         for (mode, t) in &sides {
-            let (created, r) = run_phase(
-                t.clone(),
-                Phase::Create,
-                args.sessions,
-                args.concurrency,
-                Arc::new(Vec::new()),
-                0,
-                1,
-            )
-            .await?;
+            let (created, r) = t
+                .run(
+                    Phase::Create,
+                    args.sessions,
+                    args.concurrency,
+                    Arc::new(Vec::new()),
+                    0,
+                    1,
+                )
+                .await?;
             println!(
                 "setup store={label} mode={mode} sessions={} secs={:.3}",
                 created.len(),
@@ -245,16 +292,16 @@ async fn run(args: Args) -> Result<()> {
             for round in 0..args.rounds {
                 let share = args.ops / args.rounds + u64::from(round < args.ops % args.rounds);
                 for (((_, t), ids), acc) in sides.iter().zip(&ids).zip(merged.iter_mut()) {
-                    let (_, r) = run_phase(
-                        t.clone(),
-                        phase,
-                        share,
-                        args.concurrency,
-                        ids.clone(),
-                        next,
-                        100 + p as u64 * 1000 + round,
-                    )
-                    .await?;
+                    let (_, r) = t
+                        .run(
+                            phase,
+                            share,
+                            args.concurrency,
+                            ids.clone(),
+                            next,
+                            100 + p as u64 * 1000 + round,
+                        )
+                        .await?;
                     *acc = Some(match acc.take() {
                         None => r,
                         Some(mut a) => {
@@ -273,16 +320,7 @@ async fn run(args: Args) -> Result<()> {
                 print_result(&label, mode, phase, r);
                 rates.push(r.ops_per_sec());
                 if let Some(stats) = stats.as_mut() {
-                    probe(
-                        stats,
-                        t.clone(),
-                        phase,
-                        args.probe,
-                        ids.clone(),
-                        &label,
-                        mode,
-                    )
-                    .await?;
+                    probe(stats, t, phase, args.probe, ids.clone(), &label, mode).await?;
                 }
             }
             if let [session, raw] = rates[..] {
@@ -304,6 +342,11 @@ async fn run(args: Args) -> Result<()> {
     // the raw baseline first: it closes its pool before the driver's cleanup drops the schema
     if let Some(raw) = raw_backend {
         raw.cleanup().await?;
+    }
+    // the embedded baseline closes its files (and deletes its temporary directory) off the runtime
+    if let Some(direct) = direct_backend {
+        drop(sides);
+        tokio::task::spawn_blocking(move || drop(direct)).await?;
     }
     opened.cleanup().await?;
     outcome

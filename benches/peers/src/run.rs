@@ -1,0 +1,168 @@
+//! Running a phase: `ops` operations spread over `concurrency` tokio tasks, each latency recorded
+//! in an HDR histogram. The same loop as `session-benches/src/run.rs` (copied), generic over the
+//! peer's [`Target`] instead of a trait object.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tower_sessions::session::Id;
+
+use crate::Result;
+
+/// The three phases of the workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// New sessions with the five keys.
+    Create,
+    /// Load, read two keys, close without writing.
+    Read,
+    /// Load, read two keys, increment a counter, save.
+    Write,
+}
+
+impl Phase {
+    /// Every phase, in the order they run.
+    pub const ALL: [Phase; 3] = [Phase::Create, Phase::Read, Phase::Write];
+
+    /// The phase's name in output lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Create => "create",
+            Phase::Read => "read",
+            Phase::Write => "write",
+        }
+    }
+}
+
+/// The three operations of the workload.
+pub trait Target: Send + Sync + 'static {
+    /// `create`: a new session with the five keys of session `n`, saved; returns its id.
+    fn create(&self, n: u64) -> impl Future<Output = Result<Id>> + Send;
+    /// `read`: load session `id`, read `user_id` and `name`, close without writing.
+    fn read(&self, id: Id) -> impl Future<Output = Result<()>> + Send;
+    /// `write`: load session `id`, read `user_id` and `name`, increment `counter`, save.
+    fn write(&self, id: Id) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// What a phase measured.
+#[derive(Clone, Debug)]
+pub struct PhaseResult {
+    /// Operations run.
+    pub ops: u64,
+    /// Wall time of the whole phase.
+    pub elapsed: Duration,
+    /// Latency of each operation, in nanoseconds.
+    pub latency: Histogram<u64>,
+}
+
+impl PhaseResult {
+    /// Operations per second over the phase.
+    pub fn ops_per_sec(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Latency at quantile `q` (0.0..=1.0), in microseconds.
+    pub fn quantile_us(&self, q: f64) -> f64 {
+        self.latency.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+fn histogram() -> Result<Histogram<u64>> {
+    // 1 ns .. 100 s, 3 significant digits
+    Ok(Histogram::new_with_bounds(1, 100_000_000_000, 3)?)
+}
+
+/// A small, fast generator for picking sessions (xorshift64*): not for anything secret.
+#[derive(Clone, Debug)]
+pub struct Pick(u64);
+
+impl Pick {
+    /// A generator seeded with `seed` (any value).
+    pub fn new(seed: u64) -> Self {
+        Pick(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    /// A number below `n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1) as u64) as usize
+    }
+}
+
+/// Runs `ops` operations of `phase` on `target` from `concurrency` tasks. Create operations make
+/// sessions numbered from `first`; reads and writes pick uniformly from `ids`. Returns the ids
+/// created (for [`Phase::Create`]) and the measurements; the first failing operation fails the
+/// phase.
+pub async fn run_phase<T: Target>(
+    target: Arc<T>,
+    phase: Phase,
+    ops: u64,
+    concurrency: usize,
+    ids: Arc<Vec<Id>>,
+    first: u64,
+    seed: u64,
+) -> Result<(Vec<Id>, PhaseResult)> {
+    if phase != Phase::Create && ids.is_empty() {
+        return Err("no sessions to read or write".into());
+    }
+    let concurrency = concurrency.max(1) as u64;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..concurrency {
+        let share = ops / concurrency + u64::from(t < ops % concurrency);
+        let target = target.clone();
+        let ids = ids.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut hist = histogram()?;
+            let mut created = Vec::new();
+            let mut pick = Pick::new(seed ^ (t + 1));
+            for i in 0..share {
+                let began = Instant::now();
+                match phase {
+                    Phase::Create => {
+                        created.push(target.create(first + t + i * concurrency).await?);
+                    }
+                    Phase::Read => target.read(ids[pick.below(ids.len())]).await?,
+                    Phase::Write => target.write(ids[pick.below(ids.len())]).await?,
+                }
+                hist.saturating_record(began.elapsed().as_nanos() as u64);
+            }
+            Ok::<_, crate::BoxError>((created, hist))
+        }));
+    }
+    let mut latency = histogram()?;
+    let mut created = Vec::new();
+    for task in tasks {
+        let (c, h) = task.await??;
+        latency.add(&h)?;
+        created.extend(c);
+    }
+    let elapsed = start.elapsed();
+    Ok((
+        created,
+        PhaseResult {
+            ops,
+            elapsed,
+            latency,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pick_stays_in_range_and_spreads() {
+        let mut p = Pick::new(3);
+        let mut seen = [0u32; 10];
+        for _ in 0..10_000 {
+            seen[p.below(10)] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 800), "{seen:?}");
+    }
+}

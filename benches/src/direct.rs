@@ -1,0 +1,279 @@
+//! The honest floors of the embedded backends: each backend driven directly from `C` OS threads,
+//! each thread looping on the backend's own blocking API, the way a program written directly
+//! against it would, with no async runtime, no channel and no thread hop per operation.
+//!
+//! The encoding, decoding and durability are the drivers': a session is one blob (the deadline in
+//! unix milliseconds, 8 bytes big endian, then the MessagePack map of key to value bytes,
+//! [`encode_blob`]); SQLite runs in WAL mode with `synchronous = NORMAL`; sled with its defaults;
+//! files are written to a temporary file, fsynced (unless `--no-fsync`) and renamed. What each
+//! baseline does, and why nothing simpler is faster, is in `BENCHMARKS.md` ("Honest baselines").
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
+use rusqlite::{Connection, OptionalExtension, params};
+use tempfile::TempDir;
+
+use crate::Result;
+use crate::raw::{RawData, deadline, decode_blob, encode_blob, now_millis};
+
+/// One embedded backend, driven by blocking calls from the benchmark's own threads.
+///
+/// `worker` is the calling thread's number (`0..threads`), so a backend can give each thread a
+/// connection of its own (SQLite readers) without any lookup or lock contention.
+pub trait Direct: Send + Sync + 'static {
+    /// The backend's name ("moka", "rusqlite", ...).
+    fn name(&self) -> &'static str;
+
+    /// The whole session, `None` if missing or expired.
+    fn load(&self, worker: usize, id: &str) -> Result<Option<RawData>>;
+
+    /// Writes the whole session (`full`, the map after the change), expiring at now + `ttl`.
+    fn store(&self, worker: usize, id: &str, full: &RawData, ttl: Duration) -> Result<()>;
+}
+
+// ----- moka --------------------------------------------------------------------------------------
+
+/// moka's synchronous cache, `get`/`insert` of the encoded blob, LRU like the memory driver's.
+pub struct MokaDirect {
+    cache: Cache<String, Bytes>,
+}
+
+impl MokaDirect {
+    /// A cache holding up to `capacity` sessions.
+    pub fn new(capacity: u64) -> Self {
+        MokaDirect {
+            cache: Cache::builder()
+                .max_capacity(capacity)
+                .eviction_policy(EvictionPolicy::lru())
+                .build(),
+        }
+    }
+}
+
+impl Direct for MokaDirect {
+    fn name(&self) -> &'static str {
+        "moka"
+    }
+
+    fn load(&self, _: usize, id: &str) -> Result<Option<RawData>> {
+        match self.cache.get(id) {
+            Some(blob) => decode_blob(&blob),
+            None => Ok(None),
+        }
+    }
+
+    fn store(&self, _: usize, id: &str, full: &RawData, ttl: Duration) -> Result<()> {
+        let blob = encode_blob(deadline(ttl), full)?;
+        self.cache.insert(id.to_string(), Bytes::from(blob));
+        Ok(())
+    }
+}
+
+// ----- files -------------------------------------------------------------------------------------
+
+/// One file per session: `std::fs::read`, and write to a temp file, (fsync,) rename.
+pub struct FileDirect {
+    dir: PathBuf,
+    sync: bool,
+    _guards: Vec<TempDir>,
+}
+
+impl FileDirect {
+    /// Files in `dir` (created if missing); `sync` fsyncs each temp file before the rename.
+    pub fn open(dir: PathBuf, sync: bool, guards: Vec<TempDir>) -> Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(FileDirect {
+            dir,
+            sync,
+            _guards: guards,
+        })
+    }
+}
+
+impl Direct for FileDirect {
+    fn name(&self) -> &'static str {
+        "fs"
+    }
+
+    fn load(&self, _: usize, id: &str) -> Result<Option<RawData>> {
+        match std::fs::read(self.dir.join(id)) {
+            Ok(blob) => decode_blob(&blob),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn store(&self, _: usize, id: &str, full: &RawData, ttl: Duration) -> Result<()> {
+        let blob = encode_blob(deadline(ttl), full)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&self.dir)?;
+        tmp.write_all(&blob)?;
+        if self.sync {
+            tmp.as_file().sync_all()?;
+        }
+        tmp.persist(self.dir.join(id)).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+// ----- rusqlite ----------------------------------------------------------------------------------
+
+const SQL_SELECT: &str = "SELECT data FROM raw_sessions WHERE id = ?1 AND expires_at > ?2";
+const SQL_UPSERT: &str = "INSERT INTO raw_sessions (id, expires_at, data) VALUES (?1, ?2, ?3)
+     ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at, data = excluded.data";
+
+/// A row per session (`id`, `expires_at`, the blob), WAL with `synchronous = NORMAL`. Each
+/// thread reads on a connection of its own (WAL readers never wait for each other or for the
+/// writer); writes take turns on one writer connection behind a mutex, one autocommit UPSERT each.
+///
+/// One writer is faster than a connection per thread for writes: SQLite allows one writer at a
+/// time, and a connection that finds the database locked waits in its busy handler, which sleeps
+/// (1, 2, 5, 10 ms ...) instead of being woken when the lock frees; a mutex hands the connection
+/// over at once.
+pub struct SqliteDirect {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    _guards: Vec<TempDir>,
+}
+
+fn sqlite_conn(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.set_prepared_statement_cache_capacity(16);
+    Ok(conn)
+}
+
+fn poisoned<T>(_: T) -> crate::BoxError {
+    "a connection mutex was poisoned".into()
+}
+
+impl SqliteDirect {
+    /// Opens (creating) the database at `path`, with one reader connection per thread.
+    pub fn open(path: &Path, threads: usize, guards: Vec<TempDir>) -> Result<Self> {
+        let writer = sqlite_conn(path)?;
+        writer.execute_batch(
+            "CREATE TABLE IF NOT EXISTS raw_sessions (
+                 id TEXT PRIMARY KEY NOT NULL,
+                 expires_at INTEGER NOT NULL,
+                 data BLOB NOT NULL
+             ) WITHOUT ROWID;",
+        )?;
+        let readers = (0..threads.max(1))
+            .map(|_| sqlite_conn(path).map(Mutex::new))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SqliteDirect {
+            writer: Mutex::new(writer),
+            readers,
+            _guards: guards,
+        })
+    }
+}
+
+impl Direct for SqliteDirect {
+    fn name(&self) -> &'static str {
+        "rusqlite"
+    }
+
+    fn load(&self, worker: usize, id: &str) -> Result<Option<RawData>> {
+        let conn = self.readers[worker % self.readers.len()]
+            .lock()
+            .map_err(poisoned)?;
+        let mut stmt = conn.prepare_cached(SQL_SELECT)?;
+        let blob: Option<Vec<u8>> = stmt
+            .query_row(params![id, now_millis() as i64], |r| r.get(0))
+            .optional()?;
+        match blob {
+            // the expiry is in its own column; the blob's header is checked again
+            Some(b) => decode_blob(&b),
+            None => Ok(None),
+        }
+    }
+
+    fn store(&self, _: usize, id: &str, full: &RawData, ttl: Duration) -> Result<()> {
+        let d = deadline(ttl);
+        let blob = encode_blob(d, full)?;
+        let conn = self.writer.lock().map_err(poisoned)?;
+        let mut stmt = conn.prepare_cached(SQL_UPSERT)?;
+        stmt.execute(params![id, d as i64, blob])?;
+        Ok(())
+    }
+}
+
+// ----- sled --------------------------------------------------------------------------------------
+
+/// sled `Tree::get` / `Tree::insert` of the blob, one tree shared by every thread.
+pub struct SledDirect {
+    tree: sled::Tree,
+    _db: sled::Db,
+    _guards: Vec<TempDir>,
+}
+
+impl SledDirect {
+    /// Opens (creating) a sled database in `dir` with sled's defaults (as the driver's).
+    pub fn open(dir: &Path, guards: Vec<TempDir>) -> Result<Self> {
+        let db = sled::open(dir)?;
+        let tree = db.open_tree("raw")?;
+        Ok(SledDirect {
+            tree,
+            _db: db,
+            _guards: guards,
+        })
+    }
+}
+
+impl Direct for SledDirect {
+    fn name(&self) -> &'static str {
+        "sled"
+    }
+
+    fn load(&self, _: usize, id: &str) -> Result<Option<RawData>> {
+        match self.tree.get(id.as_bytes())? {
+            Some(blob) => decode_blob(&blob),
+            None => Ok(None),
+        }
+    }
+
+    fn store(&self, _: usize, id: &str, full: &RawData, ttl: Duration) -> Result<()> {
+        let blob = encode_blob(deadline(ttl), full)?;
+        self.tree.insert(id.as_bytes(), blob)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(direct: &dyn Direct) {
+        let data = crate::payload::raw_data(1).expect("payload");
+        let id = "direct-test-session-0001";
+        assert_eq!(direct.load(0, id).expect("load"), None);
+        direct
+            .store(0, id, &data, Duration::from_secs(60))
+            .expect("store");
+        assert_eq!(direct.load(1, id).expect("load"), Some(data.clone()));
+        // an expired session is missing
+        direct
+            .store(1, id, &data, Duration::from_millis(0))
+            .expect("store");
+        assert_eq!(direct.load(0, id).expect("load"), None, "{}", direct.name());
+    }
+
+    #[test]
+    fn every_embedded_baseline_round_trips_and_expires() {
+        round_trip(&MokaDirect::new(100));
+        let dir = tempfile::tempdir().expect("tempdir");
+        round_trip(&FileDirect::open(dir.path().join("f"), true, vec![]).expect("file"));
+        round_trip(&SqliteDirect::open(&dir.path().join("raw.db"), 2, vec![]).expect("sqlite"));
+        round_trip(&SledDirect::open(&dir.path().join("sled"), vec![]).expect("sled"));
+    }
+}
