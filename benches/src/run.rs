@@ -122,22 +122,11 @@ pub async fn run_phase(
             Ok::<_, crate::BoxError>((created, hist))
         }));
     }
-    let mut latency = histogram()?;
-    let mut created = Vec::new();
+    let mut parts = Vec::with_capacity(tasks.len());
     for task in tasks {
-        let (c, h) = task.await??;
-        latency.add(&h)?;
-        created.extend(c);
+        parts.push(task.await??);
     }
-    let elapsed = start.elapsed();
-    Ok((
-        created,
-        PhaseResult {
-            ops,
-            elapsed,
-            latency,
-        },
-    ))
+    merge(ops, start, parts)
 }
 
 /// As [`run_phase`], on `concurrency` OS threads each looping on `target` with blocking calls
@@ -184,16 +173,30 @@ pub fn run_phase_threads(
             })?;
         threads.push(thread);
     }
+    let mut parts = Vec::with_capacity(threads.len());
+    for thread in threads {
+        parts.push(
+            thread
+                .join()
+                .map_err(|_| crate::BoxError::from("a benchmark thread panicked"))??,
+        );
+    }
+    merge(ops, start, parts)
+}
+
+/// The ids each task or thread created and the merged latencies, timed from `start`.
+fn merge(
+    ops: u64,
+    start: Instant,
+    parts: Vec<(Vec<String>, Histogram<u64>)>,
+) -> Result<(Vec<String>, PhaseResult)> {
+    let elapsed = start.elapsed();
     let mut latency = histogram()?;
     let mut created = Vec::new();
-    for thread in threads {
-        let (c, h) = thread
-            .join()
-            .map_err(|_| crate::BoxError::from("a benchmark thread panicked"))??;
+    for (c, h) in parts {
         latency.add(&h)?;
         created.extend(c);
     }
-    let elapsed = start.elapsed();
     Ok((
         created,
         PhaseResult {

@@ -729,15 +729,7 @@ mod tests {
     async fn queued_writes_are_committed_in_batches_of_at_most_max_batch() {
         let dir = tempfile::tempdir().unwrap();
         let (path, _setup) = database(&dir);
-        let pool = Pool::start(
-            &path,
-            1,
-            Duration::from_secs(5),
-            Arc::new(sql()),
-            |path, _| Connection::open(path).map_err(db_error),
-        )
-        .await
-        .unwrap();
+        let pool = plain_pool(&path, 1).await;
         // Counts committed rows from outside the writer's transaction.
         let outside = Arc::new(Mutex::new(Connection::open(&path).unwrap()));
         let committed = move || -> i64 {
@@ -811,10 +803,10 @@ mod tests {
         (out, ticks.load(Ordering::Relaxed), took)
     }
 
-    async fn reader_pool(dir: &tempfile::TempDir, readers: usize) -> Pool {
-        let (path, _setup) = database(dir);
+    /// A pool on `path` with `readers` plain connections and a 5 s busy timeout.
+    async fn plain_pool(path: &Path, readers: usize) -> Pool {
         Pool::start(
-            &path,
+            path,
             readers,
             Duration::from_secs(5),
             Arc::new(sql()),
@@ -822,6 +814,11 @@ mod tests {
         )
         .await
         .unwrap()
+    }
+
+    async fn reader_pool(dir: &tempfile::TempDir, readers: usize) -> Pool {
+        let (path, _setup) = database(dir);
+        plain_pool(&path, readers).await
     }
 
     /// A read that finds the database busy (as during another process's WAL recovery) is not
@@ -910,15 +907,7 @@ mod tests {
     async fn alone_jobs_run_between_batches_and_a_panic_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let (path, _setup) = database(&dir);
-        let pool = Pool::start(
-            &path,
-            0,
-            Duration::from_secs(5),
-            Arc::new(sql()),
-            |path, _| Connection::open(path).map_err(db_error),
-        )
-        .await
-        .unwrap();
+        let pool = plain_pool(&path, 0).await;
         let a = pool.write(|c, _| insert(c, "a", 1));
         let alone = pool.alone(|c, _| {
             assert!(c.is_autocommit(), "ran inside a group commit");
