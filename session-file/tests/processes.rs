@@ -254,7 +254,20 @@ fn sigkill_mid_write_leaves_a_whole_record() {
         rounds += 1;
         let mut child = spawn("writer", tmp.path(), &sid, &[]);
         child.wait_for("CHILD-READY");
-        std::thread::sleep(Duration::from_millis(20 + rng.below(250)));
+        if round % 2 == 0 {
+            // A kill at a random moment: anywhere in the writer's loop.
+            std::thread::sleep(Duration::from_millis(20 + rng.below(250)));
+        } else {
+            // A kill aimed at the write window: as soon as a new temp file shows up (how long a
+            // write takes against the rest of the loop depends on the machine; chance alone may
+            // miss it).
+            let started = Instant::now();
+            while temp_files(tmp.path()).is_subset(&leftovers)
+                && started.elapsed() < Duration::from_secs(5)
+            {
+                std::thread::yield_now();
+            }
+        }
         child.child.kill().expect("SIGKILL the writer");
         let status = child.wait();
         assert!(!status.success(), "the writer was killed, not finished");
