@@ -17,7 +17,9 @@ use session_core::{Config, Manager};
 
 const USAGE: &str =
     "usage: loadgen --store SPEC [--raw] [--sessions N] [--ops M] [--concurrency C] \
-[--workers W] [--pool P] [--no-fsync] [--probe K] [--phases create,read,write] [--rounds R]
+[--workers W] [--pool P] [--no-fsync] [--probe K] [--phases create,read,write] [--rounds R] \
+[--raw-threads T]
+  T: OS threads of an embedded raw baseline (default: C, at most 16)
   SPEC: memory | file[:DIR] | sqlite[:PATH] | sled[:DIR] | redis://HOST:PORT[/DB]
         | postgres://USER@HOST:PORT/DB | mysql://USER@HOST:PORT | memcached://HOST:PORT";
 
@@ -35,6 +37,7 @@ struct Args {
     probe: u64,
     phases: Vec<Phase>,
     rounds: u64,
+    raw_threads: Option<usize>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -50,6 +53,7 @@ fn parse_args() -> Result<Args> {
         probe: 200,
         phases: Phase::ALL.to_vec(),
         rounds: 10,
+        raw_threads: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -73,6 +77,10 @@ fn parse_args() -> Result<Args> {
             "--workers" => a.workers = num(value("--workers")?, "--workers")? as usize,
             "--pool" => a.pool = Some(num(value("--pool")?, "--pool")?.clamp(1, 10_000) as u32),
             "--no-fsync" => a.fsync = false,
+            "--raw-threads" => {
+                a.raw_threads =
+                    Some(num(value("--raw-threads")?, "--raw-threads")?.clamp(1, 1024) as usize)
+            }
             "--rounds" => a.rounds = num(value("--rounds")?, "--rounds")?,
             "--probe" => a.probe = num(value("--probe")?, "--probe")?,
             "--phases" => {
@@ -105,6 +113,10 @@ fn parse_args() -> Result<Args> {
     Ok(a)
 }
 
+/// The most OS threads an embedded raw baseline uses unless `--raw-threads` says otherwise (the
+/// 16 threads of issue 14's "backend driven directly").
+const DEFAULT_RAW_THREADS_CAP: usize = 16;
+
 /// The ratio targets of issue 14 (read, write): session ops/s over raw ops/s, median of rounds.
 fn target(driver: &str, phase: Phase) -> Option<f64> {
     match (driver, phase) {
@@ -123,7 +135,8 @@ fn target(driver: &str, phase: Phase) -> Option<f64> {
 #[derive(Clone)]
 enum Side {
     Tasks(Arc<dyn Target>),
-    Threads(Arc<dyn ThreadTarget>),
+    /// The target and the number of OS threads that drive it.
+    Threads(Arc<dyn ThreadTarget>, usize),
 }
 
 impl Side {
@@ -138,10 +151,11 @@ impl Side {
     ) -> Result<(Vec<String>, PhaseResult)> {
         match self {
             Side::Tasks(t) => run_phase(t.clone(), phase, ops, concurrency, ids, first, seed).await,
-            Side::Threads(t) => {
+            Side::Threads(t, threads) => {
                 let t = t.clone();
+                let threads = concurrency.min(*threads);
                 tokio::task::spawn_blocking(move || {
-                    run_phase_threads(t, phase, ops, concurrency, ids, first, seed)
+                    run_phase_threads(t, phase, ops, threads, ids, first, seed)
                 })
                 .await?
             }
@@ -248,7 +262,12 @@ async fn run(args: Args) -> Result<()> {
     let mut raw_backend: Option<Arc<dyn Raw>> = None;
     let mut direct_backend: Option<Arc<dyn Direct>> = None;
     if args.raw {
-        let baseline = match stores::open_raw(&spec, &opts, args.concurrency).await {
+        // More OS threads than this only add preemption on a small machine: a thread
+        // descheduled mid-operation (holding a backend lock) stretches every waiter's latency.
+        let threads = args
+            .raw_threads
+            .unwrap_or(args.concurrency.min(DEFAULT_RAW_THREADS_CAP));
+        let baseline = match stores::open_raw(&spec, &opts, threads).await {
             Ok(b) => b,
             Err(e) => {
                 opened.cleanup().await?;
@@ -264,12 +283,15 @@ async fn run(args: Args) -> Result<()> {
             Baseline::Threads(direct) => {
                 let direct: Arc<dyn Direct> = Arc::from(direct);
                 println!(
-                    "# raw baseline: {} driven directly from {} OS threads",
+                    "# raw baseline: {} driven directly from {threads} OS threads (concurrency {})",
                     direct.name(),
                     args.concurrency
                 );
                 direct_backend = Some(direct.clone());
-                sides.push(("raw", Side::Threads(Arc::new(DirectTarget { direct, ttl }))));
+                sides.push((
+                    "raw",
+                    Side::Threads(Arc::new(DirectTarget { direct, ttl }), threads),
+                ));
             }
         }
     }
