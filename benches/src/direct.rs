@@ -10,7 +10,7 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -131,16 +131,37 @@ const SQL_UPSERT: &str = "INSERT INTO raw_sessions (id, expires_at, data) VALUES
 
 /// A row per session (`id`, `expires_at`, the blob), WAL with `synchronous = NORMAL`. Each
 /// thread reads on a connection of its own (WAL readers never wait for each other or for the
-/// writer); writes take turns on one writer connection behind a mutex, one autocommit UPSERT each.
+/// writer). Writes go to one writer thread that owns the writer connection and commits them in
+/// groups: it takes every write waiting (up to [`GROUP_MAX`]), runs their UPSERTs in one
+/// transaction, and answers each caller after the `COMMIT`, the same promise as an autocommit
+/// UPSERT per write (the write is in the database when the call returns).
 ///
-/// One writer is faster than a connection per thread for writes: SQLite allows one writer at a
-/// time, and a connection that finds the database locked waits in its busy handler, which sleeps
-/// (1, 2, 5, 10 ms ...) instead of being woken when the lock frees; a mutex hands the connection
-/// over at once.
+/// Why not simpler: SQLite allows one writer at a time, so a writer connection per thread only
+/// waits in its busy handler, which sleeps (1, 2, 5, 10 ms ...) instead of being woken when
+/// the lock frees; one writer behind a mutex, one transaction per write, is what the previous
+/// baseline did, and the driver's group commit beat it by 1.2-1.5x: a commit's fixed cost (WAL
+/// frame headers, the WAL-index update, the lock round) is paid once per group here too.
+///
+/// The table is an ordinary rowid table with an index on `id`, not `WITHOUT ROWID`: a
+/// `WITHOUT ROWID` row lives in an index b-tree, whose cells spill to an overflow page past
+/// about 1,000 bytes on 4 KiB pages, and a session blob is just over that, so every read would
+/// touch two pages.
 pub struct SqliteDirect {
-    writer: Mutex<Connection>,
+    writes: Mutex<Option<mpsc::Sender<Write>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Vec<Mutex<Connection>>,
     _guards: Vec<TempDir>,
+}
+
+/// The most writes the SQLite baseline's writer commits in one transaction (the driver's bound).
+pub const GROUP_MAX: usize = 128;
+
+/// One write handed to the SQLite writer thread, with the channel its caller waits on.
+struct Write {
+    id: String,
+    deadline: u64,
+    blob: Vec<u8>,
+    done: mpsc::SyncSender<std::result::Result<(), String>>,
 }
 
 fn sqlite_conn(path: &Path) -> Result<Connection> {
@@ -156,6 +177,34 @@ fn poisoned<T>(_: T) -> crate::BoxError {
     "a connection mutex was poisoned".into()
 }
 
+/// The writer thread: a group of waiting writes per transaction until every sender is gone.
+fn sqlite_writer(conn: Connection, writes: mpsc::Receiver<Write>) {
+    let mut group = Vec::with_capacity(GROUP_MAX);
+    while let Ok(first) = writes.recv() {
+        group.push(first);
+        while group.len() < GROUP_MAX {
+            match writes.try_recv() {
+                Ok(w) => group.push(w),
+                Err(_) => break,
+            }
+        }
+        let outcome = (|| -> rusqlite::Result<()> {
+            let tx = conn.unchecked_transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(SQL_UPSERT)?;
+                for w in &group {
+                    stmt.execute(params![w.id, w.deadline as i64, w.blob])?;
+                }
+            }
+            tx.commit()
+        })()
+        .map_err(|e| e.to_string());
+        for w in group.drain(..) {
+            let _ = w.done.send(outcome.clone());
+        }
+    }
+}
+
 impl SqliteDirect {
     /// Opens (creating) the database at `path`, with one reader connection per thread.
     pub fn open(path: &Path, threads: usize, guards: Vec<TempDir>) -> Result<Self> {
@@ -165,16 +214,35 @@ impl SqliteDirect {
                  id TEXT PRIMARY KEY NOT NULL,
                  expires_at INTEGER NOT NULL,
                  data BLOB NOT NULL
-             ) WITHOUT ROWID;",
+             );",
         )?;
         let readers = (0..threads.max(1))
             .map(|_| sqlite_conn(path).map(Mutex::new))
             .collect::<Result<Vec<_>>>()?;
+        let (tx, rx) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("sqlite-direct-writer".into())
+            .spawn(move || sqlite_writer(writer, rx))?;
         Ok(SqliteDirect {
-            writer: Mutex::new(writer),
+            writes: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
             readers,
             _guards: guards,
         })
+    }
+}
+
+impl Drop for SqliteDirect {
+    fn drop(&mut self) {
+        // closing the channel ends the writer thread, which closes its connection
+        if let Ok(mut writes) = self.writes.lock() {
+            writes.take();
+        }
+        if let Ok(mut writer) = self.writer.lock()
+            && let Some(handle) = writer.take()
+        {
+            let _ = handle.join();
+        }
     }
 }
 
@@ -201,10 +269,24 @@ impl Direct for SqliteDirect {
     fn store(&self, _: usize, id: &str, full: &RawData, ttl: Duration) -> Result<()> {
         let d = deadline(ttl);
         let blob = encode_blob(d, full)?;
-        let conn = self.writer.lock().map_err(poisoned)?;
-        let mut stmt = conn.prepare_cached(SQL_UPSERT)?;
-        stmt.execute(params![id, d as i64, blob])?;
-        Ok(())
+        let (done, answer) = mpsc::sync_channel(1);
+        let write = Write {
+            id: id.to_string(),
+            deadline: d,
+            blob,
+            done,
+        };
+        self.writes
+            .lock()
+            .map_err(poisoned)?
+            .as_ref()
+            .ok_or("the SQLite writer is closed")?
+            .send(write)
+            .map_err(|_| "the SQLite writer thread is gone")?;
+        answer
+            .recv()
+            .map_err(|_| "the SQLite writer thread is gone")?
+            .map_err(Into::into)
     }
 }
 

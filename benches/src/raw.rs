@@ -71,9 +71,11 @@ pub fn decode_blob(blob: &[u8]) -> Result<Option<RawData>> {
 // ----- redis -------------------------------------------------------------------------------------
 
 /// A hash per session: `HGETALL` to read, one pipelined `HSET` of the changed fields + `PEXPIRE`
-/// to write, on one multiplexed connection (like the driver's).
+/// to write, on as many multiplexed connections as the driver opens by default
+/// ([`session_redis::DEFAULT_CONNECTIONS`]), taken in turn as the driver takes its own.
 pub struct RedisRaw {
-    conn: redis::aio::ConnectionManager,
+    conns: Vec<redis::aio::ConnectionManager>,
+    next: std::sync::atomic::AtomicUsize,
     prefix: String,
 }
 
@@ -81,16 +83,28 @@ impl RedisRaw {
     /// Connects to `url`; every key starts with `prefix:`.
     pub async fn open(url: &str, prefix: &str) -> Result<Self> {
         let client = redis::Client::open(url)?;
-        let conn = tokio::time::timeout(
-            Duration::from_secs(2),
-            redis::aio::ConnectionManager::new(client),
-        )
-        .await
-        .map_err(|_| "no answer from Redis within 2 s")??;
+        let mut conns = Vec::with_capacity(session_redis::DEFAULT_CONNECTIONS);
+        for _ in 0..session_redis::DEFAULT_CONNECTIONS {
+            conns.push(
+                tokio::time::timeout(
+                    Duration::from_secs(2),
+                    redis::aio::ConnectionManager::new(client.clone()),
+                )
+                .await
+                .map_err(|_| "no answer from Redis within 2 s")??,
+            );
+        }
         Ok(RedisRaw {
-            conn,
+            conns,
+            next: std::sync::atomic::AtomicUsize::new(0),
             prefix: prefix.to_string(),
         })
+    }
+
+    /// The next connection in turn.
+    fn conn(&self) -> redis::aio::ConnectionManager {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.conns[i % self.conns.len()].clone()
     }
 
     fn key(&self, id: &str) -> String {
@@ -105,7 +119,7 @@ impl Raw for RedisRaw {
     }
 
     async fn load(&self, id: &str) -> Result<Option<RawData>> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let map: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
             .arg(self.key(id))
             .query_async(&mut conn)
@@ -132,13 +146,13 @@ impl Raw for RedisRaw {
             .arg(&key)
             .arg(ttl.as_millis() as u64)
             .ignore();
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         pipe.query_async::<()>(&mut conn).await?;
         Ok(())
     }
 
     async fn cleanup(&self) -> Result<()> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let pattern = format!("{}:*", self.prefix);
         let mut cursor: u64 = 0;
         loop {
