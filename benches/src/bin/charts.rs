@@ -9,6 +9,9 @@
 //! prints `loadgen store=.. concurrency=C ..`), else a `-cC` in the file name. For each store it
 //! writes `OUT_DIR/<store>.svg`: four panels (read and write throughput, read and write p99)
 //! against concurrency, one line per mode (the session layer, its honest raw baseline, the peer).
+//! It also writes `OUT_DIR/tables.md`: per store and phase, a row per concurrency with each
+//! mode's ops/s and p99, the session ÷ raw ratio (the median of the per-round ratios loadgen
+//! prints in its `ratio` lines), session ÷ peer, and p99 session ÷ raw, for BENCHMARKS.md.
 //! `benches/sweep.sh` runs the benchmarks and then this, so rerunning them redraws the charts.
 
 use std::collections::BTreeMap;
@@ -19,6 +22,9 @@ use session_benches::Result;
 
 /// (store, phase, mode) -> concurrency -> (ops/s, p99 µs)
 type Points = BTreeMap<(String, String, String), BTreeMap<u32, (f64, f64)>>;
+
+/// (store, phase) -> concurrency -> session ÷ raw (loadgen's `ratio` lines)
+type Ratios = BTreeMap<(String, String), BTreeMap<u32, f64>>;
 
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace()
@@ -32,12 +38,26 @@ fn concurrency_in_name(path: &Path) -> Option<u32> {
 }
 
 /// Reads every result line of `path` into `points`.
-fn read(path: &Path, points: &mut Points) -> Result<usize> {
+fn read(path: &Path, points: &mut Points, ratios: &mut Ratios) -> Result<usize> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut concurrency = concurrency_in_name(path);
     let mut n = 0;
     for line in text.lines() {
+        if line.starts_with("ratio ") {
+            if let (Some(store), Some(phase), Some(r), Some(c)) = (
+                field(line, "store"),
+                field(line, "phase"),
+                field(line, "session_over_raw").and_then(|r| r.parse().ok()),
+                concurrency,
+            ) {
+                ratios
+                    .entry((store.to_string(), phase.to_string()))
+                    .or_default()
+                    .insert(c, r);
+            }
+            continue;
+        }
         if !line.starts_with("result ") {
             if let Some(c) = field(line, "concurrency").and_then(|c| c.parse().ok()) {
                 concurrency = Some(c);
@@ -187,6 +207,93 @@ fn draw(out: &Path, points: &Points, store: &str) -> Result<PathBuf> {
     Ok(file)
 }
 
+/// The markdown tables of every store and phase (see the module docs).
+fn tables(points: &Points, ratios: &Ratios) -> String {
+    let mut md = String::new();
+    let mut keys: Vec<(&str, &str)> = points
+        .keys()
+        .map(|(s, p, _)| (s.as_str(), p.as_str()))
+        .collect();
+    keys.dedup();
+    for (store, phase) in keys {
+        let modes: Vec<&str> = points
+            .keys()
+            .filter(|(s, p, _)| s == store && p == phase)
+            .map(|(_, _, m)| m.as_str())
+            .collect();
+        let peer = modes
+            .iter()
+            .copied()
+            .find(|m| *m != "session" && *m != "raw");
+        let at = |mode: &str, c: u32| {
+            points
+                .get(&(store.into(), phase.into(), mode.into()))?
+                .get(&c)
+                .copied()
+        };
+        let mut cs: Vec<u32> = modes
+            .iter()
+            .filter_map(|m| points.get(&(store.into(), phase.into(), (*m).into())))
+            .flat_map(|by_c| by_c.keys().copied())
+            .collect();
+        cs.sort_unstable();
+        cs.dedup();
+        md.push_str(&format!("\n**{store} {phase}**\n\n"));
+        md.push_str("| concurrency | session ops/s | raw ops/s | session ÷ raw |");
+        if let Some(p) = peer {
+            md.push_str(&format!(" {p} ops/s | session ÷ {p} |"));
+        }
+        md.push_str(" p99 µs session / raw");
+        if let Some(p) = peer {
+            md.push_str(&format!(" / {p}"));
+        }
+        md.push_str(" | p99 session ÷ raw |\n|---:|---:|---:|---:|");
+        if peer.is_some() {
+            md.push_str("---:|---:|");
+        }
+        md.push_str("---:|---:|\n");
+        let num = |x: Option<f64>, f: &dyn Fn(f64) -> String| x.map_or("–".to_string(), f);
+        let ops = |x: f64| format!("{x:.0}");
+        let ratio = |x: f64| format!("{x:.2}");
+        for c in cs {
+            let (s, r) = (at("session", c), at("raw", c));
+            let rr = ratios
+                .get(&(store.into(), phase.into()))
+                .and_then(|by_c| by_c.get(&c))
+                .copied()
+                .or_else(|| Some(s?.0 / r?.0));
+            md.push_str(&format!(
+                "| {c} | {} | {} | {} |",
+                num(s.map(|x| x.0), &ops),
+                num(r.map(|x| x.0), &ops),
+                num(rr, &ratio)
+            ));
+            let p = peer.and_then(|p| at(p, c));
+            if peer.is_some() {
+                md.push_str(&format!(
+                    " {} | {} |",
+                    num(p.map(|x| x.0), &ops),
+                    num(s.zip(p).map(|(s, p)| s.0 / p.0), &ratio)
+                ));
+            }
+            let us = |x: f64| format!("{x:.0}");
+            md.push_str(&format!(
+                " {} / {}",
+                num(s.map(|x| x.1), &us),
+                num(r.map(|x| x.1), &us)
+            ));
+            if peer.is_some() {
+                md.push_str(&format!(" / {}", num(p.map(|x| x.1), &us)));
+            }
+            md.push_str(&format!(
+                " | {} |\n",
+                num(s.zip(r).map(|(s, r)| s.1 / r.1), &ratio)
+            ));
+        }
+    }
+    md
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(out), files) = (args.next(), args.collect::<Vec<_>>()) else {
@@ -198,8 +305,9 @@ fn main() {
             return Err("no result files given: usage: charts OUT_DIR RESULT_FILE...".into());
         }
         let mut points = Points::new();
+        let mut ratios = Ratios::new();
         for f in &files {
-            read(Path::new(f), &mut points)?;
+            read(Path::new(f), &mut points, &mut ratios)?;
         }
         let out = PathBuf::from(&out);
         std::fs::create_dir_all(&out)?;
@@ -208,6 +316,9 @@ fn main() {
         for store in stores {
             println!("{}", draw(&out, &points, store)?.display());
         }
+        let md = out.join("tables.md");
+        std::fs::write(&md, tables(&points, &ratios))?;
+        println!("{}", md.display());
         Ok(())
     };
     if let Err(e) = run() {
@@ -232,7 +343,8 @@ mod tests {
         )
         .expect("write");
         let mut points = Points::new();
-        assert_eq!(read(&f, &mut points).expect("read"), 2);
+        let mut ratios = Ratios::new();
+        assert_eq!(read(&f, &mut points, &mut ratios).expect("read"), 2);
         let key = (
             "memory".to_string(),
             "read".to_string(),
@@ -252,12 +364,18 @@ mod tests {
             "result store=memory mode=tower-sessions phase=read ops=2 secs=1 ops_per_sec=50 p50_us=1 p99_us=3\n",
         )
         .expect("write");
-        read(&g, &mut points).expect("read");
+        read(&g, &mut points, &mut ratios).expect("read");
         let key = (
             "memory".to_string(),
             "read".to_string(),
             "tower-sessions".to_string(),
         );
         assert!(points[&key].contains_key(&256));
+        // the table: session ÷ raw from the ops/s when no ratio line says it, p99 ÷ p99
+        let md = tables(&points, &ratios);
+        assert!(md.contains("**memory read**"), "{md}");
+        assert!(md.contains("| 64 | 100 | 200 | 0.50 |"), "{md}");
+        assert!(md.contains("10 / 2 / –"), "{md}");
+        assert!(md.contains("| 3.80 |"), "{md}");
     }
 }
