@@ -21,3 +21,7 @@ pub const NAME: &str = "file";
 /// Default age after which [`purge_expired`](session_core::Storage::purge_expired) deletes a
 /// temp file left by a writer that crashed mid-write.
 pub const DEFAULT_STALE_TEMP_AFTER: Duration = Duration::from_secs(10 * 60);
+
+/// Default bound on the blocking disk calls a store runs at once
+/// ([`FileStoreBuilder::max_disk_calls`]).
+pub const DEFAULT_MAX_DISK_CALLS: usize = 16;

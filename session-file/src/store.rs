@@ -30,6 +30,10 @@ pub struct FileStore {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) disk: Disk,
+    /// Bounds the blocking disk calls in flight ([`FileStoreBuilder::max_disk_calls`]).
+    ///
+    /// [`FileStoreBuilder::max_disk_calls`]: crate::FileStoreBuilder::max_disk_calls
+    pub(crate) disk_calls: tokio::sync::Semaphore,
     /// Dropping this stops the background purge task.
     pub(crate) _stop_purge: Option<oneshot::Sender<()>>,
     /// A temporary directory the store owns and deletes when the last clone drops.
@@ -88,8 +92,19 @@ impl FileStore {
         T: Send + 'static,
         F: FnOnce(&Disk) -> Result<T> + Send + 'static,
     {
+        let _turn = self.disk_turn().await?;
         let inner = Arc::clone(&self.inner);
         blocking(move || f(&inner.disk)).await
+    }
+
+    /// A turn among the [`max_disk_calls`](crate::FileStoreBuilder::max_disk_calls) blocking
+    /// disk calls; held until the call returns.
+    async fn disk_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        self.inner
+            .disk_calls
+            .acquire()
+            .await
+            .map_err(|e| Error::backend(NAME, e))
     }
 
     /// The live session (unexpired, at least one key). Read inline when the kernel can serve
@@ -99,7 +114,10 @@ impl FileStore {
         let path = self.inner.disk.layout.record(id)?;
         let bytes = match nowait::read(&path, &self.inner.disk.inline) {
             Cached::Done(bytes) => bytes,
-            Cached::Wait(partial) => blocking(move || nowait::finish(&path, partial)).await?,
+            Cached::Wait(partial) => {
+                let _turn = self.disk_turn().await?;
+                blocking(move || nowait::finish(&path, partial)).await?
+            }
         };
         let now = check::now_millis();
         Ok(decode_record(bytes)?.filter(|r| r.live(now)))

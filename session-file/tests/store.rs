@@ -647,3 +647,45 @@ async fn remove_rewrites_only_what_it_changes_and_keeps_the_deadline() {
     assert_eq!(loaded.expires_at, deadline, "remove keeps the deadline");
     assert_eq!(loaded.data.len(), 1);
 }
+
+/// With one disk call at a time, concurrent writers to the same and to different sessions all
+/// finish (a writer waiting for a session's lock never holds up the writer it waits for) and
+/// none of their keys is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_disk_call_at_a_time_loses_nothing_and_never_stalls() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let store = FileStore::builder()
+        .max_disk_calls(0) // clamped to 1
+        .sync(false)
+        .open(tmp.path())
+        .await
+        .expect("open");
+    let shared = id();
+    let own: Vec<SessionId> = (0..8).map(|_| id()).collect();
+    let mut tasks = Vec::new();
+    for (w, mine) in own.iter().cloned().enumerate() {
+        let store = store.clone();
+        let shared = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10 {
+                store
+                    .set(&shared, &format!("w{w}-{i}"), val(i), HOUR)
+                    .await?;
+                store.set(&mine, &format!("k{i}"), val(i), HOUR).await?;
+            }
+            Ok::<_, Error>(())
+        }));
+    }
+    let all = async {
+        for t in tasks {
+            t.await.expect("task").expect("write");
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), all)
+        .await
+        .expect("writers stalled behind the one disk call");
+    assert_eq!(store.get_map(&shared).await.expect("read").len(), 8 * 10);
+    for mine in &own {
+        assert_eq!(store.get_map(mine).await.expect("read").len(), 10);
+    }
+}
