@@ -56,6 +56,14 @@ impl Timing {
         })
     }
 
+    /// Whether [`verdict`](Self::verdict) and [`rotation_due`](Self::rotation_due) depend on
+    /// `now` for a session with these reserved keys: only an absolute lifetime, timed rotation
+    /// or a retirement mark makes them look at the clock. When false, loading a session needs
+    /// no clock read (the common case: one `clock_gettime` less per request).
+    pub(crate) fn needs_clock(&self, r: &Reserved) -> bool {
+        self.absolute.is_some() || self.rotate.is_some() || r.retired.is_some()
+    }
+
     /// Whether a loaded session is usable by a request from `client` at `now`.
     pub(crate) fn verdict(&self, r: &Reserved, client: &ClientInfo, now: u64) -> Verdict {
         if r.retired.is_some_and(|until| until <= now) {
@@ -133,6 +141,39 @@ mod tests {
                 ClientInfo::new(ip.map(|i| i.parse().expect("ip")), Some("ua")),
             )),
             ..Reserved::default()
+        }
+    }
+
+    #[test]
+    fn without_needs_clock_the_verdict_and_rotation_ignore_now() {
+        let configs = [
+            Config::default(),
+            Config {
+                absolute_lifetime: Some(Duration::from_secs(10)),
+                ..Config::default()
+            },
+            Config {
+                rotate_every: Some(Duration::from_secs(10)),
+                ..Config::default()
+            },
+        ];
+        let client = ClientInfo::default();
+        for c in configs {
+            let t = timing(c);
+            for retired in [None, Some(5_000)] {
+                let r = Reserved {
+                    retired,
+                    ..meta_at(1_000, None)
+                };
+                let at = |now| (t.verdict(&r, &client, now), t.rotation_due(&r, now));
+                let same = [0, 1_000, 5_000, 20_000, u64::MAX]
+                    .iter()
+                    .all(|&now| at(now) == at(0));
+                assert!(t.needs_clock(&r) || same, "{t:?} {r:?}");
+                if t.absolute.is_some() || t.rotate.is_some() || retired.is_some() {
+                    assert!(t.needs_clock(&r));
+                }
+            }
         }
     }
 

@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use arrayvec::ArrayString;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -11,6 +12,18 @@ use crate::error::{Error, Result};
 
 /// Random bytes in a generated id: 192 bits, well above OWASP's 64-bit floor and the 128 bits we promise.
 const ID_BYTES: usize = 24;
+
+/// The bytes an id may hold: `[A-Za-z0-9_-]`.
+const ID_CHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+        b += 1;
+    }
+    table
+};
 
 /// A validated session id.
 ///
@@ -30,10 +43,55 @@ const ID_BYTES: usize = 24;
 /// # Ok::<(), session_core::Error>(())
 /// ```
 ///
-/// Cloning is cheap (a reference count): the session layer hands the id to the store, the
-/// cookie and its own state.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(Arc<str>);
+/// Cloning is cheap: an id of up to [`INLINE_LEN`] characters (every generated one) is kept
+/// inline, without a heap allocation, and is copied; a longer one is reference counted. The
+/// session layer hands the id to the store, the cookie and its own state. Comparing and hashing
+/// read the characters in place (no pointer to follow), which is what a store keyed by ids does
+/// on every lookup.
+#[derive(Clone)]
+pub struct SessionId(Repr);
+
+/// Longest id kept inline (the size of a `SessionId` is this plus a length and a tag, rounded up).
+const INLINE_LEN: usize = 46;
+
+/// How a [`SessionId`] holds its characters. Always ASCII (checked before construction), and
+/// always inline when it fits, so one id has one representation.
+#[derive(Clone)]
+enum Repr {
+    /// An id of up to [`INLINE_LEN`] characters.
+    Inline(ArrayString<INLINE_LEN>),
+    /// An id longer than [`INLINE_LEN`].
+    Heap(Arc<str>),
+}
+
+impl PartialEq for SessionId {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for SessionId {}
+
+impl std::hash::Hash for SessionId {
+    /// Hashes like the `str` it is (the bytes, then `0xff`).
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(self.as_bytes());
+        state.write_u8(0xff);
+    }
+}
+
+impl PartialOrd for SessionId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SessionId {
+    /// The order of the ids as text (byte order: ids are ASCII).
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
 
 impl SessionId {
     /// Shortest id [`parse`](Self::parse) accepts.
@@ -46,7 +104,7 @@ impl SessionId {
     /// Fails only if the operating system cannot provide randomness, which is reported as a
     /// backend error rather than falling back to a weaker generator.
     pub fn generate() -> Result<Self> {
-        Ok(SessionId(random_token::<ID_BYTES>()?.into()))
+        Ok(SessionId::from_checked(&random_token::<ID_BYTES>()?))
     }
 
     /// Validates an id that came from outside.
@@ -68,20 +126,42 @@ impl SessionId {
                 Self::MAX_LEN
             )));
         }
-        if let Some(pos) = text
+        // One table lookup per byte, no early exit: branch-free over the whole id (every
+        // request parses one); the position is looked for only on the error path.
+        if !text
             .bytes()
-            .position(|b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+            .fold(true, |ok, b| ok & ID_CHAR[usize::from(b)])
         {
+            let pos = text
+                .bytes()
+                .position(|b| !ID_CHAR[usize::from(b)])
+                .unwrap_or(0);
             return Err(Error::InvalidId(format!(
                 "character at byte {pos} is outside [A-Za-z0-9_-]"
             )));
         }
-        Ok(SessionId(text.into()))
+        Ok(SessionId::from_checked(text))
+    }
+
+    /// An id from text already known to be a valid id (ASCII of the id alphabet).
+    fn from_checked(text: &str) -> Self {
+        match ArrayString::from(text) {
+            Ok(inline) => SessionId(Repr::Inline(inline)),
+            Err(_) => SessionId(Repr::Heap(text.into())),
+        }
+    }
+
+    /// The characters of the id.
+    fn as_bytes(&self) -> &[u8] {
+        self.as_str().as_bytes()
     }
 
     /// The id as text (always ASCII, safe in URLs, file names and Redis keys).
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Repr::Inline(text) => text,
+            Repr::Heap(text) => text,
+        }
     }
 
     /// A shortened form for display ("abcd…wxyz"), for pages and logs that must not show the full id.
@@ -93,7 +173,7 @@ impl SessionId {
 
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -280,6 +360,20 @@ mod tests {
     }
 
     #[test]
+    fn the_id_alphabet_table_is_exactly_a_z_0_9_dash_underscore() {
+        for b in 0..=255u8 {
+            let expected = b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+            assert_eq!(ID_CHAR[usize::from(b)], expected, "byte {b}");
+        }
+        let mut id = "a".repeat(20);
+        id.replace_range(7..8, "!");
+        match SessionId::parse(&id) {
+            Err(Error::InvalidId(msg)) => assert!(msg.contains("byte 7"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn incoming_ids_are_parsed_once_into_three_cases() {
         let id = SessionId::generate().expect("rng");
         assert_eq!(IncomingId::default(), IncomingId::Absent);
@@ -301,6 +395,41 @@ mod tests {
         assert!(!IncomingId::Valid(id.clone()).is_invalid());
         assert!(!IncomingId::Absent.is_invalid() && IncomingId::Absent.id().is_none());
         assert!(!format!("{:?}", IncomingId::Valid(id.clone())).contains(id.as_str()));
+    }
+
+    #[test]
+    fn short_and_long_ids_compare_hash_and_order_as_their_text() {
+        use std::collections::hash_map::DefaultHasher;
+        use std::hash::{Hash, Hasher};
+        fn hash<T: Hash + ?Sized>(v: &T) -> u64 {
+            let mut h = DefaultHasher::new();
+            v.hash(&mut h);
+            h.finish()
+        }
+        let texts = [
+            "a".repeat(SessionId::MIN_LEN),
+            "b".repeat(INLINE_LEN - 1),
+            "b".repeat(INLINE_LEN),
+            "b".repeat(INLINE_LEN + 1),
+            "Zz_-".repeat(SessionId::MAX_LEN / 4),
+        ];
+        let ids: Vec<SessionId> = texts
+            .iter()
+            .map(|t| SessionId::parse(t).expect("valid"))
+            .collect();
+        assert!(matches!(ids[2].0, Repr::Inline(_)));
+        assert!(matches!(ids[3].0, Repr::Heap(_)));
+        for (a, ta) in ids.iter().zip(&texts) {
+            assert_eq!(a.as_str(), ta);
+            assert_eq!(a.to_string(), *ta);
+            assert_eq!(hash(a), hash(ta.as_str()), "hashes like its text");
+            assert_eq!(a.clone(), *a);
+            for (b, tb) in ids.iter().zip(&texts) {
+                assert_eq!(a == b, ta == tb);
+                assert_eq!(a.cmp(b), ta.as_str().cmp(tb.as_str()));
+            }
+        }
+        assert!(std::mem::size_of::<SessionId>() <= 56);
     }
 
     #[test]

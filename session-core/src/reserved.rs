@@ -185,7 +185,9 @@ impl Reserved {
 /// name as [`Value::encode`] does for user values. Smaller to store and cheaper to decode on every
 /// load; [`Reserved::read`] also reads the by-name form (rmp-serde decodes a struct from either).
 pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Value> {
-    rmp_serde::to_vec(v).map(Value::from).map_err(Error::Encode)
+    let mut buf = crate::value::EncodeBuf::new();
+    rmp_serde::encode::write(&mut buf, v).map_err(Error::Encode)?;
+    Ok(Value::from(buf.0))
 }
 
 /// The change that retires an old id after a regeneration: `__s.retired` set to `until` (unix

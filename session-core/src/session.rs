@@ -116,8 +116,13 @@ impl Session {
         let ctx = self.ctx();
         if let Some(id) = st.cookie_id() {
             if let Some(loaded) = ctx.store.load(&id).await? {
-                let now = check::now_millis();
                 let reserved = Reserved::read(&loaded.data, ctx.store.name())?;
+                // the clock only when the verdict or the rotation depends on it
+                let now = if ctx.timing.needs_clock(&reserved) {
+                    check::now_millis()
+                } else {
+                    0
+                };
                 match ctx.timing.verdict(&reserved, st.client(), now) {
                     Verdict::Live => {
                         let rotate = ctx.timing.rotation_due(&reserved, now);
@@ -208,7 +213,7 @@ impl Session {
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         reserved::user_key(key)?;
         let st = self.state().await?;
-        st.visible(key, check::now_millis())
+        st.visible_at(key, check::now_millis)
             .map(Value::decode)
             .transpose()
     }
@@ -217,7 +222,7 @@ impl Session {
     pub async fn get_value(&self, key: &str) -> Result<Option<Value>> {
         reserved::user_key(key)?;
         let st = self.state().await?;
-        Ok(st.visible(key, check::now_millis()).cloned())
+        Ok(st.visible_at(key, check::now_millis).cloned())
     }
 
     /// Sets `key` to `value` (MessagePack-encoded now). A plain set makes `key` a plain value:
@@ -235,7 +240,7 @@ impl Session {
         Ok(self
             .state()
             .await?
-            .visible(key, check::now_millis())
+            .visible_at(key, check::now_millis)
             .is_some())
     }
 
@@ -292,7 +297,7 @@ impl Session {
     pub async fn push<T: Serialize + DeserializeOwned>(&self, key: &str, item: T) -> Result<usize> {
         reserved::user_key(key)?;
         let mut st = self.state().await?;
-        let mut list: Vec<T> = match st.visible(key, check::now_millis()) {
+        let mut list: Vec<T> = match st.visible_at(key, check::now_millis) {
             Some(v) => v.decode()?,
             None => Vec::new(),
         };
@@ -323,7 +328,7 @@ impl Session {
         if !st.is_flash(key) {
             return Ok(None);
         }
-        st.visible(key, check::now_millis())
+        st.visible_at(key, check::now_millis)
             .map(Value::decode)
             .transpose()
     }
@@ -376,7 +381,7 @@ impl Session {
         if !st.is_temp(key) {
             return Ok(None);
         }
-        st.visible(key, check::now_millis())
+        st.visible_at(key, check::now_millis)
             .map(Value::decode)
             .transpose()
     }

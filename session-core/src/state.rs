@@ -298,10 +298,16 @@ impl State {
 
     /// The value of user key `key`, hiding expired temp data.
     pub(crate) fn visible(&self, key: &str, now: u64) -> Option<&Value> {
+        self.visible_at(key, || now)
+    }
+
+    /// [`visible`](Self::visible) with the clock read only if it matters: when `key` is temp
+    /// data (most reads are of sessions without any, and need no clock at all).
+    pub(crate) fn visible_at(&self, key: &str, now: impl FnOnce() -> u64) -> Option<&Value> {
         if reserved::is_reserved(key) {
             return None;
         }
-        if self.temp_deadline(key).is_some_and(|d| d <= now) {
+        if self.temp_deadline(key).is_some_and(|d| d <= now()) {
             return None;
         }
         self.get(key)

@@ -9,6 +9,41 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 
+/// The first capacity of an encoding buffer: most small session values (numbers, flags, short
+/// strings, "last seen") fit, so encoding one allocates once instead of growing from 8 bytes;
+/// a bigger value grows from here as before. Small enough that a store keeping values as they
+/// come wastes little.
+pub(crate) const ENCODE_CAPACITY: usize = 32;
+
+/// An encoding buffer: starts at [`ENCODE_CAPACITY`], and like `rmp_serde::to_vec` turns a
+/// failed allocation into an encoding error rather than an abort.
+pub(crate) struct EncodeBuf(pub(crate) Vec<u8>);
+
+impl EncodeBuf {
+    pub(crate) fn new() -> Self {
+        EncodeBuf(Vec::with_capacity(ENCODE_CAPACITY))
+    }
+}
+
+impl std::io::Write for EncodeBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.0
+            .try_reserve(buf.len())
+            .map_err(|_| std::io::ErrorKind::OutOfMemory)?;
+        self.0.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// All values of one session, by key.
 pub type Data = HashMap<String, Value>;
 
@@ -34,9 +69,9 @@ pub struct Value(Bytes);
 impl Value {
     /// Encodes `value` as MessagePack.
     pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Self> {
-        rmp_serde::to_vec_named(value)
-            .map(|v| Value(Bytes::from(v)))
-            .map_err(Error::Encode)
+        let mut buf = EncodeBuf::new();
+        rmp_serde::encode::write_named(&mut buf, value).map_err(Error::Encode)?;
+        Ok(Value(Bytes::from(buf.0)))
     }
 
     /// Decodes the bytes into `T`.
@@ -108,6 +143,24 @@ mod tests {
         let v = Value::encode(&item).expect("encode");
         assert_eq!(v.decode::<Item>().expect("decode"), item);
         assert!(matches!(v.decode::<Vec<u8>>(), Err(Error::Decode(_))));
+    }
+
+    #[test]
+    fn the_encoding_is_rmp_serde_s() {
+        let item = Item {
+            sku: "A-1".repeat(100),
+            qty: 3,
+        };
+        let v = Value::encode(&item).expect("encode");
+        assert_eq!(
+            v.as_bytes(),
+            rmp_serde::to_vec_named(&item).expect("encode")
+        );
+        let n = Value::encode(&7u64).expect("encode");
+        assert_eq!(
+            n.as_bytes(),
+            rmp_serde::to_vec_named(&7u64).expect("encode")
+        );
     }
 
     #[test]
