@@ -8,7 +8,7 @@ mod schema;
 mod statements;
 mod store;
 
-pub use builder::{SqliteStoreBuilder, Synchronous};
+pub use builder::{DEFAULT_CACHE_KIB, DEFAULT_WAL_AUTOCHECKPOINT, SqliteStoreBuilder, Synchronous};
 pub use schema::SCHEMA_VERSION;
 pub use store::SqliteStore;
 

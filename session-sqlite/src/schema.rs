@@ -145,6 +145,14 @@ pub(crate) fn open(
     }
     conn.pragma_update(None, "synchronous", options.synchronous.as_sql())
         .map_err(context)?;
+    // A negative cache_size is in KiB.
+    conn.pragma_update(None, "cache_size", -i64::from(options.cache_kib))
+        .map_err(context)?;
+    if role == Role::Writer {
+        // Only the writer commits, so only its setting matters (it is per connection).
+        conn.pragma_update(None, "wal_autocheckpoint", options.wal_autocheckpoint)
+            .map_err(context)?;
+    }
     match role {
         Role::Writer => migrate(path, &conn, tables)?,
         Role::Reader => {
@@ -231,4 +239,43 @@ fn open_error(path: &Path, e: rusqlite::Error) -> Error {
         _ => return db_error(e),
     };
     Error::backend(NAME, format!("{}: {what} ({e})", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// `cache_size` reaches every connection, `wal_autocheckpoint` the writer's; the defaults
+    /// are the documented ones.
+    #[test]
+    fn cache_size_and_wal_autocheckpoint_reach_the_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pragmas.db");
+        let tables = tables(DEFAULT_TABLE).unwrap();
+        let pragma = |conn: &Connection, name: &str| -> i64 {
+            conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        let defaults = SqliteStoreBuilder::default();
+        let writer = open(&path, Role::Writer, &defaults, &tables).unwrap();
+        let reader = open(&path, Role::Reader, &defaults, &tables).unwrap();
+        let kib = -i64::from(crate::DEFAULT_CACHE_KIB);
+        assert_eq!(pragma(&writer, "cache_size"), kib);
+        assert_eq!(pragma(&reader, "cache_size"), kib);
+        assert_eq!(
+            pragma(&writer, "wal_autocheckpoint"),
+            i64::from(crate::DEFAULT_WAL_AUTOCHECKPOINT)
+        );
+        drop((writer, reader));
+        let options = SqliteStoreBuilder::default()
+            .cache_size(4096)
+            .wal_autocheckpoint(123);
+        let writer = open(&path, Role::Writer, &options, &tables).unwrap();
+        let reader = open(&path, Role::Reader, &options, &tables).unwrap();
+        assert_eq!(pragma(&writer, "cache_size"), -4096);
+        assert_eq!(pragma(&reader, "cache_size"), -4096);
+        assert_eq!(pragma(&writer, "wal_autocheckpoint"), 123);
+    }
 }

@@ -234,6 +234,47 @@ pub(crate) fn apply(
             .map_err(db_error)?;
         return Ok(slid == 1);
     }
+    if let (true, false, false, Expiry::After(ttl)) = (
+        changes.only_if_exists,
+        changes.set.is_empty(),
+        changes.clear,
+        expiry,
+    ) {
+        // The common write of a session layer saving a session it loaded (`only_if_exists`:
+        // the session almost always exists): it sets keys and a new deadline, and clears
+        // nothing. Sliding the deadline of a live session first tells whether it is live and
+        // does the deadline's write in the same statement; the session then keeps a key (one
+        // is set), so nothing else needs looking at: two statements instead of three. A
+        // missing or expired session changes nothing here and takes the general path below
+        // (which writes nothing under `only_if_exists`). Without `only_if_exists` (creating a
+        // session) the general path runs directly, so a create costs no extra statement.
+        let slid = tx
+            .prepare_cached(&sql.slide)
+            .and_then(|mut st| {
+                st.execute(params![
+                    id,
+                    now.saturating_add(millis(ttl.as_millis())),
+                    now
+                ])
+            })
+            .map_err(db_error)?;
+        if slid == 1 {
+            let run = || -> rusqlite::Result<()> {
+                if !changes.remove.is_empty() {
+                    let mut st = tx.prepare_cached(&sql.delete_key)?;
+                    for key in &changes.remove {
+                        st.execute(params![id, key])?;
+                    }
+                }
+                let mut st = tx.prepare_cached(&sql.set_value)?;
+                for (key, value) in &changes.set {
+                    st.execute(params![id, key, value.as_bytes()])?;
+                }
+                Ok(())
+            };
+            return run().map(|()| true).map_err(db_error);
+        }
+    }
     let stored = deadline(tx, sql, id).map_err(db_error)?;
     let live = stored.is_some_and(|d| d > now);
     if !live && (changes.only_if_exists || !expiry.may_create()) {

@@ -527,3 +527,72 @@ async fn bad_input_is_rejected_before_the_database() {
     }
     assert_eq!(store.get_size(&s).await.unwrap(), 0);
 }
+
+/// A save of a loaded session (`only_if_exists`, keys set, a TTL: the two-statement path that
+/// slides the deadline first) writes a live session, removes and sets its keys and moves its
+/// deadline; on a missing or expired session it writes nothing and leaves no row behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn saving_a_loaded_session_writes_only_live_sessions() {
+    let (_dir, store) = fresh().await;
+    let save = |set: &[(&str, u64)], remove: &[&str]| ChangeSet {
+        set: set.iter().map(|(k, x)| ((*k).to_owned(), v(*x))).collect(),
+        remove: remove.iter().map(|k| (*k).to_owned()).collect(),
+        only_if_exists: true,
+        ..ChangeSet::default()
+    };
+
+    let s = id();
+    store
+        .set(&s, "a", v(1), Duration::from_secs(60))
+        .await
+        .unwrap();
+    store
+        .set(&s, "b", v(2), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let before = store.load(&s).await.unwrap().expect("live").expires_at;
+    // Removing a key and setting another (and one key both removed and set: the set wins).
+    let changes = save(&[("c", 3), ("b", 4)], &["a", "b"]);
+    assert!(store.apply(&s, changes, HOUR).await.unwrap());
+    let after = store.load(&s).await.unwrap().expect("live");
+    assert!(after.expires_at > before, "the deadline did not move");
+    assert_eq!(
+        *after.data,
+        Data::from([("b".into(), v(4)), ("c".into(), v(3))])
+    );
+
+    let missing = id();
+    assert!(
+        !store
+            .apply(&missing, save(&[("a", 1)], &[]), HOUR)
+            .await
+            .unwrap()
+    );
+    assert!(store.load(&missing).await.unwrap().is_none(), "created");
+
+    let expired = id();
+    store
+        .set(&expired, "old", v(1), Duration::from_millis(20))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    assert!(
+        !store
+            .apply(&expired, save(&[("a", 1)], &[]), HOUR)
+            .await
+            .unwrap()
+    );
+    assert!(store.load(&expired).await.unwrap().is_none(), "revived");
+    let conn = Connection::open(store.path()).unwrap();
+    let (rows, deadline): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM sessions_values WHERE id = ?1 AND key = 'a'),
+                    (SELECT expires_at FROM sessions WHERE id = ?1)",
+            [expired.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(rows, 0, "wrote a key to an expired session");
+    let now = i64::try_from(session_core::driver::check::now_millis()).unwrap();
+    assert!(deadline <= now, "slid the deadline of an expired session");
+}
