@@ -322,6 +322,13 @@ async fn run(args: Args) -> Result<()> {
             );
             ids.push(Arc::new(created));
         }
+        // The setup's dirty pages (tens of thousands of fsynced files for the file store) are
+        // written back while the first round runs, which is always the session side's: flush
+        // them first, so that the first rounds do not share the disk with that write-back.
+        let synced = std::process::Command::new("sync").status();
+        if !synced.as_ref().is_ok_and(|s| s.success()) {
+            eprintln!("# sync after setup failed: {synced:?}");
+        }
         for (p, phase) in args.phases.iter().copied().enumerate() {
             // rounds alternate the sides, so load changes on a shared machine hit both alike
             let mut merged: Vec<Option<PhaseResult>> = vec![None; sides.len()];
