@@ -212,6 +212,19 @@ fn deadline(tx: &Connection, sql: &Sql, id: &str) -> rusqlite::Result<Option<i64
 /// afterwards. Serves every framework write: `set`, `set_map`, `set_session`, `remove` (with
 /// [`Expiry::Keep`]) and `update_ttl` (an empty change set). Runs inside the writer's
 /// transaction (`tx`): it is atomic because the writer rolls back its savepoint if it fails.
+/// Moves the deadline of `id` to now + `ttl` if the session is live; the rows changed (0 or 1).
+fn slide(tx: &Connection, sql: &Sql, id: &str, ttl: Ttl, now: i64) -> Result<usize> {
+    tx.prepare_cached(&sql.slide)
+        .and_then(|mut st| {
+            st.execute(params![
+                id,
+                now.saturating_add(millis(ttl.as_millis())),
+                now
+            ])
+        })
+        .map_err(db_error)
+}
+
 pub(crate) fn apply(
     tx: &Connection,
     sql: &Sql,
@@ -222,17 +235,7 @@ pub(crate) fn apply(
     let now = now();
     if let (true, Some(ttl)) = (changes.is_empty(), expiry.ttl()) {
         // Only the deadline of a live session changes: one conditional UPDATE (`update_ttl`).
-        let slid = tx
-            .prepare_cached(&sql.slide)
-            .and_then(|mut st| {
-                st.execute(params![
-                    id,
-                    now.saturating_add(millis(ttl.as_millis())),
-                    now
-                ])
-            })
-            .map_err(db_error)?;
-        return Ok(slid == 1);
+        return Ok(slide(tx, sql, id, ttl, now)? == 1);
     }
     if let (true, false, false, Expiry::After(ttl)) = (
         changes.only_if_exists,
@@ -248,17 +251,7 @@ pub(crate) fn apply(
         // missing or expired session changes nothing here and takes the general path below
         // (which writes nothing under `only_if_exists`). Without `only_if_exists` (creating a
         // session) the general path runs directly, so a create costs no extra statement.
-        let slid = tx
-            .prepare_cached(&sql.slide)
-            .and_then(|mut st| {
-                st.execute(params![
-                    id,
-                    now.saturating_add(millis(ttl.as_millis())),
-                    now
-                ])
-            })
-            .map_err(db_error)?;
-        if slid == 1 {
+        if slide(tx, sql, id, ttl, now)? == 1 {
             let run = || -> rusqlite::Result<()> {
                 if !changes.remove.is_empty() {
                     let mut st = tx.prepare_cached(&sql.delete_key)?;
