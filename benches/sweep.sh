@@ -54,4 +54,4 @@ for store in $stores; do
     fi
   done
 done
-target/release/charts "$out/charts" "$out"/*.txt
+target/release/charts "$out/charts" "$out"/*-c*.txt
