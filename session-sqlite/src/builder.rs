@@ -93,7 +93,7 @@ impl Default for SqliteStoreBuilder {
 }
 
 impl SqliteStoreBuilder {
-    /// The base name of the tables (default `sessions`): `{name}`, `{name}_values`,
+    /// The base name of the tables (default `sessions`): `{name}`,
     /// `{name}_owners`, `{name}_locks`, as in `session-sql`'s logical schema. Stores with
     /// different names share one database file without seeing each other's sessions, owners or
     /// locks.

@@ -1,44 +1,47 @@
 //! Opening connections, and the schema with its migrations.
 //!
-//! The tables are the logical schema of `session-sql` ([`Tables`]) for a checked base name:
-//! `{base}`, `{base}_values`, `{base}_owners`, `{base}_locks`. The default base, `sessions`,
-//! keeps its version in `PRAGMA user_version` (as versions 1 and 2 did); any other base keeps
-//! it in its own `{base}_schema_version` table, so several bases share one file, each with its
-//! own version.
+//! The tables are named after `session-sql`'s logical schema ([`Tables`]) for a checked base
+//! name: `{base}` (a row per session, its values in one record body), `{base}_owners`,
+//! `{base}_locks`. The default base, `sessions`, keeps its version in `PRAGMA user_version` (as
+//! versions 1 and 2 did); any other base keeps it in its own `{base}_schema_version` table, so
+//! several bases share one file, each with its own version.
 
 use std::path::Path;
 
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
-use session_core::driver::{Error, Result};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use session_core::driver::{Data, Error, Result, Value};
 use session_sql::Tables;
 
 use crate::NAME;
 use crate::builder::SqliteStoreBuilder;
 use crate::error::db_error;
 use crate::pool::Role;
+use crate::statements;
 
 /// The schema version this driver writes (for the default base `sessions` in
 /// `PRAGMA user_version`, for any other base in its `{base}_schema_version` table).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The default base name of the tables (`SqliteStoreBuilder::table`).
 pub(crate) const DEFAULT_TABLE: &str = "sessions";
 
-/// The current layout, created in one step on a base that has none (version 0). The index names
-/// start with the base name too: SQLite's indexes share one namespace with the tables.
-const CREATE: &str = r#"
-    CREATE TABLE {S} (
+/// The session table of versions 4 and later, under the name `{name}` (the template token of
+/// the final table, or of the table a migration fills before it takes that name).
+const SESSION_TABLE: &str = r#"
+    CREATE TABLE {name} (
         id         TEXT    PRIMARY KEY NOT NULL,
-        expires_at INTEGER NOT NULL             -- ms since the Unix epoch
-    ) WITHOUT ROWID;
-    CREATE INDEX "{t}_expires_at" ON {S} (expires_at);
-    CREATE TABLE {V} (
-        id    TEXT NOT NULL,                    -- the session's id
-        key   TEXT NOT NULL,
-        value BLOB NOT NULL,                    -- MessagePack bytes, opaque to the driver
-        PRIMARY KEY (id, key)
-    ) WITHOUT ROWID;
+        expires_at INTEGER NOT NULL,            -- ms since the Unix epoch
+        bucket     INTEGER NOT NULL,            -- expires_at >> 16: what the purge index holds
+        data       BLOB    NOT NULL             -- the values: session-core's record body
+    );
+"#;
+
+/// The current layout's other tables and indexes, created with [`SESSION_TABLE`] on a base that
+/// has none (version 0). The index names start with the base name too: SQLite's indexes share
+/// one namespace with the tables.
+const CREATE_REST: &str = r#"
+    CREATE INDEX "{t}_bucket" ON {S} (bucket);
     CREATE TABLE {O} (
         id    TEXT PRIMARY KEY NOT NULL,        -- the session's id: one owner per session
         owner TEXT NOT NULL
@@ -53,10 +56,9 @@ const CREATE: &str = r#"
 "#;
 
 /// The upgrades of the layouts released before table names were configurable, which only the
-/// default base `sessions` can have: `UPGRADES[n - 1]` takes version `n` to `n + 1`. Released
-/// steps are never changed; a schema change appends one (and a step for [`CREATE`]'s layout)
-/// and bumps [`SCHEMA_VERSION`].
-const UPGRADES: [&str; SCHEMA_VERSION as usize - 1] = [
+/// default base `sessions` can have: `SQL_UPGRADES[n - 1]` takes version `n` to `n + 1`, up
+/// to version 3. Released steps are never changed. 3 -> 4 (any base) is [`upgrade_3_to_4`].
+const SQL_UPGRADES: [&str; 2] = [
     // 1 -> 2: the owner index and the lease locks (the text version 2 ran).
     "CREATE TABLE owners (
          id    TEXT PRIMARY KEY NOT NULL,        -- sessions.id: one owner per session
@@ -79,6 +81,60 @@ const UPGRADES: [&str; SCHEMA_VERSION as usize - 1] = [
      DROP INDEX locks_expires_at;
      CREATE INDEX sessions_locks_expires_at ON sessions_locks (expires_at);",
 ];
+
+/// The name of the table [`upgrade_3_to_4`] fills before it becomes `{base}`.
+const NEXT: &str = "\"{t}_v4\"";
+
+/// 3 -> 4: a row per session instead of a row per key. Version 3 kept `{base}(id, expires_at)`
+/// `WITHOUT ROWID` with an index on `expires_at`, and `{base}_values(id, key, value)`. Every
+/// session (live or expired: a purge reclaims the expired ones as before) is copied with its
+/// deadline and its values, encoded as one record body, into a new table, which then takes the
+/// old one's name; owners and locks are untouched. Runs inside [`migrate`]'s transaction: a
+/// failure leaves version 3 as it was.
+fn upgrade_3_to_4(tx: &Connection, tables: &Tables) -> rusqlite::Result<()> {
+    tx.execute_batch(&tables.render(&SESSION_TABLE.replace("{name}", NEXT)))?;
+    let mut insert = tx.prepare(&tables.render(&format!(
+        "INSERT INTO {NEXT} (id, expires_at, bucket, data) VALUES (?1, ?2, ?3, ?4)"
+    )))?;
+    let mut select = tx.prepare(&tables.render(
+        "SELECT s.id, s.expires_at, v.key, v.value FROM {S} s JOIN {V} v ON v.id = s.id
+         ORDER BY s.id",
+    ))?;
+    let mut rows = select.query([])?;
+    let mut current: Option<(String, i64, Data)> = None;
+    let mut flush = |session: Option<(String, i64, Data)>| -> rusqlite::Result<()> {
+        if let Some((id, expires_at, data)) = session {
+            let body = statements::encode(data)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            insert.execute(params![
+                id,
+                expires_at,
+                statements::bucket(expires_at),
+                body
+            ])?;
+        }
+        Ok(())
+    };
+    while let Some(row) = rows.next()? {
+        let id: String = row.get(0)?;
+        if current.as_ref().is_none_or(|(c, _, _)| *c != id) {
+            flush(current.take())?;
+            current = Some((id, row.get(1)?, Data::new()));
+        }
+        if let Some((_, _, data)) = current.as_mut() {
+            data.insert(row.get(2)?, Value::from(row.get::<_, Vec<u8>>(3)?));
+        }
+    }
+    flush(current.take())?;
+    drop(rows);
+    drop(select);
+    tx.execute_batch(&tables.render(&format!(
+        "DROP TABLE {{V}};
+         DROP TABLE {{S}};
+         ALTER TABLE {NEXT} RENAME TO {{S}};
+         CREATE INDEX \"{{t}}_bucket\" ON {{S}} (bucket);"
+    )))
+}
 
 /// The version table of a base other than the default (the logical schema's
 /// `{base}_schema_version`: one row, the version).
@@ -165,7 +221,8 @@ pub(crate) fn open(
 
 /// Brings the tables of `tables` to [`SCHEMA_VERSION`], in one `BEGIN IMMEDIATE` transaction so
 /// that two processes opening the same new file do not both create them: a base with none gets
-/// [`CREATE`], the default base at version 1 or 2 its [`UPGRADES`].
+/// the current layout, one at version 3 [`upgrade_3_to_4`], the default base at version 1 or 2
+/// its [`SQL_UPGRADES`] and then that.
 fn migrate(path: &Path, conn: &Connection, tables: &Tables) -> Result<()> {
     let context = |e: rusqlite::Error| open_error(path, e);
     let base = tables.base();
@@ -194,14 +251,21 @@ fn migrate(path: &Path, conn: &Connection, tables: &Tables) -> Result<()> {
         return tx.commit().map_err(context);
     }
     match usize::try_from(version) {
-        Ok(0) => tx.execute_batch(&tables.render(CREATE)).map_err(context)?,
-        Ok(from) if user_version => {
-            for step in &UPGRADES[from - 1..] {
+        Ok(0) => tx
+            .execute_batch(&tables.render(&format!(
+                "{}{CREATE_REST}",
+                SESSION_TABLE.replace("{name}", "{S}")
+            )))
+            .map_err(context)?,
+        Ok(3) => upgrade_3_to_4(&tx, tables).map_err(context)?,
+        Ok(from @ 1..=2) if user_version => {
+            for step in &SQL_UPGRADES[from - 1..] {
                 tx.execute_batch(step).map_err(context)?;
             }
+            upgrade_3_to_4(&tx, tables).map_err(context)?;
         }
         // Negative, or an old version on a base that never had one (only `sessions` had
-        // versions 1 and 2).
+        // versions 1 and 2), or a version between 3 and this one that was never released.
         _ => {
             return Err(Error::corrupt(
                 NAME,

@@ -2,15 +2,19 @@
 //! on the caller's thread, or on a blocking thread for the long ones), writes on the writer
 //! thread, inside the transaction of a group commit (see `pool`).
 //!
-//! Invariants kept by every write: a session row (`{S}`) exists only while the session has at
-//! least one row in `{V}`; a row whose `expires_at` is not after now is dead and is never
-//! returned (it may linger until the next write to that id or [`purge`]).
+//! A session is one row of `{S}`: its deadline (`expires_at`), the deadline's bucket (`bucket`,
+//! `expires_at >> BUCKET_SHIFT`, the only indexed column a write may change) and its values as
+//! one record body (`data`, session-core's record codec: `[nil, map key -> bin]`). Invariants
+//! kept by every write: a row's `data` holds at least one key; a row whose `expires_at` is not
+//! after now is dead and is never returned (it may linger until the next write to that id or
+//! [`purge`]).
 //!
-//! The statements are templates over the logical schema's table tokens (`{S}`, `{V}`, `{O}`,
-//! `{L}`), rendered once per store by [`Sql::new`]; every call passes the rendered text to
-//! `prepare_cached`, exactly as it passed the fixed text before table names were configurable.
+//! The statements are templates over the logical schema's table tokens (`{S}`, `{O}`, `{L}`),
+//! rendered once per store by [`Sql::new`]; every call passes the rendered text to
+//! `prepare_cached`.
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use session_core::driver::record::Record;
 use session_core::driver::{
     ChangeSet, Data, Error, Expiry, LockToken, Result, SessionId, Ttl, Value, check,
 };
@@ -26,7 +30,7 @@ macro_rules! statements {
         /// The statements of one store, rendered for its table names once, when it opens.
         #[derive(Debug)]
         pub(crate) struct Sql {
-            $($(#[$doc])* $name: String,)*
+            $($(#[$doc])* pub(crate) $name: String,)*
             /// Reads the stored schema version (one row, one integer).
             pub(crate) schema_version: String,
         }
@@ -45,28 +49,23 @@ macro_rules! statements {
 
 statements! {
     // ----- reads
-    get = "SELECT v.value FROM {S} s JOIN {V} v ON v.id = s.id
-         WHERE s.id = ?1 AND v.key = ?2 AND s.expires_at > ?3";
-    load = "SELECT s.expires_at, v.key, v.value FROM {S} s JOIN {V} v ON v.id = s.id
-             WHERE s.id = ?1 AND s.expires_at > ?2";
-    size = "SELECT count(*) FROM {S} s JOIN {V} v ON v.id = s.id
-             WHERE s.id = ?1 AND s.expires_at > ?2";
+    /// A live session's deadline and record body (`load`, `get`, `get_size`).
+    load = "SELECT expires_at, data FROM {S} WHERE id = ?1 AND expires_at > ?2";
     scan = "SELECT id FROM {S} WHERE id > ?1 AND expires_at > ?2 ORDER BY id LIMIT ?3";
     owner_sessions = "SELECT o.id, s.expires_at > ?2 FROM {O} o LEFT JOIN {S} s ON s.id = o.id
              WHERE o.owner = ?1";
     owner_of = "SELECT o.owner FROM {O} o JOIN {S} s ON s.id = o.id
          WHERE o.id = ?1 AND s.expires_at > ?2";
     // ----- writes
-    delete_values = "DELETE FROM {V} WHERE id = ?1";
+    /// The stored row (live or not), read by the writer before it changes it.
+    row = "SELECT expires_at, bucket, data FROM {S} WHERE id = ?1";
+    insert_row = "INSERT INTO {S} (id, expires_at, bucket, data) VALUES (?1, ?2, ?3, ?4)";
+    /// A write that keeps the bucket: the `{t}_bucket` index is not touched.
+    update_row = "UPDATE {S} SET expires_at = ?2, data = ?3 WHERE id = ?1";
+    update_row_bucket = "UPDATE {S} SET expires_at = ?2, bucket = ?3, data = ?4 WHERE id = ?1";
+    slide = "UPDATE {S} SET expires_at = ?2 WHERE id = ?1";
+    slide_bucket = "UPDATE {S} SET expires_at = ?2, bucket = ?3 WHERE id = ?1";
     delete_session = "DELETE FROM {S} WHERE id = ?1";
-    deadline = "SELECT expires_at FROM {S} WHERE id = ?1";
-    slide = "UPDATE {S} SET expires_at = ?2 WHERE id = ?1 AND expires_at > ?3";
-    delete_key = "DELETE FROM {V} WHERE id = ?1 AND key = ?2";
-    set_value = "INSERT INTO {V} (id, key, value) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (id, key) DO UPDATE SET value = excluded.value";
-    has_keys = "SELECT EXISTS (SELECT 1 FROM {V} WHERE id = ?1)";
-    set_deadline = "INSERT INTO {S} (id, expires_at) VALUES (?1, ?2)
-                     ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at";
     // ----- owner index and locks
     bind_owner = "INSERT INTO {O} (id, owner) VALUES (?1, ?2)
          ON CONFLICT (id) DO UPDATE SET owner = excluded.owner";
@@ -78,8 +77,21 @@ statements! {
              WHERE {L}.expires_at <= ?4";
     unlock = "DELETE FROM {L} WHERE id = ?1 AND token = ?2 AND expires_at > ?3";
     // ----- purge
-    purge_batch = "SELECT id FROM {S} WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2";
+    /// Expired sessions, found through the bucket index: every bucket up to now's, filtered
+    /// by the exact deadline.
+    purge_batch = "SELECT id FROM {S} WHERE bucket <= ?1 AND expires_at <= ?2
+             ORDER BY bucket LIMIT ?3";
     purge_locks = "DELETE FROM {L} WHERE expires_at <= ?1";
+}
+
+/// A deadline's bucket is `expires_at >> BUCKET_SHIFT`: about 65.5 seconds. The bucket, not
+/// the deadline, is indexed, so a write that moves a deadline by less than that (a session's
+/// requests a few seconds apart) leaves the index alone and dirties one page, the row's.
+pub(crate) const BUCKET_SHIFT: u32 = 16;
+
+/// The bucket of a deadline in unix milliseconds.
+pub(crate) fn bucket(expires_at: i64) -> i64 {
+    expires_at >> BUCKET_SHIFT
 }
 
 /// How many expired sessions [`purge`] deletes per transaction, so a big purge never holds the
@@ -98,40 +110,48 @@ pub(crate) fn millis(ms: u64) -> i64 {
     i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
-// ----- reads ---------------------------------------------------------------------------------
-
-pub(crate) fn get(conn: &Connection, sql: &Sql, id: &str, key: &str) -> Result<Option<Value>> {
-    conn.prepare_cached(&sql.get)
-        .and_then(|mut st| {
-            st.query_row(params![id, key, now()], |r| r.get::<_, Vec<u8>>(0))
-                .optional()
-        })
-        .map(|v| v.map(Value::from))
-        .map_err(db_error)
+/// Decodes a stored record body (`data`) into the session's values.
+pub(crate) fn decode(body: &[u8]) -> Result<Data> {
+    Record::decode_body(0, body, NAME).map(|r| r.data)
 }
 
-/// All values of a live session with its deadline; `None` if missing or expired. One statement,
-/// so one consistent snapshot.
-pub(crate) fn load(conn: &Connection, sql: &Sql, id: &str) -> Result<Option<(Data, i64)>> {
+/// Encodes a session's values as a record body (`data`), owner-less (owners have their table).
+pub(crate) fn encode(data: Data) -> Result<Vec<u8>> {
+    let record = Record::new(0, data);
+    let mut out = Vec::with_capacity(64);
+    record.encode_body_into(&mut out)?;
+    Ok(out)
+}
+
+// ----- reads ---------------------------------------------------------------------------------
+
+/// The deadline and the decoded values of live session `id`, from one statement (one snapshot).
+fn live(conn: &Connection, sql: &Sql, id: &str) -> Result<Option<(Data, i64)>> {
     let mut st = conn.prepare_cached(&sql.load).map_err(db_error)?;
-    let mut rows = st.query(params![id, now()]).map_err(db_error)?;
-    let mut data = Data::new();
-    let mut deadline = None;
-    while let Some(row) = rows.next().map_err(db_error)? {
-        deadline = Some(row.get::<_, i64>(0).map_err(db_error)?);
-        let key: String = row.get(1).map_err(db_error)?;
-        let value: Vec<u8> = row.get(2).map_err(db_error)?;
-        data.insert(key, Value::from(value));
+    let found = st
+        .query_row(params![id, now()], |r| {
+            let deadline = r.get::<_, i64>(0)?;
+            Ok((decode(r.get_ref(1)?.as_blob()?), deadline))
+        })
+        .optional()
+        .map_err(db_error)?;
+    match found {
+        Some((data, deadline)) => Ok(Some((data?, deadline))),
+        None => Ok(None),
     }
-    Ok(deadline.map(|d| (data, d)))
+}
+
+pub(crate) fn get(conn: &Connection, sql: &Sql, id: &str, key: &str) -> Result<Option<Value>> {
+    Ok(live(conn, sql, id)?.and_then(|(mut data, _)| data.remove(key)))
+}
+
+/// All values of a live session with its deadline; `None` if missing or expired.
+pub(crate) fn load(conn: &Connection, sql: &Sql, id: &str) -> Result<Option<(Data, i64)>> {
+    live(conn, sql, id)
 }
 
 pub(crate) fn size(conn: &Connection, sql: &Sql, id: &str) -> Result<usize> {
-    let n: i64 = conn
-        .prepare_cached(&sql.size)
-        .and_then(|mut st| st.query_row(params![id, now()], |r| r.get(0)))
-        .map_err(db_error)?;
-    usize::try_from(n).map_err(|_| Error::corrupt(NAME, format!("negative key count {n}")))
+    Ok(live(conn, sql, id)?.map_or(0, |(data, _)| data.len()))
 }
 
 pub(crate) fn scan(
@@ -194,37 +214,54 @@ pub(crate) fn owner_of(conn: &Connection, sql: &Sql, id: &str) -> Result<Option<
 // commit), in a savepoint of its own: a write that fails is rolled back alone, and nothing here
 // begins or commits. `purge` is the exception: it runs alone and commits once per batch.
 
-/// Deletes every trace of session `id` (values, row, owner binding); not its lock.
+/// Deletes every trace of session `id` (row, owner binding); not its lock.
 fn delete_session(tx: &Connection, sql: &Sql, id: &str) -> rusqlite::Result<usize> {
-    tx.prepare_cached(&sql.delete_values)?.execute([id])?;
     tx.prepare_cached(&sql.unbind_owner)?.execute([id])?;
     tx.prepare_cached(&sql.delete_session)?.execute([id])
 }
 
-/// The stored deadline of `id` (live or not), inside a transaction.
-fn deadline(tx: &Connection, sql: &Sql, id: &str) -> rusqlite::Result<Option<i64>> {
-    tx.prepare_cached(&sql.deadline)?
-        .query_row([id], |r| r.get(0))
-        .optional()
+/// The stored row of `id`, live or not: its deadline, its bucket, and its values when `want`
+/// says they are needed (decoded; a body that does not decode is `Err` there).
+struct Stored {
+    expires_at: i64,
+    bucket: i64,
+    data: Option<Result<Data>>,
+}
+
+fn stored(
+    tx: &Connection,
+    sql: &Sql,
+    id: &str,
+    want: impl Fn(i64) -> bool,
+) -> Result<Option<Stored>> {
+    tx.prepare_cached(&sql.row)
+        .and_then(|mut st| {
+            st.query_row([id], |r| {
+                let expires_at = r.get::<_, i64>(0)?;
+                let data = if want(expires_at) {
+                    Some(decode(r.get_ref(2)?.as_blob()?))
+                } else {
+                    None
+                };
+                Ok(Stored {
+                    expires_at,
+                    bucket: r.get(1)?,
+                    data,
+                })
+            })
+            .optional()
+        })
+        .map_err(db_error)
 }
 
 /// Applies `changes` and sets the deadline by `expiry`; returns whether the session exists
 /// afterwards. Serves every framework write: `set`, `set_map`, `set_session`, `remove` (with
 /// [`Expiry::Keep`]) and `update_ttl` (an empty change set). Runs inside the writer's
 /// transaction (`tx`): it is atomic because the writer rolls back its savepoint if it fails.
-/// Moves the deadline of `id` to now + `ttl` if the session is live; the rows changed (0 or 1).
-fn slide(tx: &Connection, sql: &Sql, id: &str, ttl: Ttl, now: i64) -> Result<usize> {
-    tx.prepare_cached(&sql.slide)
-        .and_then(|mut st| {
-            st.execute(params![
-                id,
-                now.saturating_add(millis(ttl.as_millis())),
-                now
-            ])
-        })
-        .map_err(db_error)
-}
-
+///
+/// A read-modify-write of the row: the writer is the only connection that writes, so nothing
+/// changes the row between the `SELECT` and the `UPDATE`. A row whose bucket stays the same is
+/// updated without touching the bucket index.
 pub(crate) fn apply(
     tx: &Connection,
     sql: &Sql,
@@ -233,94 +270,73 @@ pub(crate) fn apply(
     expiry: Expiry,
 ) -> Result<bool> {
     let now = now();
-    if let (true, Some(ttl)) = (changes.is_empty(), expiry.ttl()) {
-        // Only the deadline of a live session changes: one conditional UPDATE (`update_ttl`).
-        return Ok(slide(tx, sql, id, ttl, now)? == 1);
-    }
-    if let (true, false, false, Expiry::After(ttl)) = (
-        changes.only_if_exists,
-        changes.set.is_empty(),
-        changes.clear,
-        expiry,
-    ) {
-        // The common write of a session layer saving a session it loaded (`only_if_exists`:
-        // the session almost always exists): it sets keys and a new deadline, and clears
-        // nothing. Sliding the deadline of a live session first tells whether it is live and
-        // does the deadline's write in the same statement; the session then keeps a key (one
-        // is set), so nothing else needs looking at: two statements instead of three. A
-        // missing or expired session changes nothing here and takes the general path below
-        // (which writes nothing under `only_if_exists`). Without `only_if_exists` (creating a
-        // session) the general path runs directly, so a create costs no extra statement.
-        if slide(tx, sql, id, ttl, now)? == 1 {
-            let run = || -> rusqlite::Result<()> {
-                if !changes.remove.is_empty() {
-                    let mut st = tx.prepare_cached(&sql.delete_key)?;
-                    for key in &changes.remove {
-                        st.execute(params![id, key])?;
-                    }
-                }
-                let mut st = tx.prepare_cached(&sql.set_value)?;
-                for (key, value) in &changes.set {
-                    st.execute(params![id, key, value.as_bytes()])?;
-                }
-                Ok(())
-            };
-            return run().map(|()| true).map_err(db_error);
-        }
-    }
-    let stored = deadline(tx, sql, id).map_err(db_error)?;
-    let live = stored.is_some_and(|d| d > now);
+    // The current values are needed only to merge into a live session that is not cleared.
+    let merge = !changes.clear && !changes.is_empty();
+    let mut row = stored(tx, sql, id, |expires_at| merge && expires_at > now)?;
+    let live = row.as_ref().is_some_and(|r| r.expires_at > now);
+    let current = row.as_mut().and_then(|r| r.data.take());
     if !live && (changes.only_if_exists || !expiry.may_create()) {
         return Ok(false); // nothing was written
     }
-    let run = || -> rusqlite::Result<bool> {
-        if stored.is_some() && (!live || changes.clear) {
-            // An expired session starts empty, without its old keys or owner binding; a cleared
-            // one keeps its owner binding.
-            if live {
-                tx.prepare_cached(&sql.delete_values)?.execute([id])?;
-            } else {
-                delete_session(tx, sql, id)?;
-            }
-        }
-        if !changes.remove.is_empty() {
-            let mut st = tx.prepare_cached(&sql.delete_key)?;
-            for key in &changes.remove {
-                st.execute(params![id, key])?;
-            }
-        }
-        if !changes.set.is_empty() {
-            let mut st = tx.prepare_cached(&sql.set_value)?;
-            for (key, value) in &changes.set {
-                st.execute(params![id, key, value.as_bytes()])?;
-            }
-        }
-        // A key was just set, or a live session lost none (it has at least one key): only a
-        // clear or a removal that set nothing needs to look.
-        let has_keys = if !changes.set.is_empty() {
-            true
-        } else if live && (changes.clear || !changes.remove.is_empty()) {
-            tx.prepare_cached(&sql.has_keys)?
-                .query_row([id], |r| r.get(0))?
-        } else {
-            live
-        };
-        match (has_keys, expiry) {
-            (true, Expiry::After(ttl)) => {
-                tx.prepare_cached(&sql.set_deadline)?
-                    .execute(params![id, now.saturating_add(millis(ttl.as_millis()))])?;
-            }
-            // The session is live (`Keep` creates nothing): its row and deadline stay as they are.
-            (true, Expiry::Keep) => {}
-            // The changes removed the last key: the session is gone, with its owner binding.
-            (false, _) if live => {
-                delete_session(tx, sql, id)?;
-            }
-            (false, _) => {}
-        }
-        Ok(has_keys)
+    let deadline = match (expiry, &row) {
+        (Expiry::After(ttl), _) => now.saturating_add(millis(ttl.as_millis())),
+        (Expiry::Keep, Some(r)) => r.expires_at, // live: `Keep` never creates
+        (Expiry::Keep, None) => return Ok(false),
     };
-    run().map_err(db_error)
+    let bucket_of = bucket(deadline);
+    let run = |body: Option<Vec<u8>>| -> rusqlite::Result<()> {
+        match (&row, body) {
+            // Only the deadline moves (`update_ttl`): the row is live.
+            (Some(r), None) if r.bucket == bucket_of => {
+                tx.prepare_cached(&sql.slide)?
+                    .execute(params![id, deadline])?;
+            }
+            (Some(_), None) => {
+                tx.prepare_cached(&sql.slide_bucket)?
+                    .execute(params![id, deadline, bucket_of])?;
+            }
+            (Some(r), Some(body)) => {
+                if r.expires_at <= now {
+                    // An expired session starts empty, without its owner binding.
+                    tx.prepare_cached(&sql.unbind_owner)?.execute([id])?;
+                }
+                if r.bucket == bucket_of {
+                    tx.prepare_cached(&sql.update_row)?
+                        .execute(params![id, deadline, body])?;
+                } else {
+                    tx.prepare_cached(&sql.update_row_bucket)?
+                        .execute(params![id, deadline, bucket_of, body])?;
+                }
+            }
+            (None, Some(body)) => {
+                tx.prepare_cached(&sql.insert_row)?
+                    .execute(params![id, deadline, bucket_of, body])?;
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    };
+    if changes.is_empty() {
+        // An empty change set moves the deadline of a live session and creates nothing.
+        if !live || expiry == Expiry::Keep {
+            return Ok(live);
+        }
+        return run(None).map(|()| true).map_err(db_error);
+    }
+    let mut data = match current {
+        Some(data) => data?,
+        None => Data::new(), // missing, expired or cleared
+    };
+    changes.apply_to(&mut data);
+    if data.is_empty() {
+        // The changes removed the last key (or cleared the session): it is gone, with its owner
+        // binding; an expired row is reclaimed on the way.
+        if row.is_some() {
+            delete_session(tx, sql, id).map_err(db_error)?;
+        }
+        return Ok(false);
+    }
+    run(Some(encode(data)?)).map(|()| true).map_err(db_error)
 }
 
 pub(crate) fn remove_all(tx: &Connection, sql: &Sql, id: &str) -> Result<()> {
@@ -380,10 +396,10 @@ pub(crate) fn unlock(conn: &Connection, sql: &Sql, id: &str, token: &str) -> Res
         .map_err(db_error)
 }
 
-/// Deletes expired sessions (values, rows, owner bindings) in batches, using the index on
-/// `sessions(expires_at)`, and expired locks; returns the exact number of sessions deleted. Runs
-/// alone on the writer thread (no group commit around it), one `BEGIN IMMEDIATE` transaction per
-/// batch of [`PURGE_BATCH`], so a big purge never holds the write lock for long.
+/// Deletes expired sessions (rows, owner bindings) in batches, using the bucket index, and
+/// expired locks; returns the exact number of sessions deleted. Runs alone on the writer thread
+/// (no group commit around it), one `BEGIN IMMEDIATE` transaction per batch of
+/// [`PURGE_BATCH`], so a big purge never holds the write lock for long.
 pub(crate) fn purge(conn: &mut Connection, sql: &Sql) -> Result<u64> {
     let mut total = 0u64;
     loop {
@@ -394,7 +410,7 @@ pub(crate) fn purge(conn: &mut Connection, sql: &Sql) -> Result<u64> {
         let batch = || -> rusqlite::Result<usize> {
             let ids: Vec<String> = tx
                 .prepare_cached(&sql.purge_batch)?
-                .query_map(params![now, PURGE_BATCH as i64], |r| r.get(0))?
+                .query_map(params![bucket(now), now, PURGE_BATCH as i64], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             let mut deleted = 0;
             for id in &ids {
@@ -438,14 +454,18 @@ mod tests {
         let writer = schema::open(&path, Role::Writer, &options, &tables).unwrap();
         let reader = schema::open(&path, Role::Reader, &options, &tables).unwrap();
         let sql = Sql::new(&tables);
+        let body = encode([("k".to_string(), Value::from(vec![1]))].into()).unwrap();
         for i in 0..50 {
             writer
+                .execute(
+                    "INSERT INTO sessions VALUES (?1, ?2, ?3, ?4)",
+                    params![format!("s{i}"), i * 1000, bucket(i * 1000), body],
+                )
+                .unwrap();
+            writer
                 .execute_batch(&format!(
-                    "INSERT INTO sessions VALUES ('s{i}', {});
-                     INSERT INTO sessions_values VALUES ('s{i}', 'k', x'01'), ('s{i}', 'j', x'02');
-                     INSERT INTO sessions_owners VALUES ('s{i}', 'o{}');
+                    "INSERT INTO sessions_owners VALUES ('s{i}', 'o{}');
                      INSERT INTO sessions_locks VALUES ('s{i}', 't', {});",
-                    i * 1000,
                     i % 5,
                     i * 1000
                 ))
@@ -462,13 +482,7 @@ mod tests {
         }
         type Args = Box<dyn Fn(i64) -> Vec<Sqlite>>;
         let reads: Vec<(&str, &str, Args)> = vec![
-            (
-                "get",
-                &sql.get,
-                Box::new(|r| vec![s(r), text("k".into()), int(r * 999)]),
-            ),
             ("load", &sql.load, Box::new(|r| vec![s(r), int(r * 999)])),
-            ("size", &sql.size, Box::new(|r| vec![s(r), int(r * 999)])),
             (
                 "scan",
                 &sql.scan,
@@ -484,53 +498,54 @@ mod tests {
                 &sql.owner_of,
                 Box::new(|r| vec![s(r), int(r * 999)]),
             ),
-            ("deadline", &sql.deadline, Box::new(|r| vec![s(r)])),
-            ("has_keys", &sql.has_keys, Box::new(|r| vec![s(r)])),
+            ("row", &sql.row, Box::new(|r| vec![s(r)])),
             (
                 "purge_batch",
                 &sql.purge_batch,
-                Box::new(|r| vec![int(r * 10), int(r + 2)]),
+                Box::new(|r| vec![int(r), int(r * 10), int(r + 2)]),
             ),
             ("schema_version", &sql.schema_version, Box::new(|_| vec![])),
         ];
         // Writes that change nothing (ids and tokens no row has), so every round sees the same
-        // rows; `try_lock` and `set_*` write, on ids of their own.
+        // rows; `try_lock` and `insert_row` write, on ids of their own.
+        let none = |r: i64| text(format!("x{r}"));
         let writes: Vec<(&str, &str, Args)> = vec![
             (
-                "delete_values",
-                &sql.delete_values,
-                Box::new(|r| vec![text(format!("x{r}"))]),
-            ),
-            (
-                "delete_session",
-                &sql.delete_session,
-                Box::new(|r| vec![text(format!("x{r}"))]),
-            ),
-            (
-                "slide",
-                &sql.slide,
-                Box::new(|r| vec![s(r), int(99_999), int(r * 999)]),
-            ),
-            (
-                "delete_key",
-                &sql.delete_key,
-                Box::new(|r| vec![text(format!("x{r}")), text(format!("k{r}"))]),
-            ),
-            (
-                "set_value",
-                &sql.set_value,
+                "insert_row",
+                &sql.insert_row,
                 Box::new(|r| {
                     vec![
                         text(format!("n{r}")),
-                        text(format!("k{r}")),
-                        Sqlite::Blob(vec![1]),
+                        int(r * 999),
+                        int(r),
+                        Sqlite::Blob(vec![0x92, 0xc0, 0x80]),
                     ]
                 }),
             ),
             (
-                "set_deadline",
-                &sql.set_deadline,
-                Box::new(|r| vec![text(format!("n{r}")), int(r * 999)]),
+                "update_row",
+                &sql.update_row,
+                Box::new(move |r| vec![none(r), int(r), Sqlite::Blob(vec![1])]),
+            ),
+            (
+                "update_row_bucket",
+                &sql.update_row_bucket,
+                Box::new(move |r| vec![none(r), int(r), int(r), Sqlite::Blob(vec![1])]),
+            ),
+            (
+                "slide",
+                &sql.slide,
+                Box::new(move |r| vec![none(r), int(99_999)]),
+            ),
+            (
+                "slide_bucket",
+                &sql.slide_bucket,
+                Box::new(move |r| vec![none(r), int(99_999), int(1)]),
+            ),
+            (
+                "delete_session",
+                &sql.delete_session,
+                Box::new(move |r| vec![none(r)]),
             ),
             (
                 "bind_owner",
@@ -540,7 +555,7 @@ mod tests {
             (
                 "unbind_owner",
                 &sql.unbind_owner,
-                Box::new(|r| vec![text(format!("x{r}"))]),
+                Box::new(move |r| vec![none(r)]),
             ),
             (
                 "prune_owner",

@@ -42,7 +42,7 @@ impl std::fmt::Debug for SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` with the default options (see
-    /// [`SqliteStoreBuilder`]: tables `sessions`, `sessions_values`, `sessions_owners`,
+    /// [`SqliteStoreBuilder`]: tables `sessions`, `sessions_owners`,
     /// `sessions_locks`), switches it to WAL mode and creates or migrates the schema.
     ///
     /// Fails with [`Error::InvalidInput`] for a bad [table name](SqliteStoreBuilder::table)

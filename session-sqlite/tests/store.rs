@@ -27,6 +27,27 @@ fn v(x: u64) -> Value {
     Value::encode(&x).expect("encode")
 }
 
+/// The keys and the deadline stored in session `id`'s row, live or not, read from the file by
+/// another connection: `None` if there is no row.
+fn stored(store: &SqliteStore, id: &SessionId) -> Option<(Vec<String>, i64)> {
+    use rusqlite::OptionalExtension;
+    let conn = Connection::open(store.path()).unwrap();
+    let row: Option<(Vec<u8>, i64)> = conn
+        .query_row(
+            "SELECT data, expires_at FROM sessions WHERE id = ?1",
+            [id.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .unwrap();
+    row.map(|(body, deadline)| {
+        let record = session_core::driver::record::Record::decode_body(0, &body, "test").unwrap();
+        let mut keys: Vec<String> = record.data.into_keys().collect();
+        keys.sort();
+        (keys, deadline)
+    })
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn round_trip_merge_and_replace() {
     let (_dir, store) = fresh().await;
@@ -111,12 +132,12 @@ async fn purge_removes_exactly_the_expired_sessions() {
     let conn = Connection::open(store.path()).unwrap();
     let leftovers: i64 = conn
         .query_row(
-            "SELECT (SELECT count(*) FROM sessions_values) + (SELECT count(*) FROM sessions_owners)",
+            "SELECT (SELECT count(*) FROM sessions) + (SELECT count(*) FROM sessions_owners)",
             [],
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(leftovers, 5, "only the live sessions' values remain");
+    assert_eq!(leftovers, 5, "only the live sessions' rows remain");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -217,15 +238,8 @@ async fn keep_expiry_writes_only_live_sessions_and_keeps_the_deadline() {
     tokio::time::sleep(Duration::from_millis(40)).await;
     let changes = keep(&[("a", 1)], &[]);
     assert!(!keep_apply(&expired, changes).await);
-    let conn = Connection::open(store.path()).unwrap();
-    let rows: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sessions_values WHERE id = ?1 AND key = 'a'",
-            [expired.as_str()],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(rows, 0, "Keep wrote to an expired session");
+    let (keys, _) = stored(&store, &expired).expect("the expired row lingers until a purge");
+    assert_eq!(keys, ["old"], "Keep wrote to an expired session");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -339,37 +353,54 @@ async fn a_file_that_is_not_sqlite_is_a_clear_error() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_corrupt_row_is_an_error_not_a_panic() {
     let (_dir, store) = fresh().await;
-    let s = id();
-    store.set(&s, "good", v(1), HOUR).await.unwrap();
     let conn = Connection::open(store.path()).unwrap();
-    // A value that is not a BLOB (text), and a deadline that is not a number.
-    conn.execute(
-        "INSERT INTO sessions_values VALUES (?1, 'bad', 'some text')",
-        [s.as_str()],
-    )
-    .unwrap();
-    let err = store.get(&s, "bad").await.expect_err("corrupt value");
-    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
-    let err = store.get_map(&s).await.expect_err("corrupt value");
-    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
-    assert_eq!(store.get(&s, "good").await.unwrap(), Some(v(1)));
-
-    let t = id();
-    conn.execute("INSERT INTO sessions VALUES (?1, 'soon')", [t.as_str()])
+    let far = i64::MAX / 4;
+    let corrupt = |err: Error| assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    // Values that are text, not a record body; a body that does not decode; a deadline that
+    // is not a number.
+    let rows: [(&str, &str); 3] = [
+        ("?2, 0, 'some text'", "text values"),
+        ("?2, 0, x'92c081a16b'", "a truncated body"),
+        ("'soon', ?2 * 0, x'92c080'", "a text deadline"),
+    ];
+    for (values, what) in rows {
+        let s = id();
+        conn.execute(
+            &format!("INSERT INTO sessions VALUES (?1, {values})"),
+            params![s.as_str(), far],
+        )
         .unwrap();
-    conn.execute(
-        "INSERT INTO sessions_values VALUES (?1, 'k', x'01')",
-        [t.as_str()],
-    )
-    .unwrap();
-    let err = store.load(&t).await.expect_err("corrupt deadline");
-    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        corrupt(store.get(&s, "k").await.expect_err(what));
+        corrupt(store.get_map(&s).await.expect_err(what));
+        corrupt(store.load(&s).await.expect_err(what));
+        // A write that must merge into the row fails clearly and changes nothing.
+        if what != "a text deadline" {
+            corrupt(store.set(&s, "k", v(1), HOUR).await.expect_err(what));
+            let data: Vec<u8> = conn
+                .query_row(
+                    "SELECT CAST(data AS BLOB) FROM sessions WHERE id = ?1",
+                    [s.as_str()],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert!(!data.is_empty(), "{what}: the row was overwritten");
+            // Replacing the whole session (`set_session`) does not need the old values.
+            store
+                .set_session(&s, Data::from([("k".into(), v(2))]), HOUR)
+                .await
+                .unwrap();
+            assert_eq!(store.get(&s, "k").await.unwrap(), Some(v(2)), "{what}");
+        }
+    }
 
     // A stored id that is not a valid session id.
-    conn.execute("INSERT INTO sessions VALUES ('../../etc/passwd', 9e15)", [])
-        .unwrap();
+    conn.execute(
+        "INSERT INTO sessions VALUES ('../../etc/passwd', ?1, 0, x'92c081a16bc40101')",
+        [far],
+    )
+    .unwrap();
     let err = store.scan(None, 100).await.expect_err("bad stored id");
-    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    corrupt(err);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -383,9 +414,16 @@ async fn reads_proceed_while_a_write_transaction_is_open() {
     let tx = other
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .unwrap();
+    let mut body = Vec::new();
+    session_core::driver::record::Record::new(
+        0,
+        Data::from([("k".into(), v(1)), ("uncommitted".into(), v(1))]),
+    )
+    .encode_body_into(&mut body)
+    .unwrap();
     tx.execute(
-        "INSERT INTO sessions_values VALUES (?1, 'uncommitted', x'01')",
-        [s.as_str()],
+        "UPDATE sessions SET data = ?2 WHERE id = ?1",
+        params![s.as_str(), body],
     )
     .unwrap();
 
@@ -576,16 +614,8 @@ async fn saving_a_loaded_session_writes_only_live_sessions() {
         assert!(!wrote, "{what}: apply reported a write");
         assert!(store.load(sid).await.unwrap().is_none(), "{what}");
     }
-    let conn = Connection::open(store.path()).unwrap();
-    let (rows, deadline): (i64, i64) = conn
-        .query_row(
-            "SELECT (SELECT count(*) FROM sessions_values WHERE id = ?1 AND key = 'a'),
-                    (SELECT expires_at FROM sessions WHERE id = ?1)",
-            [expired.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!(rows, 0, "wrote a key to an expired session");
+    let (keys, deadline) = stored(&store, &expired).expect("the expired row lingers");
+    assert_eq!(keys, ["old"], "wrote a key to an expired session");
     let now = i64::try_from(session_core::driver::check::now_millis()).unwrap();
     assert!(deadline <= now, "slid the deadline of an expired session");
 }

@@ -169,9 +169,9 @@ async fn a_version_2_file_keeps_its_sessions_through_the_migration() {
 
     let store = SqliteStore::open(&path).await.unwrap();
     assert_eq!(store.table(), "sessions");
-    assert_eq!(SCHEMA_VERSION, 3);
-    assert_eq!(store.schema_version().await.unwrap(), 3);
-    assert_eq!(user_version(&path), 3);
+    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(store.schema_version().await.unwrap(), 4);
+    assert_eq!(user_version(&path), 4);
 
     // The session, its exact deadline and its owner binding are intact; so is its lock.
     let loaded = store
@@ -202,17 +202,12 @@ async fn a_version_2_file_keeps_its_sessions_through_the_migration() {
     let conn = Connection::open(&path).unwrap();
     assert_eq!(
         names(&conn, "table"),
-        [
-            "sessions",
-            "sessions_locks",
-            "sessions_owners",
-            "sessions_values"
-        ]
+        ["sessions", "sessions_locks", "sessions_owners"]
     );
     assert_eq!(
         names(&conn, "index"),
         [
-            "sessions_expires_at",
+            "sessions_bucket",
             "sessions_locks_expires_at",
             "sessions_owners_owner"
         ]
@@ -227,7 +222,7 @@ async fn a_version_2_file_keeps_its_sessions_through_the_migration() {
 
     // Reopening a migrated file changes nothing.
     let store = SqliteStore::open(&path).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 3);
+    assert_eq!(store.schema_version().await.unwrap(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -237,14 +232,14 @@ async fn a_migrated_file_has_the_layout_of_a_fresh_one() {
     create_version_2(&Connection::open(&old).unwrap());
     drop(SqliteStore::open(&old).await.unwrap());
     drop(SqliteStore::open(&fresh).await.unwrap());
-    assert_eq!(user_version(&fresh), 3);
+    assert_eq!(user_version(&fresh), 4);
     let (old, fresh) = (
         Connection::open(&old).unwrap(),
         Connection::open(&fresh).unwrap(),
     );
     let migrated = layout(&old);
     assert_eq!(migrated, layout(&fresh));
-    assert_eq!(migrated.len(), 7, "{migrated:#?}");
+    assert_eq!(migrated.len(), 6, "{migrated:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -315,7 +310,7 @@ async fn stores_with_different_tables_share_a_file_without_sharing_sessions() {
     let conn = Connection::open(&path).unwrap();
     let tables = names(&conn, "table");
     for base in ["sessions", "web", "Api_2"] {
-        for suffix in ["", "_values", "_owners", "_locks"] {
+        for suffix in ["", "_owners", "_locks"] {
             assert!(tables.contains(&format!("{base}{suffix}")), "{tables:?}");
         }
     }
@@ -510,9 +505,9 @@ async fn overlapping_table_names_fail_instead_of_sharing_rows() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("sessions.db");
     let default = SqliteStore::open(&path).await.unwrap();
-    // Base `sessions_values` would use the default base's values table as its session table.
+    // Base `sessions_owners` would use the default base's owners table as its session table.
     let err = SqliteStore::builder()
-        .table("sessions_values")
+        .table("sessions_owners")
         .open(&path)
         .await
         .expect_err("overlapping names");
@@ -521,8 +516,248 @@ async fn overlapping_table_names_fail_instead_of_sharing_rows() {
     // Nothing of it was left behind, and the default store works on.
     let tables = names(&Connection::open(&path).unwrap(), "table");
     assert!(
-        !tables.iter().any(|t| t.starts_with("sessions_values_")),
+        !tables.iter().any(|t| t.starts_with("sessions_owners_")),
         "{tables:?}"
     );
     default.set(&id(), "k", v(1), HOUR).await.unwrap();
+}
+
+/// The schema exactly as version 3 of this driver created it for base `base` (its `CREATE`,
+/// copied from `git show 891bc6c:session-sqlite/src/schema.rs`), with its version recorded
+/// where version 3 kept it (`user_version` for `sessions`, `{base}_schema_version` otherwise).
+fn create_version_3(conn: &Connection, base: &str) {
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let version = if base == "sessions" {
+        "PRAGMA user_version = 3;".to_owned()
+    } else {
+        format!(
+            "CREATE TABLE IF NOT EXISTS \"{base}_schema_version\" (version INTEGER NOT NULL);
+             INSERT INTO \"{base}_schema_version\" (version) VALUES (3);"
+        )
+    };
+    conn.execute_batch(&format!(
+        r#"BEGIN IMMEDIATE;
+        CREATE TABLE "{base}" (
+            id         TEXT    PRIMARY KEY NOT NULL,
+            expires_at INTEGER NOT NULL             -- ms since the Unix epoch
+        ) WITHOUT ROWID;
+        CREATE INDEX "{base}_expires_at" ON "{base}" (expires_at);
+        CREATE TABLE "{base}_values" (
+            id    TEXT NOT NULL,                    -- the session's id
+            key   TEXT NOT NULL,
+            value BLOB NOT NULL,                    -- MessagePack bytes, opaque to the driver
+            PRIMARY KEY (id, key)
+        ) WITHOUT ROWID;
+        CREATE TABLE "{base}_owners" (
+            id    TEXT PRIMARY KEY NOT NULL,        -- the session's id: one owner per session
+            owner TEXT NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX "{base}_owners_owner" ON "{base}_owners" (owner, id);
+        CREATE TABLE "{base}_locks" (
+            id         TEXT    PRIMARY KEY NOT NULL, -- a session id; the session need not exist
+            token      TEXT    NOT NULL,
+            expires_at INTEGER NOT NULL              -- ms since the Unix epoch
+        ) WITHOUT ROWID;
+        CREATE INDEX "{base}_locks_expires_at" ON "{base}_locks" (expires_at);
+        {version}
+        COMMIT;"#
+    ))
+    .unwrap();
+}
+
+/// A session as version 3 stored it in base `base`: its row with `deadline`, its values (a row
+/// each), and optionally an owner binding and a held lock.
+fn insert_version_3_session(
+    conn: &Connection,
+    base: &str,
+    s: &SessionId,
+    deadline: i64,
+    values: &[(&str, u64)],
+    owner: Option<&str>,
+) {
+    conn.execute(
+        &format!("INSERT INTO \"{base}\" (id, expires_at) VALUES (?1, ?2)"),
+        params![s.as_str(), deadline],
+    )
+    .unwrap();
+    for (key, x) in values {
+        conn.execute(
+            &format!("INSERT INTO \"{base}_values\" (id, key, value) VALUES (?1, ?2, ?3)"),
+            params![s.as_str(), key, v(*x).as_bytes()],
+        )
+        .unwrap();
+    }
+    if let Some(owner) = owner {
+        conn.execute(
+            &format!("INSERT INTO \"{base}_owners\" (id, owner) VALUES (?1, ?2)"),
+            params![s.as_str(), owner],
+        )
+        .unwrap();
+        conn.execute(
+            &format!(
+                "INSERT INTO \"{base}_locks\" (id, token, expires_at) VALUES (?1, 'held', ?2)"
+            ),
+            params![s.as_str(), deadline],
+        )
+        .unwrap();
+    }
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+/// Version 3 (a row per key) to 4 (a row per session), for the default base and a named one in
+/// the same file: every session keeps its values and its exact deadline, owners and locks stay,
+/// an expired session stays dead and is purged, the layout is a fresh one's, and a reopen
+/// changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_3_file_keeps_every_session_through_the_move_to_a_row_per_session() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("v3.db");
+    let fresh_path = dir.path().join("fresh.db");
+    let deadline = now_ms() + 3_600_000;
+    let many: Vec<(String, u64)> = (0..40).map(|i| (format!("key{i}"), i)).collect();
+    let many: Vec<(&str, u64)> = many.iter().map(|(k, x)| (k.as_str(), *x)).collect();
+    let bases = ["sessions", "web"];
+    // Per base: a session of two keys with an owner and a lock, one of 40 keys, an expired one,
+    // and 300 more (the copy runs over many rows).
+    let mut kept = Vec::new();
+    {
+        let conn = Connection::open(&path).unwrap();
+        for base in bases {
+            create_version_3(&conn, base);
+            let (two, forty, expired) = (id(), id(), id());
+            insert_version_3_session(
+                &conn,
+                base,
+                &two,
+                deadline,
+                &[("user", 7), ("cart", 8)],
+                Some("alice"),
+            );
+            insert_version_3_session(&conn, base, &forty, deadline + 1, &many, None);
+            insert_version_3_session(
+                &conn,
+                base,
+                &expired,
+                now_ms() - 1,
+                &[("old", 1)],
+                Some("bob"),
+            );
+            let more: Vec<SessionId> = (0..300).map(|_| id()).collect();
+            for (n, s) in (0..).zip(&more) {
+                insert_version_3_session(&conn, base, s, deadline + n, &[("n", n as u64)], None);
+            }
+            kept.push((two, forty, expired, more));
+        }
+    }
+    for (base, (two, forty, expired, more)) in bases.iter().zip(&kept) {
+        let store = SqliteStore::builder()
+            .table(*base)
+            .open(&path)
+            .await
+            .unwrap();
+        assert_eq!(store.schema_version().await.unwrap(), 4, "{base}");
+        let loaded = store
+            .load(two)
+            .await
+            .unwrap()
+            .expect("live after the migration");
+        assert_eq!(
+            *loaded.data,
+            Data::from([("user".into(), v(7)), ("cart".into(), v(8))])
+        );
+        let at = |ms: i64| UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap());
+        assert_eq!(
+            loaded.expires_at,
+            Some(at(deadline)),
+            "{base}: the deadline moved"
+        );
+        assert_eq!(
+            store.index_owner(two).await.unwrap().as_deref(),
+            Some("alice")
+        );
+        assert!(
+            store.try_lock(two, HOUR).await.unwrap().is_none(),
+            "{base}: lock lost"
+        );
+        let loaded = store.load(forty).await.unwrap().expect("live");
+        assert_eq!(loaded.data.len(), 40);
+        assert_eq!(loaded.data.get("key39"), Some(&v(39)));
+        assert_eq!(loaded.expires_at, Some(at(deadline + 1)));
+        for (n, s) in (0..).zip(more) {
+            assert_eq!(store.get(s, "n").await.unwrap(), Some(v(n)), "{base}");
+        }
+        assert!(
+            store.load(expired).await.unwrap().is_none(),
+            "{base}: revived"
+        );
+        assert!(store.index_sessions("bob").await.unwrap().is_empty());
+        assert_eq!(store.purge_expired().await.unwrap(), 1, "{base}");
+        // The store works on: a write merges into a migrated session.
+        store.set(forty, "more", v(1), HOUR).await.unwrap();
+        assert_eq!(store.get_size(forty).await.unwrap(), 41);
+    }
+    drop(SqliteStore::open(&path).await.unwrap());
+    assert_eq!(user_version(&path), 4);
+    let conn = Connection::open(&path).unwrap();
+    let tables = names(&conn, "table");
+    assert!(
+        !tables
+            .iter()
+            .any(|t| t.ends_with("_values") || t.ends_with("_v4")),
+        "{tables:?}"
+    );
+    // The migrated default base has the layout of a fresh file's.
+    drop(SqliteStore::open(&fresh_path).await.unwrap());
+    let fresh = layout(&Connection::open(&fresh_path).unwrap());
+    let migrated: Vec<String> = layout(&conn)
+        .into_iter()
+        .filter(|object| !object.contains(" web") && !object.contains("on web"))
+        .collect();
+    assert_eq!(migrated, fresh);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_move_to_a_row_per_session_leaves_version_3_as_it_was() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("v3.db");
+    let s = id();
+    {
+        let conn = Connection::open(&path).unwrap();
+        create_version_3(&conn, "sessions");
+        insert_version_3_session(
+            &conn,
+            "sessions",
+            &s,
+            i64::MAX / 2,
+            &[("user", 7)],
+            Some("al"),
+        );
+        // Something else already took the name the migration fills first.
+        conn.execute_batch("CREATE TABLE sessions_v4 (x INTEGER);")
+            .unwrap();
+    }
+    let err = SqliteStore::open(&path).await.expect_err("name taken");
+    assert!(matches!(err, Error::Backend { .. }), "{err}");
+    assert!(err.to_string().contains("already exists"), "{err}");
+    assert_eq!(user_version(&path), 3);
+    let conn = Connection::open(&path).unwrap();
+    let values: i64 = conn
+        .query_row("SELECT count(*) FROM sessions_values", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(values, 1);
+    conn.execute_batch("DROP TABLE sessions_v4;").unwrap();
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.get(&s, "user").await.unwrap(), Some(v(7)));
 }

@@ -140,6 +140,13 @@ impl Record {
         write_body(out, self.owner.as_deref(), &self.data)
     }
 
+    /// Appends only the record's body (no magic, version or deadline) to `out`: for a driver
+    /// that keeps the deadline itself, in a column or a header of its own (session-sqlite's
+    /// `expires_at`). [`Record::decode_body`] reads it back.
+    pub fn encode_body_into(&self, out: &mut Vec<u8>) -> Result<()> {
+        write_body(out, self.owner.as_deref(), &self.data)
+    }
+
     /// Decodes a record in the current layout or one of the older ones (see the module
     /// documentation). `backend` names the driver in the [`Error::Corrupt`] of a malformed one.
     pub fn decode(bytes: &[u8], backend: &'static str) -> Result<Record> {
@@ -565,6 +572,9 @@ mod tests {
             Record::decode_body(rec.deadline_ms, body, B).expect("decode"),
             rec
         );
+        let mut only_body = vec![7];
+        rec.encode_body_into(&mut only_body).expect("encode body");
+        assert_eq!((only_body[0], &only_body[1..]), (7, body));
     }
 
     #[test]
