@@ -49,23 +49,68 @@ pub(crate) fn deadline(ttl: Duration) -> u64 {
     now_millis().saturating_add(ttl.as_millis() as u64)
 }
 
-/// Encodes a blob: deadline (u64 big endian) ++ MessagePack map.
+/// Encodes a blob: deadline (u64 big endian) ++ MessagePack map of key (`str`) to value
+/// (`bin`), written with `rmp`'s primitives (no serde pass), as the drivers' record codec does.
 pub fn encode_blob(deadline: u64, data: &RawData) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(1200);
+    use rmp::encode::{write_bin, write_map_len, write_str};
+    let values: usize = data.iter().map(|(k, v)| k.len() + v.len() + 10).sum();
+    let mut out = Vec::with_capacity(8 + 5 + values);
     out.extend_from_slice(&deadline.to_be_bytes());
-    rmp_serde::encode::write(&mut out, data)?;
+    write_map_len(&mut out, u32::try_from(data.len())?)?;
+    for (key, value) in data {
+        write_str(&mut out, key)?;
+        write_bin(&mut out, value)?;
+    }
     Ok(out)
 }
 
-/// Decodes a blob; `None` when its deadline has passed.
+/// Decodes a blob; `None` when its deadline has passed. Copies the blob once, into one buffer
+/// that every value then shares ([`decode_blob_shared`]).
 pub fn decode_blob(blob: &[u8]) -> Result<Option<RawData>> {
-    let (head, body) = blob
-        .split_first_chunk::<8>()
-        .ok_or("raw blob shorter than its header")?;
-    if u64::from_be_bytes(*head) <= now_millis() {
+    if blob_expired(blob)? {
         return Ok(None);
     }
-    Ok(Some(rmp_serde::from_slice(body)?))
+    decode_blob_shared(Bytes::copy_from_slice(blob))
+}
+
+/// Whether a blob's deadline has passed (reading only its header).
+fn blob_expired(blob: &[u8]) -> Result<bool> {
+    let (head, _) = blob
+        .split_first_chunk::<8>()
+        .ok_or("raw blob shorter than its header")?;
+    Ok(u64::from_be_bytes(*head) <= now_millis())
+}
+
+/// Decodes a blob already in a [`Bytes`] (moka's values, a file read into a `Vec`) without
+/// copying any value: each is a slice of `blob`; `None` when its deadline has passed. The
+/// cheapest decoding of these bytes there is (the floor pays less than a driver here: the
+/// drivers' record codec copies each value into its own buffer).
+pub fn decode_blob_shared(blob: Bytes) -> Result<Option<RawData>> {
+    use rmp::decode::{read_bin_len, read_map_len, read_str_len};
+    if blob_expired(&blob)? {
+        return Ok(None);
+    }
+    let mut rd: &[u8] = &blob[8..];
+    let n = read_map_len(&mut rd)?;
+    let mut data = RawData::with_capacity((n as usize).min(1024));
+    for _ in 0..n {
+        let len = read_str_len(&mut rd)? as usize;
+        let (key, rest) = rd.split_at_checked(len).ok_or("raw blob: truncated key")?;
+        let key = std::str::from_utf8(key)?.to_owned();
+        rd = rest;
+        let len = read_bin_len(&mut rd)? as usize;
+        let start = blob.len() - rd.len();
+        let end = start
+            .checked_add(len)
+            .filter(|&end| end <= blob.len())
+            .ok_or("raw blob: truncated value")?;
+        data.insert(key, blob.slice(start..end));
+        rd = &blob[end..];
+    }
+    if !rd.is_empty() {
+        return Err("raw blob: bytes after the map".into());
+    }
+    Ok(Some(data))
 }
 
 // ----- redis -------------------------------------------------------------------------------------
@@ -190,6 +235,12 @@ mod tests {
         let old = encode_blob(now_millis() - 1, &data).expect("encode");
         assert_eq!(decode_blob(&old).expect("decode"), None);
         assert!(decode_blob(&[1, 2]).is_err());
+        // Truncated anywhere: an error, never a panic.
+        for cut in 8..blob.len() {
+            assert!(decode_blob(&blob[..cut]).is_err(), "cut at {cut}");
+        }
+        let shared = decode_blob_shared(Bytes::from(blob.clone())).expect("decode");
+        assert_eq!(shared, Some(data.clone()));
     }
 
     async fn round_trip(raw: &dyn Raw) {

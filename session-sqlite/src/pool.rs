@@ -374,9 +374,15 @@ fn writer_thread<F>(
     loop {
         let job = match next.take() {
             Some(job) => job,
-            None => match jobs.recv() {
+            None => match jobs.try_recv() {
                 Ok(job) => job,
-                Err(_) => break, // every handle is gone and the queue is empty
+                Err(mpsc::TryRecvError::Disconnected) => break,
+                Err(mpsc::TryRecvError::Empty) => {
+                    match wait_holding_snapshot(&conn, &jobs, busy_timeout) {
+                        Some(job) => job,
+                        None => break, // every handle is gone and the queue is empty
+                    }
+                }
             },
         };
         match job {
@@ -408,6 +414,62 @@ fn writer_thread<F>(
     drop(conn);
 }
 
+/// How long the idle writer holds one read snapshot before it takes the newest one.
+const HOLD_REFRESH: Duration = Duration::from_millis(100);
+
+/// Waits for the next job while the writer's connection holds a read transaction on the newest
+/// snapshot, taken again every [`HOLD_REFRESH`], and released before the job runs; `None` when
+/// every handle is gone.
+///
+/// Why: each read transaction locks a read-mark slot of the WAL index, and SQLite makes that
+/// lock an `fcntl` on the `-shm` file (under its shared-memory mutex) only when no other
+/// connection of the process holds the slot. The inline reads on two runtime workers rarely
+/// overlap, so nearly every read paid two `fcntl` calls and often waited for the mutex; with the
+/// slot held here, they pay none. The hold is on the newest snapshot, so it never keeps a
+/// checkpoint from copying frames this process committed, and it is renewed every
+/// [`HOLD_REFRESH`] (after another process's commits, it moves to their snapshot, and to
+/// read-mark 0 once a checkpoint copied everything, where it no longer stands in the way of a
+/// WAL restart). Any failure just means no hold: reads work as before.
+fn wait_holding_snapshot(
+    conn: &Connection,
+    jobs: &mpsc::Receiver<Job>,
+    busy_timeout: Duration,
+) -> Option<Job> {
+    let hold = || {
+        // Zero busy timeout: a hold is never worth waiting for (WAL recovery elsewhere).
+        let _ = conn.busy_timeout(Duration::ZERO);
+        let held = exec(conn, HOLD_BEGIN)
+            .and_then(|()| conn.prepare_cached(HOLD_READ)?.query_row([], |_| Ok(())));
+        if held.is_err() {
+            release(conn, busy_timeout);
+        }
+    };
+    hold();
+    let job = loop {
+        match jobs.recv_timeout(HOLD_REFRESH) {
+            Ok(job) => break Some(job),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                release(conn, busy_timeout);
+                hold();
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break None,
+        }
+    };
+    release(conn, busy_timeout);
+    job
+}
+
+/// Ends the writer's read hold, if it has one, and gives it back its busy timeout.
+fn release(conn: &Connection, busy_timeout: Duration) {
+    if !conn.is_autocommit() && exec(conn, COMMIT).is_err() {
+        let _ = exec(conn, ROLLBACK);
+    }
+    let _ = conn.busy_timeout(busy_timeout);
+}
+
+const HOLD_BEGIN: &str = "BEGIN DEFERRED";
+/// A read that starts the read transaction (it reads page 1).
+const HOLD_READ: &str = "SELECT count(*) FROM sqlite_schema";
 const BEGIN: &str = "BEGIN IMMEDIATE";
 const COMMIT: &str = "COMMIT";
 const ROLLBACK: &str = "ROLLBACK";

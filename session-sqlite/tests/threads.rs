@@ -240,3 +240,46 @@ async fn concurrent_reads_and_writes_see_committed_values() {
         t.await.unwrap();
     }
 }
+
+/// Between writes the writer holds a read transaction on the newest snapshot (so that inline
+/// reads find their WAL read-mark lock already held in the process); that hold must never keep
+/// another connection (another process, an operator's `sqlite3`) from checkpointing and
+/// truncating the WAL: it moves to read-mark 0 once everything is copied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_store_lets_another_connection_truncate_the_wal() {
+    let (_dir, store) = fresh().await;
+    for i in 0..200 {
+        store.set(&id(), "k", v(i), HOUR).await.unwrap();
+    }
+    let s = id();
+    store.set(&s, "k", v(1), HOUR).await.unwrap();
+    // Idle: the writer now holds its read snapshot.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let wal = store.path().with_extension("db-wal");
+    assert!(
+        std::fs::metadata(&wal).unwrap().len() > 0,
+        "nothing in the WAL"
+    );
+    let path = store.path().to_owned();
+    let (busy, _, _): (i64, i64, i64) = tokio::task::spawn_blocking(move || {
+        let other = Connection::open(path).unwrap();
+        other.busy_timeout(Duration::from_secs(5)).unwrap();
+        other
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(busy, 0, "the checkpoint could not finish");
+    assert_eq!(
+        std::fs::metadata(&wal).unwrap().len(),
+        0,
+        "the WAL was not truncated"
+    );
+    // The store reads and writes on, across the truncated WAL.
+    assert_eq!(store.get(&s, "k").await.unwrap(), Some(v(1)));
+    store.set(&s, "k", v(2), HOUR).await.unwrap();
+    assert_eq!(store.get(&s, "k").await.unwrap(), Some(v(2)));
+}
