@@ -19,7 +19,8 @@ const USAGE: &str =
     "usage: loadgen --store SPEC [--raw] [--sessions N] [--ops M] [--concurrency C] \
 [--workers W] [--pool P] [--no-fsync] [--probe K] [--phases create,read,write] [--rounds R] \
 [--raw-threads T]
-  T: OS threads of an embedded raw baseline (default: C, at most 16)
+  T: OS threads of an embedded raw baseline, every phase (default: C, at most 16, and for
+     the memory floor's writes and creates at most one per core)
   SPEC: memory | file[:DIR] | sqlite[:PATH] | sled[:DIR] | redis://HOST:PORT[/DB]
         | postgres://USER@HOST:PORT/DB | mysql://USER@HOST:PORT | memcached://HOST:PORT";
 
@@ -135,8 +136,9 @@ fn target(driver: &str, phase: Phase) -> Option<f64> {
 #[derive(Clone)]
 enum Side {
     Tasks(Arc<dyn Target>),
-    /// The target and the number of OS threads that drive it.
-    Threads(Arc<dyn ThreadTarget>, usize),
+    /// The target, the number of OS threads that drive its reads, and of those that drive its
+    /// writes and creates ([`Direct::writer_threads`](session_benches::direct::Direct::writer_threads)).
+    Threads(Arc<dyn ThreadTarget>, usize, usize),
 }
 
 impl Side {
@@ -151,9 +153,12 @@ impl Side {
     ) -> Result<(Vec<String>, PhaseResult)> {
         match self {
             Side::Tasks(t) => run_phase(t.clone(), phase, ops, concurrency, ids, first, seed).await,
-            Side::Threads(t, threads) => {
+            Side::Threads(t, threads, writers) => {
                 let t = t.clone();
-                let threads = concurrency.min(*threads);
+                let threads = match phase {
+                    Phase::Read => concurrency.min(*threads),
+                    Phase::Write | Phase::Create => concurrency.min(*writers),
+                };
                 tokio::task::spawn_blocking(move || {
                     run_phase_threads(t, phase, ops, threads, ids, first, seed)
                 })
@@ -282,15 +287,20 @@ async fn run(args: Args) -> Result<()> {
             }
             Baseline::Threads(direct) => {
                 let direct: Arc<dyn Direct> = Arc::from(direct);
+                let writers = match args.raw_threads {
+                    Some(t) => t,
+                    None => direct.writer_threads(threads),
+                };
                 println!(
-                    "# raw baseline: {} driven directly from {threads} OS threads (concurrency {})",
+                    "# raw baseline: {} driven directly from {threads} OS threads, {writers} of \
+                     them for writes (concurrency {})",
                     direct.name(),
                     args.concurrency
                 );
                 direct_backend = Some(direct.clone());
                 sides.push((
                     "raw",
-                    Side::Threads(Arc::new(DirectTarget { direct, ttl }), threads),
+                    Side::Threads(Arc::new(DirectTarget { direct, ttl }), threads, writers),
                 ));
             }
         }
