@@ -67,14 +67,19 @@ impl FromStr for StoreSpec {
 }
 
 impl StoreSpec {
-    /// Opens the store, creating the parent directory of a SQLite file if needed.
+    /// Opens the store, creating the parent directory of a SQLite file if needed (0700).
     pub async fn open(&self) -> Result<Arc<dyn Storage>> {
         Ok(match self {
             StoreSpec::Memory => Arc::new(session::memory::MemoryStore::new()),
             StoreSpec::File(dir) => Arc::new(session::file::FileStore::open(dir).await?),
             StoreSpec::Sqlite(path) => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    tokio::fs::create_dir_all(parent)
+                    // Owner only (0700): the database holds session ids.
+                    let mut dir = tokio::fs::DirBuilder::new();
+                    dir.recursive(true);
+                    #[cfg(unix)]
+                    dir.mode(0o700);
+                    dir.create(parent)
                         .await
                         .map_err(|e| Error::backend("demo", e))?;
                 }

@@ -169,6 +169,9 @@ pub(crate) fn open(
     tables: &Tables,
 ) -> Result<Connection> {
     let context = |e: rusqlite::Error| open_error(path, e);
+    if role == Role::Writer {
+        create_private(path);
+    }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -288,6 +291,29 @@ fn migrate(path: &Path, conn: &Connection, tables: &Tables) -> Result<()> {
         .map_err(context)?;
     }
     tx.commit().map_err(context)
+}
+
+/// Creates the database file readable and writable by its owner only (0600, less what the
+/// umask takes) when it does not exist yet, before SQLite opens it: the file holds session ids,
+/// which are bearer secrets, and SQLite gives its `-wal` and `-shm` files the database file's
+/// permissions. (SQLite itself would create it 0644.) An empty file is an empty database. An
+/// existing file keeps its permissions. Any failure here (a missing directory, no permission)
+/// is left to SQLite's open, which reports it with the path.
+fn create_private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" {
+            return;
+        }
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// An error while opening `path`, with the path and a clear word for the usual causes.

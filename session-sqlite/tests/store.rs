@@ -619,3 +619,32 @@ async fn saving_a_loaded_session_writes_only_live_sessions() {
     let now = i64::try_from(session_core::driver::check::now_millis()).unwrap();
     assert!(deadline <= now, "slid the deadline of an expired session");
 }
+
+/// The database file a store creates, and SQLite's `-wal` and `-shm` files beside it, are
+/// readable by their owner only: they hold session ids, which are bearer secrets. A file that
+/// exists keeps its permissions.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_database_file_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_dir, store) = fresh().await;
+    store.set(&id(), "k", v(1), HOUR).await.unwrap();
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    for suffix in ["", "-wal", "-shm"] {
+        let path = std::path::PathBuf::from(format!("{}{suffix}", store.path().display()));
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let shared = dir.path().join("shared.db");
+    std::fs::write(&shared, b"").unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let store = SqliteStore::open(&shared).await.unwrap();
+    store.set(&id(), "k", v(1), HOUR).await.unwrap();
+    assert_eq!(
+        mode(&shared),
+        0o640,
+        "an existing file's permissions changed"
+    );
+}
