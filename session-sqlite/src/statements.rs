@@ -284,59 +284,64 @@ pub(crate) fn apply(
         (Expiry::Keep, None) => return Ok(false),
     };
     let bucket_of = bucket(deadline);
-    let run = |body: Option<Vec<u8>>| -> rusqlite::Result<()> {
-        match (&row, body) {
-            // Only the deadline moves (`update_ttl`): the row is live.
-            (Some(r), None) if r.bucket == bucket_of => {
-                tx.prepare_cached(&sql.slide)?
-                    .execute(params![id, deadline])?;
+    let row = match row {
+        Some(row) => row,
+        None if changes.is_empty() => return Ok(false),
+        None => {
+            // A new session: its values, if the changes leave any.
+            let mut data = Data::new();
+            changes.apply_to(&mut data);
+            if data.is_empty() {
+                return Ok(false);
             }
-            (Some(_), None) => {
-                tx.prepare_cached(&sql.slide_bucket)?
-                    .execute(params![id, deadline, bucket_of])?;
-            }
-            (Some(r), Some(body)) => {
-                if r.expires_at <= now {
-                    // An expired session starts empty, without its owner binding.
-                    tx.prepare_cached(&sql.unbind_owner)?.execute([id])?;
-                }
-                if r.bucket == bucket_of {
-                    tx.prepare_cached(&sql.update_row)?
-                        .execute(params![id, deadline, body])?;
-                } else {
-                    tx.prepare_cached(&sql.update_row_bucket)?
-                        .execute(params![id, deadline, bucket_of, body])?;
-                }
-            }
-            (None, Some(body)) => {
-                tx.prepare_cached(&sql.insert_row)?
-                    .execute(params![id, deadline, bucket_of, body])?;
-            }
-            (None, None) => {}
+            let body = encode(data)?;
+            tx.prepare_cached(&sql.insert_row)
+                .and_then(|mut st| st.execute(params![id, deadline, bucket_of, body]))
+                .map_err(db_error)?;
+            return Ok(true);
         }
-        Ok(())
     };
+    let moved = row.bucket != bucket_of;
     if changes.is_empty() {
         // An empty change set moves the deadline of a live session and creates nothing.
         if !live || expiry == Expiry::Keep {
             return Ok(live);
         }
-        return run(None).map(|()| true).map_err(db_error);
+        let slid = if moved {
+            tx.prepare_cached(&sql.slide_bucket)
+                .and_then(|mut st| st.execute(params![id, deadline, bucket_of]))
+        } else {
+            tx.prepare_cached(&sql.slide)
+                .and_then(|mut st| st.execute(params![id, deadline]))
+        };
+        return slid.map(|_| true).map_err(db_error);
     }
     let mut data = match current {
         Some(data) => data?,
-        None => Data::new(), // missing, expired or cleared
+        None => Data::new(), // expired or cleared
     };
     changes.apply_to(&mut data);
     if data.is_empty() {
         // The changes removed the last key (or cleared the session): it is gone, with its owner
         // binding; an expired row is reclaimed on the way.
-        if row.is_some() {
-            delete_session(tx, sql, id).map_err(db_error)?;
-        }
+        delete_session(tx, sql, id).map_err(db_error)?;
         return Ok(false);
     }
-    run(Some(encode(data)?)).map(|()| true).map_err(db_error)
+    let body = encode(data)?;
+    let write = || -> rusqlite::Result<usize> {
+        if !live {
+            // An expired session starts empty, without its owner binding.
+            tx.prepare_cached(&sql.unbind_owner)?.execute([id])?;
+        }
+        if moved {
+            tx.prepare_cached(&sql.update_row_bucket)?
+                .execute(params![id, deadline, bucket_of, body])
+        } else {
+            tx.prepare_cached(&sql.update_row)?
+                .execute(params![id, deadline, body])
+        }
+    };
+    write().map(|_| true).map_err(db_error)
 }
 
 pub(crate) fn remove_all(tx: &Connection, sql: &Sql, id: &str) -> Result<()> {

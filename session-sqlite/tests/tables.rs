@@ -153,14 +153,7 @@ async fn a_version_2_file_keeps_its_sessions_through_the_migration() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("v2.db");
     let s = id();
-    let now_ms = i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap();
-    let deadline = now_ms + 3_600_000;
+    let deadline = now_ms() + 3_600_000;
     {
         let conn = Connection::open(&path).unwrap();
         create_version_2(&conn);
