@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::events::{Observers, SessionEvent};
 use crate::expiry::{Timing, millis};
 use crate::id::{LockToken, SessionId};
 use crate::storage::Storage;
@@ -17,6 +18,8 @@ pub(crate) struct Context {
     pub store: Arc<dyn Storage>,
     pub config: Config,
     pub timing: Timing,
+    /// Who follows this manager's [`SessionEvent`]s.
+    pub observers: Arc<Observers>,
 }
 
 impl Context {
@@ -35,6 +38,7 @@ impl Context {
             store,
             config,
             timing,
+            observers: Arc::default(),
         })
     }
 
@@ -62,6 +66,13 @@ impl Context {
         match self.store.new(millis(self.timing.idle)).await? {
             Some(id) => Ok(id),
             None => SessionId::generate(),
+        }
+    }
+
+    /// Tells the observers about `event`, built only if someone listens.
+    pub(crate) async fn emit(&self, event: impl FnOnce() -> SessionEvent) {
+        if self.observers.any() {
+            self.observers.emit(event()).await;
         }
     }
 

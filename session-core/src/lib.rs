@@ -7,6 +7,7 @@ mod context;
 mod delta;
 pub mod driver;
 mod error;
+mod events;
 mod expiry;
 mod id;
 mod manager;
@@ -19,6 +20,7 @@ mod storage;
 mod value;
 
 pub use error::{BoxError, Error, Result};
+pub use events::{Observation, SessionEvent, SessionObserver};
 pub use id::{IncomingId, LockToken, SessionId};
 pub use storage::{Capabilities, ChangeSet, Loaded, ScanPage, Storage};
 pub use value::{Data, Value};

@@ -10,6 +10,7 @@ use crate::check;
 use crate::config::Config;
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::events::{Observation, SessionEvent, SessionObserver};
 use crate::expiry::Verdict;
 use crate::id::{IncomingId, SessionId};
 use crate::meta::{ClientInfo, SessionMeta};
@@ -236,6 +237,19 @@ impl Manager {
         Ok(out)
     }
 
+    /// The milliseconds a session has left at `now`: to its deadline when the driver reports
+    /// it, else what a write would give it; 0 when none.
+    fn time_left(&self, r: &Reserved, expires_at: Option<SystemTime>, now: u64) -> u64 {
+        match expires_at {
+            Some(t) => check::unix_millis(t).saturating_sub(now),
+            None => self
+                .ctx
+                .timing
+                .write_ttl(r.meta.as_ref(), None, now)
+                .unwrap_or(0),
+        }
+    }
+
     /// Applies `changes` to every live session of `user` without extending its life (the TTL
     /// passed is what the session had left, when the driver reports it). Returns how many
     /// sessions were changed.
@@ -243,15 +257,7 @@ impl Manager {
         let store = &self.ctx.store;
         let mut n = 0;
         for (id, r, expires_at) in self.live_sessions(user).await? {
-            let now = check::now_millis();
-            let left = match expires_at {
-                Some(t) => check::unix_millis(t).saturating_sub(now),
-                None => self
-                    .ctx
-                    .timing
-                    .write_ttl(r.meta.as_ref(), None, now)
-                    .unwrap_or(0),
-            };
+            let left = self.time_left(&r, expires_at, check::now_millis());
             if left == 0 {
                 continue;
             }
@@ -315,9 +321,167 @@ impl Manager {
         self.require_index(user)?;
         let store = &self.ctx.store;
         let ids = store.index_sessions(user).await?;
-        for id in &ids {
-            store.remove_all(id).await?;
+        let n = ids.len();
+        for id in ids {
+            store.remove_all(&id).await?;
+            self.ctx
+                .emit(|| SessionEvent::Destroyed {
+                    id,
+                    user: Some(user.to_string()),
+                })
+                .await;
         }
-        Ok(ids.len())
+        Ok(n)
+    }
+
+    /// Makes the live session `id` `user`'s without changing its id (Dce `login`): the session
+    /// records the owner and the login time, the owner index binds it, and the observers hear
+    /// [`SessionEvent::LoggedIn`]. Returns `false`, changing nothing, if no live session has
+    /// that id. The session's expiry slides as on any write.
+    ///
+    /// This is how a connection registry logs in the session a socket came with. In an HTTP
+    /// handler use [`Session::login`], which also gives the session a new id (against session
+    /// fixation).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> session_core::Result<()> {
+    /// # use std::sync::Arc;
+    /// # use session_core::{Config, Manager};
+    /// # let manager = Manager::new(Arc::new(session_memory::MemoryStore::new()), Config::default())?;
+    /// let s = manager.load(None);
+    /// s.set("cart", &["apple"]).await?;
+    /// let id = s.save().await?.cookie.id().cloned().expect("saved");
+    /// assert!(manager.login_session(&id, "ada").await?);
+    /// assert_eq!(manager.load(Some(id.as_str())).user().await?.as_deref(), Some("ada"));
+    /// assert_eq!(manager.sessions_of("ada").await?.len(), 1);
+    /// assert_eq!(manager.logout_session(&id).await?.as_deref(), Some("ada"));
+    /// assert!(manager.sessions_of("ada").await?.is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub async fn login_session(&self, id: &SessionId, user: &str) -> Result<bool> {
+        check::owner(user)?;
+        Ok(self.set_owner(id, Some(user)).await?.is_some())
+    }
+
+    /// Removes the owner of the live session `id` without destroying it or changing its id
+    /// (Dce `logout`): the session forgets its owner and login time, the owner index drops it,
+    /// and the observers hear [`SessionEvent::LoggedOut`]. Returns the owner it had; `None`
+    /// (changing nothing) if it had none or no live session has that id.
+    pub async fn logout_session(&self, id: &SessionId) -> Result<Option<String>> {
+        Ok(self.set_owner(id, None).await?.flatten())
+    }
+
+    /// Writes `user` as the owner of the live session `id` (or removes the owner), keeps the
+    /// owner index in step and reports the change. Only the owner and the metadata are
+    /// written (one `apply`, only if the session still exists, with the time it had left): the
+    /// id, the expiry and "last seen" stay, and no request's other keys are touched. Returns
+    /// the owner it had (`Some(None)`: none), or `None` if no live session has that id.
+    async fn set_owner(
+        &self,
+        id: &SessionId,
+        user: Option<&str>,
+    ) -> Result<Option<Option<String>>> {
+        let store = &self.ctx.store;
+        let Some(loaded) = store.load(id).await? else {
+            return Ok(None);
+        };
+        let r = Reserved::read(&loaded.data, store.name())?;
+        let now = check::now_millis();
+        if r.retired.is_some()
+            || self.ctx.timing.verdict(&r, &ClientInfo::default(), now) == Verdict::Expired
+        {
+            return Ok(None);
+        }
+        let before = r.user.clone();
+        if before.is_none() && user.is_none() {
+            return Ok(Some(None));
+        }
+        let left = self.time_left(&r, loaded.expires_at, now);
+        if left == 0 {
+            return Ok(None);
+        }
+        let mut meta = r
+            .meta
+            .clone()
+            .unwrap_or_else(|| reserved::StoredMeta::new(now, ClientInfo::default()));
+        meta.auth = user.map(|_| now);
+        let mut changes = ChangeSet {
+            only_if_exists: true,
+            ..ChangeSet::default()
+        };
+        changes
+            .set
+            .insert(reserved::META.into(), reserved::encode(&meta)?);
+        match user {
+            Some(user) => {
+                changes
+                    .set
+                    .insert(reserved::USER.into(), reserved::encode(&user)?);
+            }
+            None => changes.remove.push(reserved::USER.into()),
+        }
+        if !store
+            .apply(id, changes, Duration::from_millis(left))
+            .await?
+        {
+            return Ok(None);
+        }
+        if self.ctx.config.owner_index {
+            match user {
+                Some(user) => store.index_add(user, id, self.ctx.index_ttl()).await?,
+                None => store.index_remove(id).await?,
+            }
+        }
+        if let Some(old) = before.clone().filter(|old| Some(old.as_str()) != user) {
+            self.ctx
+                .emit(|| SessionEvent::LoggedOut {
+                    id: id.clone(),
+                    user: old,
+                })
+                .await;
+        }
+        if let Some(user) = user {
+            self.ctx
+                .emit(|| SessionEvent::LoggedIn {
+                    id: id.clone(),
+                    user: user.to_string(),
+                })
+                .await;
+        }
+        Ok(Some(before))
+    }
+
+    /// Registers `observer` for this manager's [`SessionEvent`]s (shared by every clone of the
+    /// manager and every session it loads) until the returned [`Observation`] is dropped.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> session_core::Result<()> {
+    /// # use std::sync::{Arc, Mutex};
+    /// # use session_core::{Config, Manager};
+    /// use session_core::{SessionEvent, SessionObserver, async_trait};
+    ///
+    /// #[derive(Default)]
+    /// struct Log(Mutex<Vec<SessionEvent>>);
+    ///
+    /// #[async_trait]
+    /// impl SessionObserver for Log {
+    ///     async fn on_event(&self, event: &SessionEvent) {
+    ///         self.0.lock().unwrap().push(event.clone());
+    ///     }
+    /// }
+    ///
+    /// # let manager = Manager::new(Arc::new(session_memory::MemoryStore::new()), Config::default())?;
+    /// let log = Arc::new(Log::default());
+    /// let _observation = manager.observe(log.clone());
+    /// let s = manager.load(None);
+    /// s.login("ada").await?;
+    /// s.save().await?;
+    /// assert!(matches!(&log.0.lock().unwrap()[..], [SessionEvent::LoggedIn { user, .. }] if user == "ada"));
+    /// # Ok(()) }
+    /// ```
+    pub fn observe(&self, observer: Arc<dyn SessionObserver>) -> Observation {
+        Observation::new(&self.ctx.observers, observer)
     }
 }

@@ -16,6 +16,7 @@ use tokio::sync::{Mutex, MutexGuard};
 use crate::check;
 use crate::context::Context;
 use crate::error::Result;
+use crate::events::SessionEvent;
 use crate::expiry::{Verdict, millis};
 use crate::id::{IncomingId, SessionId};
 use crate::meta::{ClientInfo, SessionMeta};
@@ -199,6 +200,12 @@ impl Session {
     /// not stored yet.
     pub async fn meta(&self) -> Result<Option<SessionMeta>> {
         Ok(self.state().await?.meta())
+    }
+
+    /// Whether the session is stored: the client's id was found live (this loads it), or a save
+    /// has stored it since.
+    pub async fn exists(&self) -> Result<bool> {
+        Ok(self.state().await?.stored_id().is_some())
     }
 
     /// The owner set by [`login`](Self::login), if any.
@@ -426,8 +433,15 @@ impl Session {
     /// a new id) only if something is written to it, like a "you have been logged out" flash.
     pub async fn destroy(&self) -> Result<()> {
         let mut st = self.state().await?;
+        let user = st.stored_owner().map(str::to_string);
         for id in st.stored_ids() {
             self.ctx().store.remove_all(&id).await?;
+            self.ctx()
+                .emit(|| SessionEvent::Destroyed {
+                    id,
+                    user: user.clone(),
+                })
+                .await;
         }
         st.mark_destroyed();
         Ok(())
@@ -439,6 +453,23 @@ impl Session {
     pub async fn login(&self, user: &str) -> Result<()> {
         check::owner(user)?;
         self.state().await?.log_in(user, check::now_millis())
+    }
+
+    /// Records `user` as the session's owner (and the login time), or with `None` removes the
+    /// owner, **without** changing the id; written at the next save, which keeps the owner
+    /// index in step and reports [`SessionEvent::LoggedIn`] or [`SessionEvent::LoggedOut`] to
+    /// the manager's observers.
+    ///
+    /// For a sign-in in an HTTP handler use [`login`](Self::login), which also regenerates the
+    /// id against session fixation. `set_user` is for callers that cannot change the id the
+    /// client holds: a connection registry logging in a session by id
+    /// ([`Manager::login_session`](crate::Manager::login_session)), an admin tool, or a "log
+    /// out but keep the cart" that keeps the session (`set_user(None)`).
+    pub async fn set_user(&self, user: Option<&str>) -> Result<()> {
+        if let Some(user) = user {
+            check::owner(user)?;
+        }
+        self.state().await?.set_owner(user, check::now_millis())
     }
 
     /// Logs out: unbinds the session from its owner and destroys it (see
@@ -570,6 +601,12 @@ impl Session {
     async fn save_inner(&self, st: &mut State) -> Result<SaveOutcome> {
         for old in st.take_discarded() {
             self.ctx().store.remove_all(&old).await?;
+            self.ctx()
+                .emit(|| SessionEvent::Destroyed {
+                    id: old,
+                    user: None,
+                })
+                .await;
         }
         if let Some(out) = st.report_gone() {
             return Ok(out);
@@ -581,7 +618,26 @@ impl Session {
         st.age(now);
         if let Some(regen) = st.take_regen() {
             let out = self.save_regenerated(st, now).await?;
-            self.release_old_id(st, regen, now).await?;
+            let change = st.take_owner_change();
+            let old = regen.old.clone();
+            self.release_old_id(st, regen, change.as_ref(), now).await?;
+            if let Some(old) = old {
+                let user = change
+                    .as_ref()
+                    .map_or(st.user(), |(before, _)| before.as_deref());
+                let event = match st.id() {
+                    Some(new) => SessionEvent::Renewed {
+                        old,
+                        new: new.clone(),
+                    },
+                    None => SessionEvent::Destroyed {
+                        id: old,
+                        user: user.map(str::to_string),
+                    },
+                };
+                self.ctx().emit(|| event).await;
+            }
+            self.report_owner_change(st, change).await;
             return Ok(out);
         }
         match (st.has_pending(), st.stored_id()) {
@@ -604,7 +660,37 @@ impl Session {
     /// A new session with something worth storing: created under a new id.
     async fn save_new(&self, st: &mut State, now: u64) -> Result<SaveOutcome> {
         st.stamp_create(now)?;
-        self.write_under_new_id(st, now).await
+        let out = self.write_under_new_id(st, now).await?;
+        let change = st.take_owner_change();
+        self.report_owner_change(st, change).await;
+        Ok(out)
+    }
+
+    /// Tells the observers about an owner change a save just stored (under the current id).
+    async fn report_owner_change(
+        &self,
+        st: &State,
+        change: Option<(Option<String>, Option<String>)>,
+    ) {
+        let (Some(id), Some((before, now))) = (st.id(), change) else {
+            return;
+        };
+        if let Some(user) = before {
+            self.ctx()
+                .emit(|| SessionEvent::LoggedOut {
+                    id: id.clone(),
+                    user,
+                })
+                .await;
+        }
+        if let Some(user) = now {
+            self.ctx()
+                .emit(|| SessionEvent::LoggedIn {
+                    id: id.clone(),
+                    user,
+                })
+                .await;
+        }
     }
 
     /// Writes the whole session under a new id (and binds it to its owner after a login).
@@ -622,7 +708,13 @@ impl Session {
     }
 
     /// After a regeneration: deletes the old id, or retires it for the grace period.
-    async fn release_old_id(&self, st: &State, regen: Regen, now: u64) -> Result<()> {
+    async fn release_old_id(
+        &self,
+        st: &State,
+        regen: Regen,
+        change: Option<&(Option<String>, Option<String>)>,
+        now: u64,
+    ) -> Result<()> {
         let Some(old) = regen.old else {
             return Ok(());
         };
@@ -633,7 +725,9 @@ impl Session {
         let grace = ctx.timing.grace;
         let retire = reserved::retirement(now.saturating_add(grace))?;
         ctx.store.apply(&old, retire, millis(grace)).await?;
-        if st.user().is_some() && ctx.config.owner_index {
+        // the owner the old record had: the one before this save's change, if any
+        let had_owner = change.map_or(st.user().is_some(), |(before, _)| before.is_some());
+        if had_owner && ctx.config.owner_index {
             ctx.store.index_remove(&old).await?;
         }
         Ok(())
@@ -646,15 +740,23 @@ impl Session {
             return self.expire_now(st, id).await;
         };
         st.stamp_update(now)?;
-        if ctx
+        if !ctx
             .store
             .apply(&id, st.change_set(true), millis(ttl))
             .await?
         {
-            Ok(st.written(id, ttl, now))
-        } else {
-            Ok(st.lost())
+            return Ok(st.lost());
         }
+        let out = st.written(id.clone(), ttl, now);
+        let change = st.take_owner_change();
+        if let (Some((_, now_user)), true) = (&change, ctx.config.owner_index) {
+            match now_user {
+                Some(user) => ctx.store.index_add(user, &id, ctx.index_ttl()).await?,
+                None => ctx.store.index_remove(&id).await?,
+            }
+        }
+        self.report_owner_change(st, change).await;
+        Ok(out)
     }
 
     /// No change to a stored session: slides its expiry when due (recording "last seen" when
@@ -690,6 +792,11 @@ impl Session {
     /// it.
     async fn expire_now(&self, st: &mut State, id: SessionId) -> Result<SaveOutcome> {
         self.ctx().store.remove_all(&id).await?;
-        Ok(st.drop_session())
+        let user = st.stored_owner().map(str::to_string);
+        let out = st.drop_session();
+        self.ctx()
+            .emit(|| SessionEvent::Destroyed { id, user })
+            .await;
+        Ok(out)
     }
 }

@@ -61,6 +61,9 @@ pub(crate) struct State {
     changed: Delta,
     /// Decoded reserved keys (kept in step with the data).
     reserved: Reserved,
+    /// The owner the stored record of `id` has (as loaded, then as last written): what the
+    /// owner index holds for it. A save that changes the owner compares against it.
+    stored_user: Option<String>,
     /// False only when the data surely holds no flash or temp mark, so the mark lookups can be
     /// skipped (most sessions have none). Set by every write of a mark key; cleared only when
     /// the data is replaced.
@@ -96,6 +99,7 @@ impl State {
             base: Arc::default(),
             changed: Delta::default(),
             reserved: Reserved::default(),
+            stored_user: None,
             marks: false,
             pending: Pending::default(),
             flash_old: BTreeSet::new(),
@@ -140,6 +144,7 @@ impl State {
         self.deadline = deadline;
         self.base = data;
         self.changed = Delta::default();
+        self.stored_user = reserved.user.clone();
         self.reserved = reserved;
     }
 
@@ -413,6 +418,7 @@ impl State {
         self.base = Arc::default();
         self.changed = Delta::default();
         self.reserved = Reserved::default();
+        self.stored_user = None;
         self.marks = false;
         self.pending = Pending::default();
         self.flash_old.clear();

@@ -27,18 +27,51 @@ impl State {
     /// Logs `user` in at `now`: the login time and the owner are written, and the id is
     /// regenerated, destroying the old one.
     pub(crate) fn log_in(&mut self, user: &str, now: u64) -> Result<()> {
+        self.set_owner(Some(user), now)?;
+        self.regenerate(true);
+        Ok(())
+    }
+
+    /// Records `user` as the owner at `now` (the login time too), or, with `None`, removes the
+    /// owner and the login time; the id stays. A no-op for `None` on a session without owner.
+    pub(crate) fn set_owner(&mut self, user: Option<&str>, now: u64) -> Result<()> {
+        if user.is_none() && self.reserved.user.is_none() {
+            return Ok(());
+        }
         let mut m = self
             .reserved
             .meta
             .clone()
             .unwrap_or_else(|| StoredMeta::new(now, self.client.clone()));
-        m.auth = Some(now);
+        match user {
+            Some(user) => {
+                m.auth = Some(now);
+                self.put(USER.into(), reserved::encode(&user)?);
+            }
+            None => {
+                m.auth = None;
+                self.del(USER);
+            }
+        }
+        self.reserved.user = user.map(str::to_string);
         self.put(META.into(), reserved::encode(&m)?);
         self.reserved.meta = Some(m);
-        self.put(USER.into(), reserved::encode(&user)?);
-        self.reserved.user = Some(user.to_string());
-        self.regenerate(true);
         Ok(())
+    }
+
+    /// The owner the stored record has (what the owner index holds for it).
+    pub(crate) fn stored_owner(&self) -> Option<&str> {
+        self.stored_user.as_deref()
+    }
+
+    /// After a write of the whole state: the owner it stored, as `(before, now)` when it
+    /// changed. From now on the stored owner is the current one.
+    pub(crate) fn take_owner_change(&mut self) -> Option<(Option<String>, Option<String>)> {
+        if self.stored_user == self.reserved.user {
+            return None;
+        }
+        let now = self.reserved.user.clone();
+        Some((std::mem::replace(&mut self.stored_user, now.clone()), now))
     }
 
     /// The stored records a destroy must delete: the current id, and the old id of a pending
