@@ -110,7 +110,10 @@ async fn chat(
         while let Some(ev) = rx.recv().await {
             let msg = match ev {
                 Event::Message(b) => Message::Text(String::from_utf8_lossy(&b).into_owned().into()),
-                Event::Kicked => Message::Close(None),
+                Event::Kicked | Event::SessionEnded { .. } | Event::LoggedOut { .. } => {
+                    Message::Close(None)
+                }
+                _ => continue,
             };
             if sink.send(msg).await.is_err() {
                 return;

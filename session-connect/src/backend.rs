@@ -133,6 +133,14 @@ pub trait Backend: Send + Sync + 'static {
     /// The connections opened with `session`.
     async fn session_conns(&self, session: &SessionId) -> Result<Vec<ConnId>>;
 
+    /// Moves every connection linked to session `old` to session `new` (their records and the
+    /// session sets), for a session whose id changed; returns the connections moved.
+    async fn relink_session(&self, old: &SessionId, new: &SessionId) -> Result<Vec<ConnId>>;
+
+    /// Unlinks every connection from `session` (a session that ended) and unbinds each from its
+    /// user; returns them with the user each was bound to.
+    async fn unlink_session(&self, session: &SessionId) -> Result<Vec<(ConnId, Option<String>)>>;
+
     /// One page of every registered connection; start with `None`, pass each page's `next`.
     /// Every connection registered for the whole listing is returned at least once. `limit` is
     /// a hint, like `SCAN`'s `COUNT`: a page may hold more (or, while more follow, fewer).

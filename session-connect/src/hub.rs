@@ -3,12 +3,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use session_core::{Error, Manager, Result, SessionId, check};
+use session_core::{
+    Error, Manager, Observation, Result, SessionEvent, SessionId, SessionObserver, async_trait,
+    check,
+};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
@@ -47,6 +50,46 @@ enum Envelope {
     Kick {
         conns: Vec<ConnId>,
     },
+    /// A change of the connections' HTTP session, for their owners' outboxes.
+    Notify {
+        conns: Vec<ConnId>,
+        notice: Notice,
+    },
+}
+
+/// A session change as it travels to the nodes holding the session's connections (ids as
+/// text; checked again on arrival).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum Notice {
+    Renewed { old: String, new: String },
+    LoggedIn { session: String, user: String },
+    LoggedOut { session: String, user: String },
+    Ended { session: String },
+}
+
+impl Notice {
+    /// The event a connection's owner receives; `None` for ids that do not parse (a foreign
+    /// or corrupt payload).
+    fn event(&self) -> Option<Event> {
+        let sid = |s: &str| SessionId::parse(s).ok();
+        Some(match self {
+            Notice::Renewed { old, new } => Event::SessionRenewed {
+                old: sid(old)?,
+                new: sid(new)?,
+            },
+            Notice::LoggedIn { session, user } => Event::LoggedIn {
+                session: sid(session)?,
+                user: user.clone(),
+            },
+            Notice::LoggedOut { session, user } => Event::LoggedOut {
+                session: sid(session)?,
+                user: user.clone(),
+            },
+            Notice::Ended { session } => Event::SessionEnded {
+                session: sid(session)?,
+            },
+        })
+    }
 }
 
 /// Starts a [`Hub`]: made by [`Hub::builder`].
@@ -87,8 +130,12 @@ impl HubBuilder {
         self
     }
 
-    /// The session manager whose owner index [`Hub::login`], [`Hub::logout`] and
-    /// [`Hub::sessions_of`] use (the same index as [`Manager::destroy_user`]).
+    /// The session manager of this server's HTTP sessions: [`Hub::login`] and [`Hub::logout`]
+    /// go through it ([`Manager::login_session`], [`Manager::logout_session`]), and the hub
+    /// follows its [`SessionEvent`]s, so a regeneration, a login or logout, a destroy or a
+    /// [`Manager::destroy_user`] made through this manager reaches the session's connections
+    /// on every node (see "Sessions and connections" in the crate docs). Give each server
+    /// process's hub the manager its HTTP layer uses.
     pub fn sessions(mut self, manager: Manager) -> Self {
         self.manager = Some(manager);
         self
@@ -139,6 +186,12 @@ impl HubBuilder {
                 .judge
                 .unwrap_or_else(|| Arc::new(|s: &ConnSnapshot| s.info.user.is_none())),
             purged: AtomicU64::new(0),
+            event_errors: AtomicU64::new(0),
+        });
+        let observation = shared.manager.as_ref().map(|m| {
+            m.observe(Arc::new(Follower {
+                shared: Arc::downgrade(&shared),
+            }))
         });
         let tasks = vec![
             tokio::spawn(inbox_loop(shared.clone(), inbox)).abort_handle(),
@@ -146,17 +199,44 @@ impl HubBuilder {
         ];
         Ok(Hub {
             shared,
-            _guard: Arc::new(Guard(tasks)),
+            _guard: Arc::new(Guard {
+                tasks,
+                _observation: observation,
+            }),
         })
     }
 }
 
-struct Guard(Vec<AbortHandle>);
+/// Stops the hub's background tasks and its following of the manager's events when the last
+/// clone of the hub goes.
+struct Guard {
+    tasks: Vec<AbortHandle>,
+    _observation: Option<Observation>,
+}
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        for t in &self.0 {
+        for t in &self.tasks {
             t.abort();
+        }
+    }
+}
+
+/// Follows the session manager's events for the hub: moves, binds, unbinds and unlinks the
+/// session's connections in the backend (shared by every node) and tells their owners.
+struct Follower {
+    shared: Weak<Shared>,
+}
+
+#[async_trait]
+impl SessionObserver for Follower {
+    async fn on_event(&self, event: &SessionEvent) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        if shared.follow(event).await.is_err() {
+            // The session change is done; the registry could not follow it (backend away).
+            shared.event_errors.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -172,6 +252,7 @@ struct Shared {
     manager: Option<Manager>,
     judge: GuestJudge,
     purged: AtomicU64,
+    event_errors: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -203,6 +284,90 @@ impl Shared {
             if let Some(tx) = local.get(c) {
                 let _ = tx.try_send(Event::Kicked);
             }
+        }
+    }
+
+    fn notify_local(&self, conns: &[ConnId], notice: &Notice) {
+        let Some(event) = notice.event() else {
+            return;
+        };
+        let local = lock(&self.local);
+        for c in conns {
+            if let Some(tx) = local.get(c) {
+                let _ = tx.try_send(event.clone());
+            }
+        }
+    }
+
+    /// Tells the owners of `conns`, wherever they are, about `notice` (at most once, like
+    /// every message).
+    async fn notify(&self, conns: Vec<ConnId>, notice: Notice) -> Result<()> {
+        for (node, conns) in group_by_node(conns) {
+            if node == self.node {
+                self.notify_local(&conns, &notice);
+                continue;
+            }
+            let env = Envelope::Notify {
+                conns,
+                notice: notice.clone(),
+            };
+            self.backend
+                .publish(Channel::Node(&node), encode(&env)?)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Makes the registry follow one session event.
+    async fn follow(&self, event: &SessionEvent) -> Result<()> {
+        match event {
+            SessionEvent::Renewed { old, new } => {
+                let conns = self.backend.relink_session(old, new).await?;
+                let notice = Notice::Renewed {
+                    old: old.as_str().into(),
+                    new: new.as_str().into(),
+                };
+                self.notify(conns, notice).await
+            }
+            SessionEvent::LoggedIn { id, user } => {
+                let mut bound = Vec::new();
+                for conn in self.backend.session_conns(id).await? {
+                    if let Some(out) = self.backend.bind(&conn, user, BindMode::Add).await? {
+                        if out.bound {
+                            bound.push(conn);
+                        }
+                    }
+                }
+                let notice = Notice::LoggedIn {
+                    session: id.as_str().into(),
+                    user: user.clone(),
+                };
+                self.notify(bound, notice).await
+            }
+            SessionEvent::LoggedOut { id, user } => {
+                let mut unbound = Vec::new();
+                for conn in self.backend.session_conns(id).await? {
+                    if self.backend.unbind(&conn).await?.is_some() {
+                        unbound.push(conn);
+                    }
+                }
+                let notice = Notice::LoggedOut {
+                    session: id.as_str().into(),
+                    user: user.clone(),
+                };
+                self.notify(unbound, notice).await
+            }
+            SessionEvent::Destroyed { id, .. } => {
+                let conns = self.backend.unlink_session(id).await?;
+                let conns = conns.into_iter().map(|(c, _)| c).collect();
+                let notice = Notice::Ended {
+                    session: id.as_str().into(),
+                };
+                self.notify(conns, notice).await
+            }
+            // events added to session-core later are not the registry's business until it
+            // learns them
+            _ => Ok(()),
         }
     }
 
@@ -265,6 +430,7 @@ async fn inbox_loop(shared: Arc<Shared>, mut inbox: mpsc::UnboundedReceiver<Byte
                 }
             }
             Envelope::Kick { conns } => shared.kick_local(&conns),
+            Envelope::Notify { conns, notice } => shared.notify_local(&conns, &notice),
         }
     }
 }
@@ -340,6 +506,18 @@ impl Hub {
 
     pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
         &self.shared.backend
+    }
+
+    /// The session manager given to [`HubBuilder::sessions`], if any.
+    pub fn sessions(&self) -> Option<&Manager> {
+        self.shared.manager.as_ref()
+    }
+
+    /// How many session events this hub could not follow (the backend failed while it moved,
+    /// bound, unbound or unlinked a session's connections, or told them). Each failure leaves
+    /// that session's connections as they were; the session change itself is done.
+    pub fn event_errors(&self) -> u64 {
+        self.shared.event_errors.load(Ordering::Relaxed)
     }
 
     fn manager(&self) -> Result<&Manager> {
@@ -595,36 +773,50 @@ impl Hub {
 
     // ----- sessions and users (Dce) --------------------------------------------------------
 
-    /// Logs an HTTP session in as `user` (Dce `login`): binds it in the owner index of the
-    /// [`sessions`](HubBuilder::sessions) manager (so [`Manager::destroy_user`] and
-    /// [`Manager::sessions_of`] see it) and binds the connections opened with that session to
-    /// `user`. Returns how many connections were bound.
+    /// Logs an HTTP session in as `user` by its id (Dce `login`) through the
+    /// [`sessions`](HubBuilder::sessions) manager ([`Manager::login_session`]): the session
+    /// records its owner (so it keeps it through regenerations), the owner index binds it (so
+    /// [`Manager::destroy_user`] and [`Manager::sessions_of`] see it), and the connections
+    /// opened with it are bound to `user` on every node and sent [`Event::LoggedIn`]. The id
+    /// does not change. Returns how many of the session's connections are bound to `user`.
+    /// Fails with [`Error::InvalidInput`] if no live session has that id.
     pub async fn login(&self, session: &SessionId, user: &str) -> Result<usize> {
         Self::check_user(user)?;
-        let m = self.manager()?;
-        let ttl = m
-            .config()
-            .absolute_lifetime
-            .unwrap_or(m.config().owner_index_ttl);
-        m.store().index_add(user, session, ttl).await?;
-        let mut n = 0;
-        for conn in self.shared.backend.session_conns(session).await? {
-            if let Some(out) = self.shared.backend.bind(&conn, user, BindMode::Add).await? {
-                n += usize::from(out.bound);
-            }
+        if !self.manager()?.login_session(session, user).await? {
+            return Err(Error::InvalidInput(format!(
+                "no live session {}: it cannot be logged in",
+                session.short()
+            )));
         }
-        Ok(n)
+        let conns = self.shared.backend.session_conns(session).await?;
+        let users = self.shared.backend.users_of(&conns).await?;
+        Ok(users.iter().filter(|u| u.as_deref() == Some(user)).count())
     }
 
-    /// Logs an HTTP session out (Dce `logout`): unbinds it from its owner and unbinds the
-    /// connections opened with it. The session's data is left alone (destroy it with
+    /// Logs an HTTP session out by its id (Dce `logout`) through the
+    /// [`sessions`](HubBuilder::sessions) manager ([`Manager::logout_session`]): the session
+    /// forgets its owner (a later regeneration does not bring it back), the owner index drops
+    /// it, and the connections opened with it are unbound on every node and sent
+    /// [`Event::LoggedOut`]. The session itself lives on (destroy it with
     /// [`Session::destroy`](session_core::Session::destroy)). Returns how many connections were
     /// unbound.
     pub async fn logout(&self, session: &SessionId) -> Result<usize> {
         let m = self.manager()?;
-        m.store().index_remove(session).await?;
+        let conns = self.shared.backend.session_conns(session).await?;
+        let bound = self
+            .shared
+            .backend
+            .users_of(&conns)
+            .await?
+            .iter()
+            .filter(|u| u.is_some())
+            .count();
+        if m.logout_session(session).await?.is_some() {
+            return Ok(bound);
+        }
+        // no owner recorded: unbind what is bound to the session's connections all the same
         let mut n = 0;
-        for conn in self.shared.backend.session_conns(session).await? {
+        for conn in conns {
             n += usize::from(self.shared.backend.unbind(&conn).await?.is_some());
         }
         Ok(n)
@@ -764,7 +956,7 @@ impl Hub {
     /// Stops this node cleanly: stops beating, and unregisters all its connections and its
     /// liveness entry at once (rather than letting the others purge it three beats later).
     pub async fn shutdown(self) -> Result<()> {
-        for t in &self._guard.0 {
+        for t in &self._guard.tasks {
             t.abort();
         }
         lock(&self.shared.local).clear();

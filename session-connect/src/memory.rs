@@ -388,6 +388,39 @@ impl Backend for MemoryBackend {
         Ok(Restored::From(old))
     }
 
+    async fn relink_session(&self, old: &SessionId, new: &SessionId) -> Result<Vec<ConnId>> {
+        let mut st = self.lock()?;
+        let Some(set) = st.sessions.remove(old) else {
+            return Ok(Vec::new());
+        };
+        for c in &set {
+            if let Some(rec) = st.conns.get_mut(c) {
+                rec.info.session = Some(new.clone());
+            }
+        }
+        st.sessions
+            .entry(new.clone())
+            .or_default()
+            .extend(set.iter().cloned());
+        Ok(set.into_iter().collect())
+    }
+
+    async fn unlink_session(&self, session: &SessionId) -> Result<Vec<(ConnId, Option<String>)>> {
+        let mut st = self.lock()?;
+        let Some(set) = st.sessions.remove(session) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::with_capacity(set.len());
+        for c in set {
+            if let Some(rec) = st.conns.get_mut(&c) {
+                rec.info.session = None;
+            }
+            let user = st.unbind(&c);
+            out.push((c, user));
+        }
+        Ok(out)
+    }
+
     async fn session_conns(&self, session: &SessionId) -> Result<Vec<ConnId>> {
         Ok(self
             .lock()?

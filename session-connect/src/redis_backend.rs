@@ -168,6 +168,39 @@ return old",
     )
 });
 
+// KEYS: old session set, new session set. ARGV: prefix, new session id.
+static RELINK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local ids = redis.call('SMEMBERS', KEYS[1])
+for _, id in ipairs(ids) do
+  local ck = ARGV[1] .. ':conn:' .. id
+  if redis.call('EXISTS', ck) == 1 then
+    redis.call('HSET', ck, 'session', ARGV[2])
+    redis.call('SADD', KEYS[2], id)
+  end
+end
+redis.call('DEL', KEYS[1])
+return ids",
+    )
+});
+
+// KEYS: session set. ARGV: prefix. Returns a flat list: id, user ('' for none), ...
+static UNLINK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local ck = ARGV[1] .. ':conn:' .. id
+  local user = redis.call('HGET', ck, 'user')
+  if user then redis.call('SREM', ARGV[1] .. ':user:' .. user, id) end
+  redis.call('HDEL', ck, 'user', 'session')
+  table.insert(out, id)
+  table.insert(out, user or '')
+end
+redis.call('DEL', KEYS[1])
+return out",
+    )
+});
+
 // KEYS: conn, ctx, kept, keptfrom. ARGV: user.
 static RESTORE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -617,6 +650,41 @@ impl Backend for RedisBackend {
                 "unexpected reply of the restore script",
             )),
         }
+    }
+
+    async fn relink_session(&self, old: &SessionId, new: &SessionId) -> Result<Vec<ConnId>> {
+        let ids: Vec<String> = self
+            .client
+            .invoke(
+                RELINK
+                    .key(self.k_session(old))
+                    .key(self.k_session(new))
+                    .arg(&self.prefix)
+                    .arg(new.as_str()),
+            )
+            .await?;
+        Ok(parse_ids(ids))
+    }
+
+    async fn unlink_session(&self, session: &SessionId) -> Result<Vec<(ConnId, Option<String>)>> {
+        let flat: Vec<String> = self
+            .client
+            .invoke(UNLINK.key(self.k_session(session)).arg(&self.prefix))
+            .await?;
+        let mut out = Vec::with_capacity(flat.len() / 2);
+        for pair in flat.chunks(2) {
+            let [id, user] = pair else {
+                return Err(Error::corrupt(
+                    NAME,
+                    "unexpected reply of the unlink script",
+                ));
+            };
+            // ids that do not parse were never written by a hub: skipped like in parse_ids
+            if let Ok(id) = ConnId::parse(id) {
+                out.push((id, (!user.is_empty()).then(|| user.clone())));
+            }
+        }
+        Ok(out)
     }
 
     async fn session_conns(&self, session: &SessionId) -> Result<Vec<ConnId>> {

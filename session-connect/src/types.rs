@@ -49,7 +49,9 @@ pub struct ConnInfo {
 }
 
 /// What a connection's owner receives on the outbox it gave to [`Hub::open`](crate::Hub::open).
+/// More kinds may come: match with a catch-all arm.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// A message sent with [`Hub::send`](crate::Hub::send): write it to the socket.
     Message(Bytes),
@@ -57,6 +59,38 @@ pub enum Event {
     /// ([`Hub::bind_exclusive`](crate::Hub::bind_exclusive)); this one has been unbound already.
     /// Tell the client and close the socket, or keep it as a guest.
     Kicked,
+    /// The HTTP session this connection was opened with has a new id (regenerated, rotated
+    /// or logged in over HTTP): the registry links the connection to `new` already (Dce
+    /// `renewSession`).
+    SessionRenewed {
+        /// The id it had.
+        old: SessionId,
+        /// The id it has now.
+        new: SessionId,
+    },
+    /// The HTTP session this connection was opened with was logged in as `user`: the
+    /// connection has been bound to `user` already.
+    LoggedIn {
+        /// The session.
+        session: SessionId,
+        /// Its owner.
+        user: String,
+    },
+    /// The HTTP session this connection was opened with was logged out but lives on: the
+    /// connection has been unbound from `user` already (it is a guest now).
+    LoggedOut {
+        /// The session.
+        session: SessionId,
+        /// The owner it had.
+        user: String,
+    },
+    /// The HTTP session this connection was opened with ended (destroyed, logged out
+    /// everywhere, past its absolute deadline): the connection has been unlinked from it and
+    /// unbound already. Tell the client and close the socket, or keep it as a guest.
+    SessionEnded {
+        /// The session.
+        session: SessionId,
+    },
 }
 
 /// The sending half a connection's task reads its [`Event`]s from. Bounded: a message for a

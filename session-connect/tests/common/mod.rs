@@ -20,7 +20,9 @@ pub const BEAT: Duration = Duration::from_millis(150);
 pub trait Fixture: Send + Sync + 'static {
     /// A backend for one more node: the same registry, the node's own connections.
     async fn backend(&self) -> Arc<dyn Backend>;
-    /// The session manager whose owner index the hubs use.
+    /// The session store every node's manager works on.
+    fn store(&self) -> Arc<dyn Storage>;
+    /// A session manager on the store that no hub follows (an HTTP server without a hub).
     fn manager(&self) -> Manager;
     /// Deletes what the case left behind.
     async fn cleanup(&self);
@@ -29,6 +31,7 @@ pub trait Fixture: Send + Sync + 'static {
 /// The in-process backend: every node of a case shares one `MemoryBackend`.
 pub struct MemoryFixture {
     backend: Arc<MemoryBackend>,
+    store: Arc<dyn Storage>,
     manager: Manager,
 }
 
@@ -36,6 +39,7 @@ pub async fn memory_fixture() -> Arc<dyn Fixture> {
     let store: Arc<dyn Storage> = Arc::new(MemoryStore::new());
     Arc::new(MemoryFixture {
         backend: Arc::new(MemoryBackend::new()),
+        store: store.clone(),
         manager: Manager::new(store, Config::default()).expect("manager"),
     })
 }
@@ -44,6 +48,9 @@ pub async fn memory_fixture() -> Arc<dyn Fixture> {
 impl Fixture for MemoryFixture {
     async fn backend(&self) -> Arc<dyn Backend> {
         self.backend.clone()
+    }
+    fn store(&self) -> Arc<dyn Storage> {
+        self.store.clone()
     }
     fn manager(&self) -> Manager {
         self.manager.clone()
@@ -81,6 +88,7 @@ pub async fn open_redis(prefix: &str) -> RedisBackend {
 /// The Redis backend: each node opens its own `RedisBackend` (own connections) on one prefix.
 pub struct RedisFixture {
     prefix: String,
+    store: Arc<dyn Storage>,
     manager: Manager,
 }
 
@@ -97,6 +105,7 @@ pub async fn redis_fixture() -> Arc<dyn Fixture> {
     let store: Arc<dyn Storage> = Arc::new(store);
     Arc::new(RedisFixture {
         prefix,
+        store: store.clone(),
         manager: Manager::new(store, Config::default()).expect("manager"),
     })
 }
@@ -105,6 +114,9 @@ pub async fn redis_fixture() -> Arc<dyn Fixture> {
 impl Fixture for RedisFixture {
     async fn backend(&self) -> Arc<dyn Backend> {
         Arc::new(open_redis(&self.prefix).await)
+    }
+    fn store(&self) -> Arc<dyn Storage> {
+        self.store.clone()
     }
     fn manager(&self) -> Manager {
         self.manager.clone()
@@ -118,12 +130,14 @@ impl Fixture for RedisFixture {
     }
 }
 
-/// Starts a node on `port` with the test beat.
+/// Starts a node on `port` with the test beat and a session manager of its own on the
+/// fixture's store (as each server process has its own), which the hub follows.
 pub async fn node(fx: &Arc<dyn Fixture>, port: u16) -> Hub {
+    let manager = Manager::new(fx.store(), Config::default()).expect("manager");
     Hub::builder(fx.backend().await)
         .addr("127.0.0.1", port)
         .beat_interval(BEAT)
-        .sessions(fx.manager())
+        .sessions(manager)
         .start()
         .await
         .expect("hub starts")

@@ -27,6 +27,12 @@ macro_rules! behaviour_suite {
             guest_judge_default_and_custom,
             restore_within_window_and_not_after,
             sessions_and_users_share_the_owner_index,
+            a_login_by_id_survives_regeneration,
+            a_logout_by_id_logs_the_session_out,
+            regeneration_moves_the_connections_on_every_node,
+            login_over_http_binds_the_open_connections,
+            destroy_and_log_out_everywhere_end_the_connections,
+            both_sides_of_login_and_logout_agree,
             send_reaches_users_on_other_nodes,
             send_to_conn_session_and_all,
             dead_node_is_purged_by_exactly_one_living_node,
@@ -782,4 +788,341 @@ pub async fn shutdown_unregisters_the_node(fx: Arc<dyn Fixture>) {
     assert_eq!(a.info(&c).await.expect("info"), None);
     assert!(a.conns_of("noah").await.expect("conns_of").is_empty());
     assert!(!a.nodes().await.expect("nodes").contains(&b_node));
+}
+
+/// The manager a node's hub follows (its server's HTTP sessions).
+fn http(hub: &Hub) -> Manager {
+    hub.sessions()
+        .expect("the test nodes have a session manager")
+        .clone()
+}
+
+/// Regenerates `id` through `m` (an HTTP request calling `regenerate`); returns the new id.
+async fn regenerate(m: &Manager, id: &SessionId, destroy_old: bool) -> SessionId {
+    let s = m.load(Some(id.as_str()));
+    s.regenerate(destroy_old).await.expect("regenerate");
+    let new = s
+        .save()
+        .await
+        .expect("save")
+        .cookie
+        .id()
+        .cloned()
+        .expect("a new id");
+    assert_ne!(&new, id);
+    new
+}
+
+/// Bug A: a session logged in with `Hub::login` fell out of the user index at its first
+/// regeneration, and "log out everywhere" missed it.
+pub async fn a_login_by_id_survives_regeneration(fx: Arc<dyn Fixture>) {
+    let a = node(&fx, 7060).await;
+    let m = http(&a);
+    let s = stored_session(&m).await;
+    assert_eq!(a.login(&s, "2000").await.expect("login"), 0);
+    assert_eq!(
+        m.load(Some(s.as_str()))
+            .user()
+            .await
+            .expect("user")
+            .as_deref(),
+        Some("2000"),
+        "the session does not know it was logged in"
+    );
+    let s2 = regenerate(&m, &s, true).await;
+    assert_eq!(
+        a.sessions_of("2000").await.expect("sessions_of"),
+        vec![s2.clone()]
+    );
+    let listed: Vec<SessionId> = m
+        .sessions_of("2000")
+        .await
+        .expect("manager")
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(listed, vec![s2.clone()]);
+    assert_eq!(m.destroy_user("2000").await.expect("destroy_user"), 1);
+    assert!(
+        !m.load(Some(s2.as_str())).exists().await.expect("load"),
+        "log out everywhere missed the regenerated session"
+    );
+    // a session that is not live cannot be logged in
+    let ghost = SessionId::generate().expect("id");
+    assert!(matches!(
+        a.login(&ghost, "2000").await,
+        Err(Error::InvalidInput(_))
+    ));
+    assert!(a.sessions_of("2000").await.expect("sessions_of").is_empty());
+}
+
+/// Bug B: `Hub::logout` left the session saying it was logged in, and a regeneration put it
+/// back in the user index.
+pub async fn a_logout_by_id_logs_the_session_out(fx: Arc<dyn Fixture>) {
+    let a = node(&fx, 7061).await;
+    let b = node(&fx, 7062).await;
+    let m = http(&a);
+    let s = m.load(None);
+    s.set("cart", &1).await.expect("set");
+    s.login("3000").await.expect("login");
+    let sid = s
+        .save()
+        .await
+        .expect("save")
+        .cookie
+        .id()
+        .cloned()
+        .expect("id");
+    let (tx, mut rx) = outbox();
+    let conn = b.open(meta(), Some(&sid), tx).await.expect("open");
+    assert_eq!(
+        b.user_of(&conn).await.expect("user_of").as_deref(),
+        Some("3000")
+    );
+    assert_eq!(a.logout(&sid).await.expect("logout"), 1);
+    assert_eq!(m.load(Some(sid.as_str())).user().await.expect("user"), None);
+    assert!(a.sessions_of("3000").await.expect("sessions_of").is_empty());
+    assert_eq!(b.user_of(&conn).await.expect("user_of"), None);
+    assert_eq!(
+        next_event(&mut rx).await,
+        Event::LoggedOut {
+            session: sid.clone(),
+            user: "3000".into()
+        }
+    );
+    let s2 = regenerate(&m, &sid, true).await;
+    assert!(
+        a.sessions_of("3000").await.expect("sessions_of").is_empty(),
+        "the regeneration brought the logged-out session back"
+    );
+    assert_eq!(
+        m.load(Some(s2.as_str()))
+            .get::<u32>("cart")
+            .await
+            .expect("get"),
+        Some(1)
+    );
+    assert_eq!(b.user_of(&conn).await.expect("user_of"), None);
+}
+
+/// Bug C: a regeneration stranded the session's connections on the old id (Dce
+/// `renewSession`).
+pub async fn regeneration_moves_the_connections_on_every_node(fx: Arc<dyn Fixture>) {
+    let a = node(&fx, 7063).await;
+    let b = node(&fx, 7064).await;
+    let m = http(&a);
+    let sid = stored_session(&m).await;
+    a.login(&sid, "4000").await.expect("login");
+    let (tx, mut on_a) = outbox();
+    let c1 = a.open(meta(), Some(&sid), tx).await.expect("open");
+    let (tx, mut on_b) = outbox();
+    let c2 = b.open(meta(), Some(&sid), tx).await.expect("open");
+    let s2 = regenerate(&m, &sid, false).await;
+    assert_eq!(
+        a.connections_of_session(&s2).await.expect("conns"),
+        sorted(vec![c1.clone(), c2.clone()])
+    );
+    assert!(
+        a.connections_of_session(&sid)
+            .await
+            .expect("conns")
+            .is_empty()
+    );
+    assert_eq!(
+        b.info(&c2).await.expect("info").expect("open").session,
+        Some(s2.clone())
+    );
+    let renewed = Event::SessionRenewed {
+        old: sid.clone(),
+        new: s2.clone(),
+    };
+    assert_eq!(next_event(&mut on_a).await, renewed);
+    assert_eq!(next_event(&mut on_b).await, renewed);
+    let d = b
+        .send(Target::Session(&s2), msg("moved"))
+        .await
+        .expect("send");
+    assert_eq!((d.local, d.nodes), (1, 1));
+    assert_eq!(next_event(&mut on_a).await, Event::Message(msg("moved")));
+    assert_eq!(next_event(&mut on_b).await, Event::Message(msg("moved")));
+    // still the user's, under the new id
+    assert_eq!(
+        a.sessions_of("4000").await.expect("sessions_of"),
+        vec![s2.clone()]
+    );
+    assert_eq!(
+        sorted(a.conns_of("4000").await.expect("conns_of")),
+        sorted(vec![c1, c2])
+    );
+    // a timed rotation takes the same path: one more regeneration, through node b's manager
+    let s3 = regenerate(&http(&b), &s2, true).await;
+    assert_eq!(a.connections_of_session(&s3).await.expect("conns").len(), 2);
+    assert_quiet_but(
+        &mut on_a,
+        Event::SessionRenewed {
+            old: s2.clone(),
+            new: s3.clone(),
+        },
+    )
+    .await;
+}
+
+/// Asserts the next event is `expected` and nothing else follows.
+async fn assert_quiet_but(rx: &mut tokio::sync::mpsc::Receiver<Event>, expected: Event) {
+    assert_eq!(next_event(rx).await, expected);
+    assert_quiet(rx).await;
+}
+
+/// A guest's socket, then a login over HTTP (which regenerates): the socket follows the new id
+/// and is bound to the user.
+pub async fn login_over_http_binds_the_open_connections(fx: Arc<dyn Fixture>) {
+    let a = node(&fx, 7065).await;
+    let b = node(&fx, 7066).await;
+    let m = http(&a);
+    let guest = stored_session(&m).await;
+    let (tx, mut rx) = outbox();
+    let conn = b.open(meta(), Some(&guest), tx).await.expect("open");
+    assert_eq!(b.user_of(&conn).await.expect("user_of"), None);
+    let s = m.load(Some(guest.as_str()));
+    s.login("5000").await.expect("login");
+    let sid = s
+        .save()
+        .await
+        .expect("save")
+        .cookie
+        .id()
+        .cloned()
+        .expect("id");
+    assert_eq!(
+        next_event(&mut rx).await,
+        Event::SessionRenewed {
+            old: guest.clone(),
+            new: sid.clone()
+        }
+    );
+    assert_eq!(
+        next_event(&mut rx).await,
+        Event::LoggedIn {
+            session: sid.clone(),
+            user: "5000".into()
+        }
+    );
+    assert_eq!(
+        b.user_of(&conn).await.expect("user_of").as_deref(),
+        Some("5000")
+    );
+    assert_eq!(
+        a.connections_of_session(&sid).await.expect("conns"),
+        vec![conn.clone()]
+    );
+    assert_eq!(a.conns_of("5000").await.expect("conns_of"), vec![conn]);
+}
+
+/// A destroyed session (logout over HTTP) and "log out everywhere" reach the sockets: unbound,
+/// unlinked, and told with `Event::SessionEnded`.
+pub async fn destroy_and_log_out_everywhere_end_the_connections(fx: Arc<dyn Fixture>) {
+    let a = node(&fx, 7067).await;
+    let b = node(&fx, 7068).await;
+    let m = http(&a);
+    let s1 = stored_session(&m).await;
+    let s2 = stored_session(&m).await;
+    a.login(&s1, "6000").await.expect("login");
+    a.login(&s2, "6000").await.expect("login");
+    let (tx, mut r1) = outbox();
+    let c1 = a.open(meta(), Some(&s1), tx).await.expect("open");
+    let (tx, mut r2) = outbox();
+    let c2 = b.open(meta(), Some(&s2), tx).await.expect("open");
+    assert_eq!(a.conns_of("6000").await.expect("conns_of").len(), 2);
+    // logout over HTTP on node b's server: the session is destroyed
+    let s = http(&b).load(Some(s1.as_str()));
+    s.logout().await.expect("logout");
+    s.save().await.expect("save");
+    assert_eq!(
+        next_event(&mut r1).await,
+        Event::SessionEnded {
+            session: s1.clone()
+        }
+    );
+    assert_eq!(a.user_of(&c1).await.expect("user_of"), None);
+    assert_eq!(
+        a.info(&c1).await.expect("info").expect("open").session,
+        None
+    );
+    assert!(
+        a.connections_of_session(&s1)
+            .await
+            .expect("conns")
+            .is_empty()
+    );
+    assert_eq!(
+        a.conns_of("6000").await.expect("conns_of"),
+        vec![c2.clone()]
+    );
+    // log out everywhere on node a's server
+    assert_eq!(m.destroy_user("6000").await.expect("destroy_user"), 1);
+    assert_eq!(
+        next_event(&mut r2).await,
+        Event::SessionEnded {
+            session: s2.clone()
+        }
+    );
+    assert!(a.conns_of("6000").await.expect("conns_of").is_empty());
+    assert!(a.sessions_of("6000").await.expect("sessions_of").is_empty());
+    // the sockets stay open as guests
+    assert!(a.is_guest(&c1).await.expect("guest") && b.is_guest(&c2).await.expect("guest"));
+    assert_eq!(a.event_errors() + b.event_errors(), 0);
+}
+
+/// `Session::login` then `Hub::logout` leaves the same state as `Hub::login` then
+/// `Hub::logout`; `Hub::login` then `Session::logout` the same as `Session::login` then
+/// `Session::logout`.
+pub async fn both_sides_of_login_and_logout_agree(fx: Arc<dyn Fixture>) {
+    let a = node(&fx, 7069).await;
+    let m = http(&a);
+    async fn state(
+        hub: &Hub,
+        m: &Manager,
+        sid: &SessionId,
+        conn: &ConnId,
+    ) -> (bool, Option<String>, Vec<SessionId>, Option<String>) {
+        let s = m.load(Some(sid.as_str()));
+        (
+            s.exists().await.expect("exists"),
+            s.user().await.expect("user"),
+            hub.sessions_of("7000").await.expect("sessions_of"),
+            hub.user_of(conn).await.expect("user_of"),
+        )
+    }
+    // HTTP login, registry logout
+    let s = m.load(None);
+    s.set("cart", &1).await.expect("set");
+    s.login("7000").await.expect("login");
+    let x = s
+        .save()
+        .await
+        .expect("save")
+        .cookie
+        .id()
+        .cloned()
+        .expect("id");
+    let (tx, _rx) = outbox();
+    let cx = a.open(meta(), Some(&x), tx).await.expect("open");
+    a.logout(&x).await.expect("logout");
+    // registry login, registry logout
+    let y = stored_session(&m).await;
+    let (tx, _ry) = outbox();
+    let cy = a.open(meta(), Some(&y), tx).await.expect("open");
+    a.login(&y, "7000").await.expect("login");
+    a.logout(&y).await.expect("logout");
+    assert_eq!(state(&a, &m, &x, &cx).await, (true, None, vec![], None));
+    assert_eq!(state(&a, &m, &y, &cy).await, (true, None, vec![], None));
+    // registry login, HTTP logout == HTTP login, HTTP logout: the session is gone
+    let z = stored_session(&m).await;
+    let (tx, _rz) = outbox();
+    let cz = a.open(meta(), Some(&z), tx).await.expect("open");
+    a.login(&z, "7000").await.expect("login");
+    let s = m.load(Some(z.as_str()));
+    s.logout().await.expect("logout");
+    s.save().await.expect("save");
+    assert_eq!(state(&a, &m, &z, &cz).await, (false, None, vec![], None));
 }
