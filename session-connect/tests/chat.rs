@@ -4,70 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::procs::{example_binary, free_port, spawn_server};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
-
-/// A child process killed (and reaped) when dropped, however the test ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn example_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-p", "session-connect", "--example", "chat"])
-        .status()
-        .expect("running cargo build --example chat");
-    assert!(status.success(), "cargo build --example chat failed");
-    // target/<profile>/deps/<this test> -> target/<profile>/examples/chat
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    let bin = profile_dir.join("examples").join("chat");
-    assert!(bin.exists(), "{} not found", bin.display());
-    bin
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("addr").port()
-}
-
-/// Starts one chat process and waits for its "listening" line.
-fn spawn_chat(bin: &PathBuf, port: u16, prefix: &str) -> Proc {
-    let mut child = Command::new(bin)
-        .args(["--port", &port.to_string(), "--prefix", prefix])
-        .env("REDIS_URL", common::redis_url())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawning the chat example");
-    let stdout = child.stdout.take().expect("stdout");
-    let proc = Proc(child);
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("reading the chat's first line");
-    assert!(
-        line.starts_with("listening"),
-        "chat on port {port} did not start (is Redis up? start it with: redis-server \
-         --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save \"\" --appendonly no): {line:?}"
-    );
-    proc
-}
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -103,12 +44,12 @@ async fn a_message_to_a_user_reaches_all_tabs_on_both_processes() {
     let prefix = common::unique_prefix();
     // fail early with the how-to if Redis is down
     let cleanup = common::open_redis(&prefix).await;
-    let bin = tokio::task::spawn_blocking(example_binary)
+    let bin = tokio::task::spawn_blocking(|| example_binary("chat"))
         .await
         .expect("build task");
     let (p1, p2) = (free_port(), free_port());
-    let _one = spawn_chat(&bin, p1, &prefix);
-    let _two = spawn_chat(&bin, p2, &prefix);
+    let _one = spawn_server(&bin, p1, &prefix);
+    let _two = spawn_server(&bin, p2, &prefix);
 
     let mut alice1 = tab(p1, "alice").await;
     let mut alice2 = tab(p2, "alice").await;

@@ -1,6 +1,7 @@
 //! Shared test support: one fixture per backend, and the behaviour suite both backends run.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod procs;
 pub mod suite;
 
 use std::sync::Arc;
