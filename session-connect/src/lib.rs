@@ -5,6 +5,7 @@ mod backend;
 mod context;
 mod hub;
 mod id;
+mod listing;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis_backend;
@@ -16,6 +17,7 @@ pub use backend::{Backend, Channel, CtxWrite, NodeEntry, Restored};
 pub use context::{Context, ContextData, MAX_UPDATE_ATTEMPTS};
 pub use hub::{ConnCursor, DEFAULT_BEAT, GuestJudge, Hub, HubBuilder, MISSED_BEATS};
 pub use id::{ConnId, MAX_ID_LEN, NodeId};
+pub use listing::ConnFilter;
 pub use memory::MemoryBackend;
 #[cfg(feature = "redis")]
 pub use redis_backend::RedisBackend;

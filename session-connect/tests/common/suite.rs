@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use session_connect::{BindMode, ConnId, ConnMeta, ConnSnapshot, Event, Hub, NodeId, Target};
+use session_connect::{
+    BindMode, ConnFilter, ConnId, ConnMeta, ConnSnapshot, Event, Hub, NodeId, Target,
+};
 use session_core::{CookieAction, Data, Error, Manager, SessionId, Value};
 
 use super::{BEAT, Fixture, assert_quiet, eventually, next_event, node, outbox};
@@ -38,6 +40,7 @@ macro_rules! behaviour_suite {
             dead_node_is_purged_by_exactly_one_living_node,
             restart_purges_earlier_run,
             listing_is_a_cursor_over_every_connection,
+            listings_filter_page_by_offset_and_find_by_address,
             snapshot_round_trips_through_bytes,
             bad_input_is_rejected_before_the_backend,
             shutdown_unregisters_the_node,
@@ -1125,4 +1128,102 @@ pub async fn both_sides_of_login_and_logout_agree(fx: Arc<dyn Fixture>) {
     s.logout().await.expect("logout");
     s.save().await.expect("save");
     assert_eq!(state(&a, &m, &z, &cz).await, (false, None, vec![], None));
+}
+
+/// Every connection passing `filter`, walked with the cursor (small pages), sorted.
+async fn walk(hub: &Hub, filter: &ConnFilter) -> Vec<ConnId> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..1000 {
+        let page = hub
+            .list_filtered(cursor.as_deref(), 2, filter)
+            .await
+            .expect("list_filtered");
+        out.extend(page.conns.into_iter().map(|i| i.id));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return sorted(out),
+        }
+    }
+    panic!("the filtered listing did not end");
+}
+
+/// Dce's listings: filters by user, node, glob over user names and bound/guest; offset-and-limit
+/// pages; a connection found by its server's address and local number.
+pub async fn listings_filter_page_by_offset_and_find_by_address(fx: Arc<dyn Fixture>) {
+    let a = node(&fx, 7070).await;
+    let b = node(&fx, 7071).await;
+    let (a1, _r1) = open(&a).await;
+    let (a2, _r2) = open(&a).await;
+    let (a3, _r3) = open(&a).await;
+    let (b1, _r4) = open(&b).await;
+    let (b2, _r5) = open(&b).await;
+    a.bind(&a1, "admin-1").await.expect("bind");
+    a.bind(&a2, "admin-2").await.expect("bind");
+    b.bind(&b1, "bob").await.expect("bind");
+    let all = sorted(vec![
+        a1.clone(),
+        a2.clone(),
+        a3.clone(),
+        b1.clone(),
+        b2.clone(),
+    ]);
+    assert_eq!(walk(&a, &ConnFilter::default()).await, all);
+    let f = ConnFilter::default().user("admin-1").expect("user");
+    assert_eq!(walk(&b, &f).await, vec![a1.clone()]);
+    assert!(walk(&b, &f.clone().node(b.node().clone())).await.is_empty());
+    let f = ConnFilter::default().node(b.node().clone());
+    assert_eq!(walk(&a, &f).await, sorted(vec![b1.clone(), b2.clone()]));
+    let f = ConnFilter::default().user_glob("admin-*").expect("glob");
+    assert_eq!(walk(&a, &f).await, sorted(vec![a1.clone(), a2.clone()]));
+    let f = ConnFilter::default().user_glob("?o?").expect("glob");
+    assert_eq!(walk(&a, &f).await, vec![b1.clone()]);
+    let f = ConnFilter::default().bound(false);
+    assert_eq!(walk(&a, &f).await, sorted(vec![a3.clone(), b2.clone()]));
+    assert!(matches!(
+        ConnFilter::default().user_glob("[admin"),
+        Err(Error::InvalidInput(_))
+    ));
+    // offset and limit: consecutive pages cover the listing once
+    let none = ConnFilter::default();
+    let mut paged = Vec::new();
+    for offset in [0, 2, 4] {
+        let page = a.list_range(offset, 2, &none).await.expect("list_range");
+        assert!(page.len() <= 2);
+        paged.extend(page.into_iter().map(|i| i.id));
+    }
+    assert_eq!(sorted(paged), all);
+    assert!(
+        a.list_range(5, 2, &none)
+            .await
+            .expect("list_range")
+            .is_empty()
+    );
+    let admins = ConnFilter::default().user_glob("admin-*").expect("glob");
+    let second = a.list_range(1, 5, &admins).await.expect("list_range");
+    assert_eq!(second.len(), 1);
+    // by address and local number (Dce getFdForm)
+    let found = b
+        .find_conn("127.0.0.1", 7070, a2.seq())
+        .await
+        .expect("find_conn")
+        .expect("a2 is there");
+    assert_eq!(
+        (found.id, found.user.as_deref()),
+        (a2.clone(), Some("admin-2"))
+    );
+    assert_eq!(
+        b.find_conn("127.0.0.1", 7070, 999)
+            .await
+            .expect("find_conn"),
+        None
+    );
+    assert_eq!(
+        b.find_conn("127.0.0.1", 7099, 1).await.expect("find_conn"),
+        None
+    );
+    assert!(matches!(
+        b.find_conn("bad host!", 7070, 1).await,
+        Err(Error::InvalidInput(_))
+    ));
 }
