@@ -1,4 +1,11 @@
-//! The Redis backend: registry in Redis hashes and sets, delivery over Redis pub/sub.
+//! The Redis backend: registry in Redis hashes and sets, delivery over Redis pub/sub (sharded
+//! pub/sub on a Redis Cluster).
+//!
+//! Every key of a registry shares one hash tag, its prefix: `P:{P}:...` (see [`RedisBackend`]'s
+//! key helpers), so the whole registry sits in one Redis Cluster slot and every script stays
+//! atomic there, including the keys the scripts derive in Lua from the base `P:{P}` they get as
+//! an argument (Redis allows undeclared keys of the script's own slot). One server uses the same
+//! layout.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -7,7 +14,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use redis::Script;
 use session_core::{ChangeSet, Data, Error, Result, SessionId, Value, check};
 use session_redis::client::RedisClient;
@@ -27,7 +33,8 @@ const PURGE_BATCH: usize = 200;
 /// Lua: milliseconds of the server clock, so every node judges liveness on one clock.
 const NOW: &str = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n";
 
-/// Lua: deletes one connection everywhere but its node set. Returns whether it existed.
+/// Lua: deletes one connection everywhere but its node set. Returns whether it existed. `p` is
+/// the key base `P:{P}`.
 const DROP: &str = r#"
 local function drop(p, id)
   local ck = p .. ':conn:' .. id
@@ -63,7 +70,7 @@ return out"
     ))
 });
 
-// KEYS: nodes zset, node's conn set. ARGV: prefix, node, only_if_dead, batch.
+// KEYS: nodes zset, node's conn set. ARGV: base, node, only_if_dead, batch.
 static PURGE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{NOW}{DROP}
@@ -95,7 +102,7 @@ return 1",
     )
 });
 
-// KEYS: conn, ctx, node set. ARGV: prefix, id, keep_ms ('' = keep nothing).
+// KEYS: conn, ctx, node set. ARGV: base, id, keep_ms ('' = keep nothing).
 static CLOSE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{DROP}
@@ -132,7 +139,7 @@ return 1",
     )
 });
 
-// KEYS: conn, user set. ARGV: prefix, id, user, mode (add | excl | nx).
+// KEYS: conn, user set. ARGV: base, id, user, mode (add | excl | nx).
 static BIND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "local p, id, user, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -156,7 +163,7 @@ return out",
     )
 });
 
-// KEYS: conn. ARGV: prefix, id.
+// KEYS: conn. ARGV: base, id.
 static UNBIND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "local old = redis.call('HGET', KEYS[1], 'user')
@@ -215,24 +222,28 @@ return {'2', from}",
     )
 });
 
-/// The Redis backend: the registry in Redis (one server, or a proxy in front of one), delivery
-/// between nodes over Redis pub/sub.
+/// The Redis backend: the registry in Redis (one server, a proxy in front of one, or a Redis
+/// Cluster), delivery between nodes over Redis pub/sub (sharded pub/sub on a cluster).
 ///
 /// It connects through session-redis's [`RedisClient`]: the same URL forms, TLS, timeouts,
 /// reconnection, error mapping, prefix rule and [`clear_prefix`](Self::clear_prefix) as the
 /// session store. Each [`Hub`](crate::Hub) opens its own backend (one multiplexed connection for
-/// commands, one more for its subscription). The key layout and the channels are in the crate
-/// README.
+/// commands, more for its subscription: one on a server, one per master holding its channels on
+/// a cluster). The key layout and the channels are in the crate README.
 #[derive(Clone)]
 pub struct RedisBackend {
     pub(crate) client: RedisClient,
     pub(crate) prefix: String,
+    /// `P:{P}`: what every key starts with; its hash tag, the prefix, keeps the registry in one
+    /// cluster slot. Scripts get it to derive keys in Lua.
+    pub(crate) base: String,
 }
 
 impl std::fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisBackend")
             .field("prefix", &self.prefix)
+            .field("cluster", &self.client.is_cluster())
             .field("operation_timeout", &self.client.operation_timeout())
             .finish_non_exhaustive()
     }
@@ -249,6 +260,25 @@ impl RedisBackend {
         Self::builder().prefix(prefix).open(url).await
     }
 
+    /// Connects to a Redis Cluster through any of its `urls` with keys under `prefix` and the
+    /// default timeouts: [`RedisBackend::builder`]`.prefix(prefix).open_cluster(urls)`.
+    pub async fn open_cluster<I, S>(urls: I, prefix: &str) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self::builder().prefix(prefix).open_cluster(urls).await
+    }
+
+    /// A backend on `client` under `prefix` (already checked).
+    pub(crate) fn new(client: RedisClient, prefix: String) -> Self {
+        RedisBackend {
+            client,
+            base: format!("{prefix}:{{{prefix}}}"),
+            prefix,
+        }
+    }
+
     /// A builder for a backend with a custom prefix or timeouts.
     pub fn builder() -> RedisBackendBuilder {
         RedisBackendBuilder::default()
@@ -259,35 +289,74 @@ impl RedisBackend {
         &self.prefix
     }
 
+    /// Whether the backend runs on a Redis Cluster ([`RedisBackendBuilder::open_cluster`]).
+    pub fn is_cluster(&self) -> bool {
+        self.client.is_cluster()
+    }
+
     /// Deletes every key under the prefix (tests, resets); returns how many. This is
-    /// session-redis's [`RedisClient::clear_prefix`]: `SCAN` and `DEL` in batches, not atomic.
+    /// session-redis's [`RedisClient::clear_prefix`]: `SCAN` and `DEL` in batches (on every
+    /// master of a cluster), not atomic.
     pub async fn clear_prefix(&self) -> Result<u64> {
         self.client.clear_prefix(&self.prefix).await
     }
 
+    /// `P:{P}`, the start of every key (handed to the scripts that derive keys in Lua).
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+    /// `P:{P}:conn:<conn>`: the connection's record.
     fn k_conn(&self, id: &ConnId) -> String {
-        format!("{}:conn:{id}", self.prefix)
+        format!("{}:conn:{id}", self.base)
     }
+    /// `P:{P}:ctx:<conn>`: the connection's context.
     fn k_ctx(&self, id: &ConnId) -> String {
-        format!("{}:ctx:{id}", self.prefix)
+        format!("{}:ctx:{id}", self.base)
     }
+    /// `P:{P}:user:<user>`: the connections bound to the user.
     fn k_user(&self, user: &str) -> String {
-        format!("{}:user:{user}", self.prefix)
+        format!("{}:user:{user}", self.base)
     }
+    /// `P:{P}:session:<sid>`: the connections opened with the session.
     fn k_session(&self, sid: &SessionId) -> String {
-        format!("{}:session:{sid}", self.prefix)
+        format!("{}:session:{sid}", self.base)
     }
+    /// `P:{P}:session:-`: a key no session uses (`open` without a session names it, untouched).
+    fn k_no_session(&self) -> String {
+        format!("{}:session:-", self.base)
+    }
+    /// `P:{P}:nodeconns:<node>`: the node's connections.
     fn k_node_conns(&self, node: &NodeId) -> String {
-        format!("{}:nodeconns:{node}", self.prefix)
+        format!("{}:nodeconns:{node}", self.base)
     }
+    /// `P:{P}:nodes`: the liveness table.
     fn k_nodes(&self) -> String {
-        format!("{}:nodes", self.prefix)
+        format!("{}:nodes", self.base)
     }
+    /// `P:{P}:lease:<node>`: the purge lease of a node.
+    fn k_lease(&self, node: &NodeId) -> String {
+        format!("{}:lease:{node}", self.base)
+    }
+    /// `P:{P}:kept:<user>`: the context kept for the user's `restore`.
+    fn k_kept(&self, user: &str) -> String {
+        format!("{}:kept:{user}", self.base)
+    }
+    /// `P:{P}:keptfrom:<user>`: the connection the kept context came from.
+    fn k_kept_from(&self, user: &str) -> String {
+        format!("{}:keptfrom:{user}", self.base)
+    }
+    /// `P:{P}:boot:<host>:<port>`: the last boot epoch of an address.
+    fn k_boot(&self, addr: &str) -> String {
+        format!("{}:boot:{addr}", self.base)
+    }
+    /// `P:node:{<node>}`: the node's inbox. Its own hash tag, the node id, spreads the inboxes
+    /// (the bulk of the traffic) over a cluster's slots.
     fn ch_node(&self, node: &NodeId) -> String {
-        format!("{}:node:{node}", self.prefix)
+        format!("{}:node:{{{node}}}", self.prefix)
     }
+    /// `P:{P}:all`: the channel for all, in the registry's slot.
     fn ch_all(&self) -> String {
-        format!("{}:all", self.prefix)
+        format!("{}:all", self.base)
     }
 
     fn parse_info(&self, id: &ConnId, mut h: HashMap<String, String>) -> Result<Option<ConnInfo>> {
@@ -325,22 +394,19 @@ impl Backend for RedisBackend {
     }
 
     async fn boot(&self, addr: &str) -> Result<u64> {
-        let key = format!("{}:boot:{addr}", self.prefix);
-        self.client.invoke(&BOOT.key(key)).await
+        self.client.invoke(&BOOT.key(self.k_boot(addr))).await
     }
 
     async fn subscribe(&self, node: &NodeId) -> Result<mpsc::UnboundedReceiver<Bytes>> {
         let channels = [self.ch_node(node), self.ch_all()];
-        let mut pubsub = self.client.pubsub().await?;
-        self.client.run(pubsub.subscribe(&channels)).await?;
+        let mut sub = self.client.subscribe(&channels).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let client = self.client.clone();
         tokio::spawn(async move {
-            let mut stream = pubsub.into_on_message();
             loop {
                 tokio::select! {
                     _ = tx.closed() => return,
-                    msg = stream.next() => match msg {
+                    msg = sub.next_message() => match msg {
                         Some(msg) => {
                             let payload: Vec<u8> = msg.get_payload_bytes().to_vec();
                             if tx.send(Bytes::from(payload)).is_err() {
@@ -348,19 +414,18 @@ impl Backend for RedisBackend {
                             }
                         }
                         None => {
-                            // The connection broke: resubscribe, backing off, until the hub
-                            // goes away. Messages published meanwhile are lost (at most once).
+                            // A connection broke (or, on a cluster, a channel's slot moved):
+                            // subscribe again, backing off, until the hub goes away. Messages
+                            // published meanwhile are lost (at most once).
                             let mut delay = Duration::from_millis(50);
                             loop {
                                 if tx.is_closed() {
                                     return;
                                 }
                                 tokio::time::sleep(delay).await;
-                                if let Ok(mut p) = client.pubsub().await {
-                                    if client.run(p.subscribe(&channels)).await.is_ok() {
-                                        stream = p.into_on_message();
-                                        break;
-                                    }
+                                if let Ok(again) = client.subscribe(&channels).await {
+                                    sub = again;
+                                    break;
                                 }
                                 delay = (delay * 2).min(Duration::from_secs(2));
                             }
@@ -377,9 +442,7 @@ impl Backend for RedisBackend {
             Channel::Node(n) => self.ch_node(n),
             Channel::All => self.ch_all(),
         };
-        self.client
-            .query(redis::cmd("PUBLISH").arg(channel).arg(payload.as_ref()))
-            .await
+        self.client.publish(&channel, &payload).await
     }
 
     async fn beat(&self, node: &NodeId, alive_for: Duration) -> Result<bool> {
@@ -418,7 +481,7 @@ impl Backend for RedisBackend {
             .client
             .query(
                 redis::cmd("SET")
-                    .arg(format!("{}:lease:{node}", self.prefix))
+                    .arg(self.k_lease(node))
                     .arg(holder.as_str())
                     .arg("NX")
                     .arg("PX")
@@ -437,7 +500,7 @@ impl Backend for RedisBackend {
                     PURGE
                         .key(self.k_nodes())
                         .key(self.k_node_conns(node))
-                        .arg(&self.prefix)
+                        .arg(self.base())
                         .arg(node.as_str())
                         .arg(if only_if_dead { "1" } else { "0" })
                         .arg(PURGE_BATCH),
@@ -455,7 +518,7 @@ impl Backend for RedisBackend {
     async fn open(&self, info: &ConnInfo) -> Result<()> {
         let session_key = match &info.session {
             Some(s) => self.k_session(s),
-            None => format!("{}:session:-", self.prefix),
+            None => self.k_no_session(),
         };
         let _: i64 = self
             .client
@@ -491,7 +554,7 @@ impl Backend for RedisBackend {
                     .key(self.k_conn(conn))
                     .key(self.k_ctx(conn))
                     .key(self.k_node_conns(&conn.node()))
-                    .arg(&self.prefix)
+                    .arg(self.base())
                     .arg(conn.as_str())
                     .arg(keep),
             )
@@ -574,7 +637,7 @@ impl Backend for RedisBackend {
             .invoke(
                 BIND.key(self.k_conn(conn))
                     .key(self.k_user(user))
-                    .arg(&self.prefix)
+                    .arg(self.base())
                     .arg(conn.as_str())
                     .arg(user)
                     .arg(mode),
@@ -600,7 +663,7 @@ impl Backend for RedisBackend {
             .invoke(
                 UNBIND
                     .key(self.k_conn(conn))
-                    .arg(&self.prefix)
+                    .arg(self.base())
                     .arg(conn.as_str()),
             )
             .await
@@ -636,8 +699,8 @@ impl Backend for RedisBackend {
                 RESTORE
                     .key(self.k_conn(into))
                     .key(self.k_ctx(into))
-                    .key(format!("{}:kept:{user}", self.prefix))
-                    .key(format!("{}:keptfrom:{user}", self.prefix))
+                    .key(self.k_kept(user))
+                    .key(self.k_kept_from(user))
                     .arg(user),
             )
             .await?;

@@ -79,14 +79,28 @@ impl RedisBackendBuilder {
     /// [`Error::Backend`](session_core::Error::Backend) if the URL does not parse or the server
     /// does not answer within the operation timeout.
     ///
-    /// One server (or a proxy) only: the registry's scripts touch keys of several users and
-    /// connections, which a Redis Cluster would spread over slots.
+    /// For a Redis Cluster, see [`open_cluster`](Self::open_cluster).
     pub async fn open(self, url: &str) -> Result<RedisBackend> {
         check_prefix(&self.prefix)?;
         let client = self.client.connect(url).await?;
-        Ok(RedisBackend {
-            client,
-            prefix: self.prefix,
-        })
+        Ok(RedisBackend::new(client, self.prefix))
+    }
+
+    /// Checks the prefix, then connects to a Redis Cluster (7.0 or later, for sharded pub/sub)
+    /// through any of its nodes (`redis://host:port` each, same credentials and scheme for all;
+    /// session-redis's [`RedisClientBuilder::connect_cluster`]). Every key of the registry
+    /// carries the hash tag `{prefix}`, so the registry lives in one slot and its scripts stay
+    /// atomic; node inboxes are sharded channels with their own tags (see the crate README).
+    /// Fails with [`Error::InvalidInput`](session_core::Error::InvalidInput) for a bad prefix or
+    /// an empty list, and [`Error::Backend`](session_core::Error::Backend) if no node answers
+    /// within the operation timeout.
+    pub async fn open_cluster<I, S>(self, urls: I) -> Result<RedisBackend>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        check_prefix(&self.prefix)?;
+        let client = self.client.connect_cluster(urls).await?;
+        Ok(RedisBackend::new(client, self.prefix))
     }
 }

@@ -36,45 +36,60 @@ async fn keys_and_channels_are_as_documented() {
     hub.context(&conn).set("k", &1u8).await.expect("set");
 
     let p = &prefix;
+    // every key starts with the prefix and carries it as its hash tag
+    let b = format!("{p}:{{{p}}}");
     let meta: std::collections::HashMap<String, String> = r
-        .hgetall(format!("{p}:conn:{conn}"))
+        .hgetall(format!("{b}:conn:{conn}"))
         .await
         .expect("hgetall");
     assert_eq!(meta.get("transport").map(String::as_str), Some("tcp"));
     assert_eq!(meta.get("user").map(String::as_str), Some("olga"));
     assert_eq!(meta.get("ver").map(String::as_str), Some("1"));
-    let ctx: Vec<u8> = r.hget(format!("{p}:ctx:{conn}"), "k").await.expect("hget");
+    let ctx: Vec<u8> = r.hget(format!("{b}:ctx:{conn}"), "k").await.expect("hget");
     assert_eq!(ctx, rmp_serde::to_vec(&1u8).expect("msgpack"));
     let users: Vec<String> = r
-        .smembers(format!("{p}:user:olga"))
+        .smembers(format!("{b}:user:olga"))
         .await
         .expect("smembers");
     assert_eq!(users, vec![conn.to_string()]);
     let on_node: Vec<String> = r
-        .smembers(format!("{p}:nodeconns:{node}"))
+        .smembers(format!("{b}:nodeconns:{node}"))
         .await
         .expect("smembers");
     assert_eq!(on_node, vec![conn.to_string()]);
     let deadline: Option<f64> = r
-        .zscore(format!("{p}:nodes"), node.as_str())
+        .zscore(format!("{b}:nodes"), node.as_str())
         .await
         .expect("zscore");
     assert!(deadline.is_some(), "the node is in the liveness table");
     let boot: u64 = r
-        .get(format!("{p}:boot:127.0.0.1:7100"))
+        .get(format!("{b}:boot:127.0.0.1:7100"))
         .await
         .expect("boot");
     assert_eq!(boot, node.epoch());
+    // nothing of the registry lies outside the tagged base
+    let mut all: Vec<String> = Vec::new();
+    let mut iter: redis::AsyncIter<'_, String> =
+        r.scan_match(format!("{p}:*")).await.expect("scan");
+    while let Some(k) = iter.next_item().await {
+        all.push(k.expect("key"));
+    }
+    drop(iter);
+    assert!(all.len() >= 6, "{all:?}");
+    assert!(
+        all.iter().all(|k| k.starts_with(&format!("{b}:"))),
+        "{all:?}"
+    );
 
     // a publish on the node's channel from outside reaches nothing it cannot decode, and the
     // hub's own send goes through the channel for all
     let n: usize = r
-        .publish(format!("{p}:node:{node}"), b"junk".to_vec())
+        .publish(format!("{p}:node:{{{node}}}"), b"junk".to_vec())
         .await
         .expect("publish");
     assert_eq!(n, 1, "the hub listens on its node channel");
     let n: usize = r
-        .publish(format!("{p}:all"), b"junk".to_vec())
+        .publish(format!("{b}:all"), b"junk".to_vec())
         .await
         .expect("publish");
     assert_eq!(n, 1, "the hub listens on the channel for all");
@@ -92,21 +107,21 @@ async fn keys_and_channels_are_as_documented() {
     hub.close(&conn, Some(Duration::from_secs(60)))
         .await
         .expect("close");
-    let exists: bool = r.exists(format!("{p}:conn:{conn}")).await.expect("exists");
+    let exists: bool = r.exists(format!("{b}:conn:{conn}")).await.expect("exists");
     assert!(!exists);
-    let kept_ttl: i64 = r.pttl(format!("{p}:kept:olga")).await.expect("pttl");
+    let kept_ttl: i64 = r.pttl(format!("{b}:kept:olga")).await.expect("pttl");
     assert!(kept_ttl > 0 && kept_ttl <= 60_000, "{kept_ttl}");
-    let from: String = r.get(format!("{p}:keptfrom:olga")).await.expect("get");
+    let from: String = r.get(format!("{b}:keptfrom:olga")).await.expect("get");
     assert_eq!(from, conn.to_string());
     let users: Vec<String> = r
-        .smembers(format!("{p}:user:olga"))
+        .smembers(format!("{b}:user:olga"))
         .await
         .expect("smembers");
     assert!(users.is_empty());
 
     hub.shutdown().await.expect("shutdown");
     let deadline: Option<f64> = r
-        .zscore(format!("{p}:nodes"), node.as_str())
+        .zscore(format!("{b}:nodes"), node.as_str())
         .await
         .expect("zscore");
     assert_eq!(deadline, None);

@@ -15,7 +15,10 @@
 //! * the key-prefix rule ([`check_prefix`]);
 //! * walking the keyspace on one server or on every master of a cluster
 //!   ([`RedisClient::scan_page`], [`RedisClient::clear_prefix`]);
-//! * a dedicated pub/sub connection on one server ([`RedisClient::pubsub`]).
+//! * subscriptions on dedicated connections and publishing, on one server (`SUBSCRIBE`,
+//!   `PUBLISH`) or a cluster (sharded: `SSUBSCRIBE` on the masters that own the channels,
+//!   `SPUBLISH`) ([`RedisClient::subscribe`], [`RedisClient::publish`]); a raw pub/sub
+//!   connection on one server ([`RedisClient::pubsub`]).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -41,8 +44,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster::ClusterClient;
 use redis::{
-    Cmd, ErrorKind, FromRedisValue, Pipeline, RedisFuture, RedisResult, ScriptInvocation,
-    ServerErrorKind, Value,
+    Cmd, ErrorKind, FromRedisValue, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult,
+    ScriptInvocation, ServerErrorKind, Value,
 };
 use session_core::driver::{Error, Result};
 
@@ -52,6 +55,7 @@ use crate::scripts::Lua;
 
 pub use crate::keys::{MAX_PREFIX_LEN, check_prefix};
 pub use crate::scan::KeyPage;
+pub use crate::subscribe::Subscription;
 
 /// Default time allowed to open one TCP (or TLS) connection to a server.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -167,7 +171,7 @@ impl RedisClientBuilder {
             .await
             .map_err(|_| timed_out(op_timeout))?
             .map_err(backend)?;
-        Ok(RedisClient::new(conns, Some(client), op_timeout))
+        Ok(RedisClient::new(conns, Source::Single(client), op_timeout))
     }
 
     /// Connects to a Redis Cluster through any of its nodes (`redis://host:port` each, same
@@ -185,6 +189,9 @@ impl RedisClientBuilder {
             ));
         }
         let op_timeout = self.effective_operation_timeout();
+        // Subscription connections go to single masters, with the credentials, scheme and
+        // database settings of the first url.
+        let node = urls[0].as_str().into_connection_info().map_err(backend)?;
         let client = ClusterClient::builder(urls)
             .connection_timeout(self.connect_timeout)
             .response_timeout(self.response_timeout)
@@ -202,7 +209,12 @@ impl RedisClientBuilder {
             .await
             .map_err(|_| timed_out(op_timeout))?
             .map_err(backend)?;
-        Ok(RedisClient::new(conns, None, op_timeout))
+        let source = Source::Cluster {
+            node,
+            connect_timeout: self.connect_timeout,
+            response_timeout: self.response_timeout,
+        };
+        Ok(RedisClient::new(conns, source, op_timeout))
     }
 }
 
@@ -219,8 +231,8 @@ impl RedisClientBuilder {
 #[derive(Clone)]
 pub struct RedisClient {
     pool: Arc<Pool>,
-    /// The plain client pub/sub connections are opened from (one server only).
-    pubsub: Option<redis::Client>,
+    /// Where subscription connections are opened.
+    pub(crate) source: Source,
     pub(crate) op_timeout: Duration,
 }
 
@@ -236,12 +248,12 @@ impl std::fmt::Debug for RedisClient {
 
 impl RedisClient {
     /// A client on `conns` (not empty: the builder opens at least one).
-    fn new(conns: Vec<Conn>, pubsub: Option<redis::Client>, op_timeout: Duration) -> RedisClient {
+    fn new(conns: Vec<Conn>, source: Source, op_timeout: Duration) -> RedisClient {
         #[allow(clippy::expect_used)] // the builder clamps the count to at least 1
         let pool = Pool::new(conns).expect("a client has at least one connection");
         RedisClient {
             pool: Arc::new(pool),
-            pubsub,
+            source,
             op_timeout,
         }
     }
@@ -337,15 +349,32 @@ impl RedisClient {
     /// its own), opened within the operation timeout. It does not reconnect: when its message
     /// stream ends, open another one and subscribe again.
     ///
-    /// On a cluster this is [`Error::Unsupported`]: redis-rs delivers cluster subscriptions only
-    /// over RESP3 push messages on the cluster connection itself, which this client does not set
-    /// up yet.
+    /// On a cluster this is [`Error::Unsupported`] (a plain `SUBSCRIBE` connection to one node
+    /// would hear the whole cluster's `PUBLISH` traffic): use [`subscribe`](Self::subscribe),
+    /// which subscribes to sharded channels on the masters that own them.
     pub async fn pubsub(&self) -> Result<redis::aio::PubSub> {
-        match &self.pubsub {
-            Some(client) => self.run(client.get_async_pubsub()).await,
-            None => Err(Error::unsupported(NAME, "pub/sub on a Redis Cluster")),
+        match &self.source {
+            Source::Single(client) => self.run(client.get_async_pubsub()).await,
+            Source::Cluster { .. } => Err(Error::unsupported(
+                NAME,
+                "a plain pub/sub connection on a Redis Cluster (use subscribe)",
+            )),
         }
     }
+}
+
+/// Where a client opens its subscription connections.
+#[derive(Clone)]
+pub(crate) enum Source {
+    /// One server: the plain client of its url.
+    Single(redis::Client),
+    /// A cluster: the settings of its first url (credentials, scheme, database, TLS), whose
+    /// address is replaced by the master's that owns a channel's slot.
+    Cluster {
+        node: redis::ConnectionInfo,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    },
 }
 
 /// A handle on a [`RedisClient`]'s shared connection ([`RedisClient::connection`]): what redis-rs

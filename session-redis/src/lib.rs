@@ -10,6 +10,7 @@ mod reply;
 mod scan;
 mod scripts;
 mod store;
+mod subscribe;
 
 pub use builder::{DEFAULT_PREFIX, RedisStoreBuilder};
 pub use client::{

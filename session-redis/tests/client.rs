@@ -160,6 +160,60 @@ async fn pubsub_is_a_dedicated_connection() {
 }
 
 #[tokio::test]
+async fn subscribe_and_publish_on_one_server() {
+    let client = connect().await;
+    let prefix = common::unique_prefix("client");
+    let channels = [format!("{prefix}:a"), format!("{prefix}:{{b}}")];
+    let mut sub = client.subscribe(&channels).await.unwrap();
+    assert_eq!(sub.connection_count(), 1);
+    for ch in &channels {
+        assert_eq!(client.publish(ch, ch.as_bytes()).await.unwrap(), 1, "{ch}");
+    }
+    for ch in &channels {
+        let msg = tokio::time::timeout(Duration::from_secs(5), sub.next_message())
+            .await
+            .expect("a message within 5 s")
+            .expect("subscription open");
+        assert_eq!(msg.get_channel_name(), ch);
+        assert_eq!(msg.get_payload_bytes(), ch.as_bytes());
+    }
+    assert_eq!(
+        client.publish(&format!("{prefix}:c"), b"x").await.unwrap(),
+        0
+    );
+    assert!(matches!(
+        client.subscribe::<String>(&[]).await,
+        Err(Error::InvalidInput(_))
+    ));
+}
+
+/// A subscription ends (rather than hanging) when the server closes its connection: on a private
+/// server, so killing every pub/sub client disturbs no other test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_ends_when_its_connection_is_killed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = common::RedisServer::start(common::free_port(), dir.path(), false, &[]);
+    let client = RedisClient::builder().connect(&server.url()).await.unwrap();
+    let mut sub = client.subscribe(&["ch"]).await.unwrap();
+    assert_eq!(client.publish("ch", b"1").await.unwrap(), 1);
+    assert!(sub.next_message().await.is_some());
+    assert!(
+        server
+            .cli(&["CLIENT", "KILL", "TYPE", "pubsub"])
+            .contains('1')
+    );
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        while sub.next_message().await.is_some() {}
+    })
+    .await;
+    assert!(
+        end.is_ok(),
+        "the subscription ends when its connection is killed"
+    );
+    assert!(sub.next_message().await.is_none());
+}
+
+#[tokio::test]
 async fn a_store_runs_on_its_client() {
     let store = common::open_shared("client").await;
     let client = store.client().clone();

@@ -86,12 +86,17 @@ fn start_cluster() -> Cluster {
     Cluster { nodes }
 }
 
-/// Starts the cluster on first use (on a blocking thread) and returns its node urls.
-async fn cluster_urls() -> Vec<String> {
+/// Starts the cluster on first use (on a blocking thread) and returns it.
+async fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    tokio::task::spawn_blocking(|| CLUSTER.get_or_init(start_cluster).urls())
+    tokio::task::spawn_blocking(|| CLUSTER.get_or_init(start_cluster))
         .await
         .expect("cluster start-up panicked")
+}
+
+/// Starts the cluster on first use and returns its node urls.
+async fn cluster_urls() -> Vec<String> {
+    cluster().await.urls()
 }
 
 async fn open_store() -> RedisStore {
@@ -198,4 +203,127 @@ async fn client_scans_and_clears_every_master() {
         let left: Option<i64> = client.query(redis::cmd("GET").arg(key)).await.unwrap();
         assert_eq!(left, None, "{key} survived clear_prefix");
     }
+}
+
+/// Sharded pub/sub on the cluster: channels in slots of every master, one subscription
+/// connection per master, `SPUBLISH` counting the subscriber, and the subscription ending (not
+/// hanging) when the server drops one of its connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_subscriptions_reach_every_master_and_end_when_a_connection_drops() {
+    let cluster = cluster().await;
+    let client = RedisClient::builder()
+        .connect_cluster(cluster.urls())
+        .await
+        .expect("connect to the test cluster");
+    let prefix = common::unique_prefix("clusterpubsub");
+    // Thirty hash tags: slots in each third of the slot space, so on each of the three masters;
+    // two channels share each tag (one SSUBSCRIBE per slot).
+    let channels: Vec<String> = (0..30)
+        .flat_map(|i| [format!("{prefix}:{{{i}}}:a"), format!("{prefix}:{{{i}}}:b")])
+        .collect();
+    let masters: std::collections::HashSet<String> = channels
+        .iter()
+        .map(|ch| {
+            let slot: u16 = cluster.nodes[0]
+                .cli(&["CLUSTER", "KEYSLOT", ch])
+                .trim()
+                .parse()
+                .unwrap();
+            owner_of(cluster, slot)
+        })
+        .collect();
+    assert_eq!(masters.len(), 3, "the channels live on every master");
+    let mut sub = client.subscribe(&channels).await.unwrap();
+    assert_eq!(sub.connection_count(), 3, "one connection per master");
+    for ch in &channels {
+        let n = client.publish(ch, ch.as_bytes()).await.unwrap();
+        assert_eq!(
+            n, 1,
+            "{ch}: SPUBLISH counts the one subscriber on its master"
+        );
+    }
+    let mut heard = std::collections::BTreeSet::new();
+    while heard.len() < channels.len() {
+        let msg = tokio::time::timeout(Duration::from_secs(5), sub.next_message())
+            .await
+            .expect("a message within 5 s")
+            .expect("subscription open");
+        assert_eq!(msg.get_channel_name().as_bytes(), msg.get_payload_bytes());
+        heard.insert(msg.get_channel_name().to_owned());
+    }
+    assert_eq!(heard, channels.iter().cloned().collect());
+    // A channel nobody subscribed to: no subscriber on its master.
+    assert_eq!(
+        client
+            .publish(&format!("{prefix}:{{0}}:c"), b"x")
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(matches!(
+        client.subscribe::<&str>(&[]).await,
+        Err(Error::InvalidInput(_))
+    ));
+
+    // The server drops one of the subscription's connections: the stream ends.
+    let killed = kill_sharded_subscribers(cluster);
+    assert!(killed >= 1, "found the subscription's connections");
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        while sub.next_message().await.is_some() {}
+    })
+    .await;
+    assert!(
+        end.is_ok(),
+        "the subscription ends when its connection is killed"
+    );
+    assert!(sub.next_message().await.is_none(), "and stays ended");
+    // A new subscription works again.
+    let mut again = client.subscribe(&channels[..1]).await.unwrap();
+    assert_eq!(client.publish(&channels[0], b"back").await.unwrap(), 1);
+    let msg = tokio::time::timeout(Duration::from_secs(5), again.next_message())
+        .await
+        .expect("a message within 5 s")
+        .expect("subscription open");
+    assert_eq!(msg.get_payload_bytes(), b"back");
+}
+
+/// `host:port` of the master serving `slot`, from `CLUSTER SHARDS`-free `CLUSTER NODES`.
+fn owner_of(cluster: &Cluster, slot: u16) -> String {
+    let text = cluster.nodes[0].cli(&["CLUSTER", "NODES"]);
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if !fields.get(2).is_some_and(|f| f.contains("master")) {
+            continue;
+        }
+        for range in &fields[8.min(fields.len())..] {
+            let (a, b) = range.split_once('-').unwrap_or((range, range));
+            if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>()) {
+                if a <= slot && slot <= b {
+                    return fields[1].split('@').next().unwrap().to_owned();
+                }
+            }
+        }
+    }
+    panic!("no master serves slot {slot}");
+}
+
+/// Kills every client connection with sharded subscriptions, on every node; returns how many.
+fn kill_sharded_subscribers(cluster: &Cluster) -> usize {
+    let mut killed = 0;
+    for node in &cluster.nodes {
+        for line in node.cli(&["CLIENT", "LIST"]).lines() {
+            let field = |name: &str| {
+                line.split_whitespace()
+                    .find_map(|f| f.strip_prefix(name))
+                    .map(str::to_owned)
+            };
+            let ssub: u64 = field("ssub=").and_then(|v| v.parse().ok()).unwrap_or(0);
+            if ssub > 0 {
+                let id = field("id=").unwrap();
+                node.cli(&["CLIENT", "KILL", "ID", &id]);
+                killed += 1;
+            }
+        }
+    }
+    killed
 }
