@@ -175,7 +175,7 @@ return old",
     )
 });
 
-// KEYS: old session set, new session set. ARGV: prefix, new session id.
+// KEYS: old session set, new session set. ARGV: base, new session id.
 static RELINK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "local ids = redis.call('SMEMBERS', KEYS[1])
@@ -191,7 +191,7 @@ return ids",
     )
 });
 
-// KEYS: session set. ARGV: prefix. Returns a flat list: id, user ('' for none), ...
+// KEYS: session set. ARGV: base. Returns a flat list: id, user ('' for none), ...
 static UNLINK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "local out = {}
@@ -722,7 +722,7 @@ impl Backend for RedisBackend {
                 RELINK
                     .key(self.k_session(old))
                     .key(self.k_session(new))
-                    .arg(&self.prefix)
+                    .arg(self.base())
                     .arg(new.as_str()),
             )
             .await?;
@@ -732,7 +732,7 @@ impl Backend for RedisBackend {
     async fn unlink_session(&self, session: &SessionId) -> Result<Vec<(ConnId, Option<String>)>> {
         let flat: Vec<String> = self
             .client
-            .invoke(UNLINK.key(self.k_session(session)).arg(&self.prefix))
+            .invoke(UNLINK.key(self.k_session(session)).arg(self.base()))
             .await?;
         let mut out = Vec::with_capacity(flat.len() / 2);
         for pair in flat.chunks(2) {

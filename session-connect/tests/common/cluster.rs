@@ -193,6 +193,7 @@ pub async fn open_backend(prefix: &str) -> RedisBackend {
 /// prefix; the session store lives on the cluster too, under `<prefix>:sess`.
 pub struct ClusterFixture {
     prefix: String,
+    store: Arc<dyn Storage>,
     manager: Manager,
     _shared: RwLockReadGuard<'static, ()>,
 }
@@ -209,6 +210,7 @@ pub async fn cluster_fixture() -> Arc<dyn Fixture> {
     let store: Arc<dyn Storage> = Arc::new(store);
     Arc::new(ClusterFixture {
         prefix,
+        store: store.clone(),
         manager: Manager::new(store, Config::default()).expect("manager"),
         _shared: shared,
     })
@@ -225,6 +227,9 @@ impl ClusterFixture {
 impl Fixture for ClusterFixture {
     async fn backend(&self) -> Arc<dyn Backend> {
         Arc::new(open_backend(&self.prefix).await)
+    }
+    fn store(&self) -> Arc<dyn Storage> {
+        self.store.clone()
     }
     fn manager(&self) -> Manager {
         self.manager.clone()
