@@ -8,6 +8,7 @@ use session_core::{ChangeSet, Data, Result, SessionId, Value};
 use tokio::sync::mpsc;
 
 use crate::id::{ConnId, NodeId};
+use crate::keeper::Kept;
 use crate::types::{BindMode, BindOutcome, ConnInfo, ConnPage};
 
 /// Where a node publishes a message.
@@ -28,17 +29,6 @@ pub enum CtxWrite {
     Conflict,
     /// The connection is not registered; nothing was written.
     NotOpen,
-}
-
-/// The result of [`Backend::restore`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Restored {
-    /// The kept context of this old connection was merged in.
-    From(ConnId),
-    /// Nothing was kept for the user (never closed with `keep_for`, or the window passed).
-    Nothing,
-    /// The connection to restore into is not bound to that user.
-    NotBound,
 }
 
 /// A node's entry in the liveness table.
@@ -91,9 +81,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Registers a connection (`info.user` is ignored: connections open unbound).
     async fn open(&self, info: &ConnInfo) -> Result<()>;
 
-    /// Unregisters a connection; with `keep_for` and a bound user, keeps its context for the
-    /// user's [`restore`](Self::restore) for that long. Returns whether it was registered.
-    async fn close(&self, conn: &ConnId, keep_for: Option<Duration>) -> Result<bool>;
+    /// Unregisters a connection (its record, context, binding and session link). Returns
+    /// whether it was registered.
+    async fn close(&self, conn: &ConnId) -> Result<bool>;
 
     /// The records of `conns`, `None` for those not registered.
     async fn info(&self, conns: &[ConnId]) -> Result<Vec<Option<ConnInfo>>>;
@@ -126,9 +116,20 @@ pub trait Backend: Send + Sync + 'static {
     /// The user of each connection, in the order of `conns`.
     async fn users_of(&self, conns: &[ConnId]) -> Result<Vec<Option<String>>>;
 
-    /// Merges the context kept for `user` into `into`'s (keys `into` already has win) and
-    /// forgets the kept context.
-    async fn restore(&self, user: &str, into: &ConnId) -> Result<Restored>;
+    /// Keeps `kept` for `user` for `keep_for`, replacing what was kept for the user
+    /// ([`BackendKeeper`](crate::BackendKeeper)).
+    async fn keep(&self, user: &str, kept: &Kept, keep_for: Duration) -> Result<()>;
+
+    /// Returns and forgets what is kept for `user`, atomically; `None` if nothing is kept or
+    /// its time has passed.
+    async fn take_kept(&self, user: &str) -> Result<Option<Kept>>;
+
+    /// Forgets what is kept for `user`.
+    async fn forget_kept(&self, user: &str) -> Result<()>;
+
+    /// Keeps what is kept for `user` for `keep_for` from now; returns whether something is
+    /// kept.
+    async fn keep_alive(&self, user: &str, keep_for: Duration) -> Result<bool>;
 
     /// The connections opened with `session`.
     async fn session_conns(&self, session: &SessionId) -> Result<Vec<ConnId>>;

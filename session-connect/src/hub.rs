@@ -15,9 +15,10 @@ use session_core::{
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use crate::backend::{Backend, Channel, Restored};
-use crate::context::Context;
+use crate::backend::{Backend, Channel, CtxWrite};
+use crate::context::{Context, MAX_UPDATE_ATTEMPTS};
 use crate::id::{ConnId, NodeId};
+use crate::keeper::{BackendKeeper, ConnKeeper, Kept};
 use crate::types::{
     BindMode, BindOutcome, ConnInfo, ConnMeta, ConnPage, ConnSnapshot, Delivery, Event, Outbox,
     Target, check_transport,
@@ -101,6 +102,7 @@ pub struct HubBuilder {
     beat: Duration,
     manager: Option<Manager>,
     judge: Option<GuestJudge>,
+    keeper: Option<Arc<dyn ConnKeeper>>,
 }
 
 impl fmt::Debug for HubBuilder {
@@ -141,6 +143,13 @@ impl HubBuilder {
         self
     }
 
+    /// Where closed connections' contexts are kept for their users' next connections
+    /// (mqant's `StorageHandler`): default [`BackendKeeper`] on this hub's backend.
+    pub fn keeper(mut self, keeper: Arc<dyn ConnKeeper>) -> Self {
+        self.keeper = Some(keeper);
+        self
+    }
+
     /// Replaces the guest judge of [`Hub::is_guest`] (mqant `JudgeGuest`).
     pub fn guest_judge(
         mut self,
@@ -173,7 +182,11 @@ impl HubBuilder {
                 backend.purge_node(&entry.node, false).await?;
             }
         }
+        let keeper = self
+            .keeper
+            .unwrap_or_else(|| Arc::new(BackendKeeper::new(backend.clone())));
         let shared = Arc::new(Shared {
+            keeper,
             backend,
             node,
             seq: AtomicU64::new(0),
@@ -243,6 +256,7 @@ impl SessionObserver for Follower {
 
 struct Shared {
     backend: Arc<dyn Backend>,
+    keeper: Arc<dyn ConnKeeper>,
     node: NodeId,
     seq: AtomicU64,
     msg_seq: AtomicU64,
@@ -496,6 +510,7 @@ impl Hub {
             beat: DEFAULT_BEAT,
             manager: None,
             judge: None,
+            keeper: None,
         }
     }
 
@@ -571,15 +586,25 @@ impl Hub {
     }
 
     /// Unregisters a connection (Dce `disconnect`): its record, context, binding and session
-    /// link. With `keep_for` and a bound user, its context is kept that long for
-    /// [`restore`](Self::restore) by the user's next connection (imi `restore`, mqant
-    /// persistence). Fine if the connection is already gone.
+    /// link. With `keep_for` and a bound user, its context is first handed to the
+    /// [`keeper`](HubBuilder::keeper) for that long, for [`restore`](Self::restore) by the
+    /// user's next connection (imi `restore`, mqant `Storage`). Fine if the connection is
+    /// already gone.
     pub async fn close(&self, conn: &ConnId, keep_for: Option<Duration>) -> Result<()> {
-        if let Some(k) = keep_for {
-            check::ttl_millis(k)?;
+        if let Some(keep_for) = keep_for {
+            check::ttl_millis(keep_for)?;
+            let user = self.user_of(conn).await?;
+            let context = self.shared.backend.ctx_read(conn).await?;
+            if let (Some(user), Some((context, _))) = (user, context) {
+                let kept = Kept {
+                    from: conn.clone(),
+                    context,
+                };
+                self.shared.keeper.store(&user, kept, keep_for).await?;
+            }
         }
         lock(&self.shared.local).remove(conn);
-        self.shared.backend.close(conn, keep_for).await?;
+        self.shared.backend.close(conn).await?;
         Ok(())
     }
 
@@ -756,19 +781,73 @@ impl Hub {
         self.shared.backend.users_of(conns).await
     }
 
-    /// After a reconnect (imi `restore`): merges the context kept by the user's last
-    /// [`close`](Self::close) with `keep_for` into `into`, which must be bound to `user`
-    /// already. Keys `into` already has win. Returns the old connection's id, or `None` if
-    /// nothing was kept or the window has passed. The kept context is used once.
+    /// After a reconnect (imi `restore`, mqant `Query`): merges the context kept by the
+    /// user's last [`close`](Self::close) with `keep_for` into `into`, which must be bound to
+    /// `user` already. Keys `into` already has win. Returns the old connection's id, or `None`
+    /// if nothing was kept or the window has passed. The kept context is used once (taken from
+    /// the [`keeper`](HubBuilder::keeper)); if `into` closes during the merge, it is lost.
     pub async fn restore(&self, user: &str, into: &ConnId) -> Result<Option<ConnId>> {
         Self::check_user(user)?;
-        match self.shared.backend.restore(user, into).await? {
-            Restored::From(old) => Ok(Some(old)),
-            Restored::Nothing => Ok(None),
-            Restored::NotBound => Err(Error::InvalidInput(format!(
+        if self.user_of(into).await?.as_deref() != Some(user) {
+            return Err(Error::InvalidInput(format!(
                 "connection {into} is not bound to that user; bind it before restoring"
-            ))),
+            )));
         }
+        let Some(kept) = self.shared.keeper.take(user).await? else {
+            return Ok(None);
+        };
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            let Some((current, version)) = self.shared.backend.ctx_read(into).await? else {
+                return Err(Error::InvalidInput(format!(
+                    "connection {into} closed while its context was restored"
+                )));
+            };
+            let set: session_core::Data = kept
+                .context
+                .iter()
+                .filter(|(k, _)| !current.contains_key(*k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let changes = session_core::ChangeSet {
+                set,
+                ..session_core::ChangeSet::default()
+            };
+            match self
+                .shared
+                .backend
+                .ctx_apply(into, &changes, Some(version))
+                .await?
+            {
+                CtxWrite::Done => return Ok(Some(kept.from)),
+                CtxWrite::Conflict => continue,
+                CtxWrite::NotOpen => {
+                    return Err(Error::InvalidInput(format!(
+                        "connection {into} closed while its context was restored"
+                    )));
+                }
+            }
+        }
+        Err(Error::Locked(format!(
+            "the context of {into} kept changing while it was restored"
+        )))
+    }
+
+    /// A client heartbeat (mqant `Heartbeat`): the context kept for the user of `conn` lives
+    /// `keep_for` from now, so a user who is active on one connection finds what another one
+    /// left when it reconnects. Returns whether something is kept for the user (`false` for a
+    /// guest's connection).
+    pub async fn heartbeat(&self, conn: &ConnId, keep_for: Duration) -> Result<bool> {
+        check::ttl_millis(keep_for)?;
+        let Some(user) = self.user_of(conn).await? else {
+            return Ok(false);
+        };
+        self.shared.keeper.heartbeat(&user, keep_for).await
+    }
+
+    /// Forgets the context kept for `user` (mqant `Delete`).
+    pub async fn forget_kept(&self, user: &str) -> Result<()> {
+        Self::check_user(user)?;
+        self.shared.keeper.delete(user).await
     }
 
     // ----- sessions and users (Dce) --------------------------------------------------------

@@ -5,6 +5,7 @@ mod backend;
 mod context;
 mod hub;
 mod id;
+mod keeper;
 mod listing;
 mod memory;
 #[cfg(feature = "redis")]
@@ -13,10 +14,11 @@ mod redis_backend;
 mod redis_builder;
 mod types;
 
-pub use backend::{Backend, Channel, CtxWrite, NodeEntry, Restored};
+pub use backend::{Backend, Channel, CtxWrite, NodeEntry};
 pub use context::{Context, ContextData, MAX_UPDATE_ATTEMPTS};
 pub use hub::{ConnCursor, DEFAULT_BEAT, GuestJudge, Hub, HubBuilder, MISSED_BEATS};
 pub use id::{ConnId, MAX_ID_LEN, NodeId};
+pub use keeper::{BackendKeeper, ConnKeeper, Kept};
 pub use listing::ConnFilter;
 pub use memory::MemoryBackend;
 #[cfg(feature = "redis")]

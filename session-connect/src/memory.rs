@@ -9,8 +9,9 @@ use bytes::Bytes;
 use session_core::{ChangeSet, Data, Error, Result, SessionId, Value, check};
 use tokio::sync::mpsc;
 
-use crate::backend::{Backend, Channel, CtxWrite, NodeEntry, Restored};
+use crate::backend::{Backend, Channel, CtxWrite, NodeEntry};
 use crate::id::{ConnId, NodeId};
+use crate::keeper::Kept;
 use crate::types::{BindMode, BindOutcome, ConnInfo, ConnPage};
 
 /// The in-process backend: the registry in this process's memory, and delivery between the
@@ -237,19 +238,8 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    async fn close(&self, conn: &ConnId, keep_for: Option<Duration>) -> Result<bool> {
-        let keep = keep_for.map(check::ttl_millis).transpose()?;
-        let mut st = self.lock()?;
-        let Some(rec) = st.drop_conn(conn) else {
-            return Ok(false);
-        };
-        if let (Some(ms), Some(user)) = (keep, rec.info.user) {
-            let now = check::now_millis();
-            // Drop contexts whose window passed, so unrestored ones do not pile up.
-            st.kept.retain(|_, (_, _, until)| *until >= now);
-            st.kept.insert(user, (conn.clone(), rec.ctx, now + ms));
-        }
-        Ok(true)
+    async fn close(&self, conn: &ConnId) -> Result<bool> {
+        Ok(self.lock()?.drop_conn(conn).is_some())
     }
 
     async fn info(&self, conns: &[ConnId]) -> Result<Vec<Option<ConnInfo>>> {
@@ -364,28 +354,42 @@ impl Backend for MemoryBackend {
             .collect())
     }
 
-    async fn restore(&self, user: &str, into: &ConnId) -> Result<Restored> {
+    async fn keep(&self, user: &str, kept: &Kept, keep_for: Duration) -> Result<()> {
+        let ms = check::ttl_millis(keep_for)?;
         let mut st = self.lock()?;
-        let bound = st
-            .conns
-            .get(into)
-            .is_some_and(|r| r.info.user.as_deref() == Some(user));
-        if !bound {
-            return Ok(Restored::NotBound);
-        }
-        let Some((old, ctx, until)) = st.kept.remove(user) else {
-            return Ok(Restored::Nothing);
+        let now = check::now_millis();
+        // Drop contexts whose window passed, so unrestored ones do not pile up.
+        st.kept.retain(|_, (_, _, until)| *until > now);
+        st.kept.insert(
+            user.to_string(),
+            (kept.from.clone(), kept.context.clone(), now + ms),
+        );
+        Ok(())
+    }
+
+    async fn take_kept(&self, user: &str) -> Result<Option<Kept>> {
+        let Some((from, context, until)) = self.lock()?.kept.remove(user) else {
+            return Ok(None);
         };
-        if until < check::now_millis() {
-            return Ok(Restored::Nothing);
-        }
-        if let Some(rec) = st.conns.get_mut(into) {
-            for (k, v) in ctx {
-                rec.ctx.entry(k).or_insert(v);
+        Ok((until > check::now_millis()).then_some(Kept { from, context }))
+    }
+
+    async fn forget_kept(&self, user: &str) -> Result<()> {
+        self.lock()?.kept.remove(user);
+        Ok(())
+    }
+
+    async fn keep_alive(&self, user: &str, keep_for: Duration) -> Result<bool> {
+        let ms = check::ttl_millis(keep_for)?;
+        let mut st = self.lock()?;
+        let now = check::now_millis();
+        match st.kept.get_mut(user) {
+            Some((_, _, until)) if *until > now => {
+                *until = now + ms;
+                Ok(true)
             }
-            rec.ver += 1;
+            _ => Ok(false),
         }
-        Ok(Restored::From(old))
     }
 
     async fn relink_session(&self, old: &SessionId, new: &SessionId) -> Result<Vec<ConnId>> {

@@ -19,8 +19,9 @@ use session_core::{ChangeSet, Data, Error, Result, SessionId, Value, check};
 use session_redis::client::RedisClient;
 use tokio::sync::mpsc;
 
-use crate::backend::{Backend, Channel, CtxWrite, NodeEntry, Restored};
+use crate::backend::{Backend, Channel, CtxWrite, NodeEntry};
 use crate::id::{ConnId, NodeId};
+use crate::keeper::Kept;
 use crate::redis_builder::RedisBackendBuilder;
 use crate::types::{BindMode, BindOutcome, ConnInfo, ConnPage};
 
@@ -102,25 +103,13 @@ return 1",
     )
 });
 
-// KEYS: conn, ctx, node set. ARGV: base, id, keep_ms ('' = keep nothing).
+// KEYS: node set. ARGV: base, id.
 static CLOSE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{DROP}
-local p = ARGV[1]
-redis.call('SREM', KEYS[3], ARGV[2])
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local user = redis.call('HGET', KEYS[1], 'user')
-if ARGV[3] ~= '' and user then
-  local kept = p .. ':kept:' .. user
-  redis.call('DEL', kept)
-  if redis.call('EXISTS', KEYS[2]) == 1 then
-    redis.call('RENAME', KEYS[2], kept)
-    redis.call('PEXPIRE', kept, ARGV[3])
-  end
-  redis.call('SET', p .. ':keptfrom:' .. user, ARGV[2], 'PX', ARGV[3])
-end
-drop(p, ARGV[2])
-return 1"
+redis.call('SREM', KEYS[1], ARGV[2])
+if drop(ARGV[1], ARGV[2]) then return 1 end
+return 0"
     ))
 });
 
@@ -208,17 +197,38 @@ return out",
     )
 });
 
-// KEYS: conn, ctx, kept, keptfrom. ARGV: user.
-static RESTORE: LazyLock<Script> = LazyLock::new(|| {
+// KEYS: kept, keptfrom. ARGV: keep ms, from, then field/value pairs.
+static KEEP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        "if redis.call('HGET', KEYS[1], 'user') ~= ARGV[1] then return {'0'} end
-local from = redis.call('GET', KEYS[4])
-if not from then return {'1'} end
-local kv = redis.call('HGETALL', KEYS[3])
-for i = 1, #kv, 2 do redis.call('HSETNX', KEYS[2], kv[i], kv[i + 1]) end
-redis.call('HINCRBY', KEYS[1], 'ver', 1)
-redis.call('DEL', KEYS[3], KEYS[4])
-return {'2', from}",
+        "redis.call('DEL', KEYS[1])
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if #ARGV > 2 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[1])
+return 1",
+    )
+});
+
+// KEYS: kept, keptfrom. Returns nil, or {from, field, value, ...}; forgets both.
+static TAKE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local from = redis.call('GET', KEYS[2])
+if not from then
+  redis.call('DEL', KEYS[1])
+  return false
+end
+local out = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
+table.insert(out, 1, from)
+return out",
+    )
+});
+
+// KEYS: kept, keptfrom. ARGV: keep ms.
+static KEEP_ALIVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if redis.call('PEXPIRE', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1",
     )
 });
 
@@ -541,22 +551,14 @@ impl Backend for RedisBackend {
         Ok(())
     }
 
-    async fn close(&self, conn: &ConnId, keep_for: Option<Duration>) -> Result<bool> {
-        let keep = keep_for
-            .map(check::ttl_millis)
-            .transpose()?
-            .map(|ms| ms.to_string())
-            .unwrap_or_default();
+    async fn close(&self, conn: &ConnId) -> Result<bool> {
         let existed: i64 = self
             .client
             .invoke(
                 CLOSE
-                    .key(self.k_conn(conn))
-                    .key(self.k_ctx(conn))
                     .key(self.k_node_conns(&conn.node()))
                     .arg(self.base())
-                    .arg(conn.as_str())
-                    .arg(keep),
+                    .arg(conn.as_str()),
             )
             .await?;
         Ok(existed == 1)
@@ -692,27 +694,67 @@ impl Backend for RedisBackend {
         self.client.query_pipeline(&pipe).await
     }
 
-    async fn restore(&self, user: &str, into: &ConnId) -> Result<Restored> {
-        let out: Vec<String> = self
+    async fn keep(&self, user: &str, kept: &Kept, keep_for: Duration) -> Result<()> {
+        let ms = check::ttl_millis(keep_for)?;
+        let mut inv = KEEP.key(self.k_kept(user));
+        inv.key(self.k_kept_from(user))
+            .arg(ms)
+            .arg(kept.from.as_str());
+        for (k, v) in &kept.context {
+            inv.arg(k.as_str()).arg(v.as_bytes());
+        }
+        let _: i64 = self.client.invoke(&inv).await?;
+        Ok(())
+    }
+
+    async fn take_kept(&self, user: &str) -> Result<Option<Kept>> {
+        let out: Option<Vec<Vec<u8>>> = self
             .client
-            .invoke(
-                RESTORE
-                    .key(self.k_conn(into))
-                    .key(self.k_ctx(into))
-                    .key(self.k_kept(user))
-                    .key(self.k_kept_from(user))
-                    .arg(user),
+            .invoke(TAKE.key(self.k_kept(user)).key(self.k_kept_from(user)))
+            .await?;
+        let Some(out) = out else {
+            return Ok(None);
+        };
+        let bad = || Error::corrupt(NAME, format!("kept context of user {user:?}"));
+        let mut it = out.into_iter();
+        let from = it.next().ok_or_else(bad)?;
+        let from = ConnId::parse(std::str::from_utf8(&from).map_err(|_| bad())?)?;
+        let rest: Vec<Vec<u8>> = it.collect();
+        let mut context = Data::with_capacity(rest.len() / 2);
+        for pair in rest.chunks(2) {
+            let [k, v] = pair else {
+                return Err(bad());
+            };
+            let k = String::from_utf8(k.clone()).map_err(|_| bad())?;
+            context.insert(k, Value::from(v.clone()));
+        }
+        Ok(Some(Kept { from, context }))
+    }
+
+    async fn forget_kept(&self, user: &str) -> Result<()> {
+        let _: i64 = self
+            .client
+            .query(
+                redis::cmd("DEL")
+                    .arg(self.k_kept(user))
+                    .arg(self.k_kept_from(user)),
             )
             .await?;
-        match (out.first().map(String::as_str), out.get(1)) {
-            (Some("0"), _) => Ok(Restored::NotBound),
-            (Some("1"), _) => Ok(Restored::Nothing),
-            (Some("2"), Some(from)) => Ok(Restored::From(ConnId::parse(from)?)),
-            _ => Err(Error::corrupt(
-                NAME,
-                "unexpected reply of the restore script",
-            )),
-        }
+        Ok(())
+    }
+
+    async fn keep_alive(&self, user: &str, keep_for: Duration) -> Result<bool> {
+        let ms = check::ttl_millis(keep_for)?;
+        let alive: i64 = self
+            .client
+            .invoke(
+                KEEP_ALIVE
+                    .key(self.k_kept(user))
+                    .key(self.k_kept_from(user))
+                    .arg(ms),
+            )
+            .await?;
+        Ok(alive == 1)
     }
 
     async fn relink_session(&self, old: &SessionId, new: &SessionId) -> Result<Vec<ConnId>> {

@@ -28,6 +28,7 @@ macro_rules! behaviour_suite {
             concurrent_bind_if_absent_has_one_winner,
             guest_judge_default_and_custom,
             restore_within_window_and_not_after,
+            heartbeat_keeps_the_kept_context_and_forget_drops_it,
             sessions_and_users_share_the_owner_index,
             a_login_by_id_survives_regeneration,
             a_logout_by_id_logs_the_session_out,
@@ -1226,4 +1227,62 @@ pub async fn listings_filter_page_by_offset_and_find_by_address(fx: Arc<dyn Fixt
         b.find_conn("bad host!", 7070, 1).await,
         Err(Error::InvalidInput(_))
     ));
+}
+
+/// mqant's `Heartbeat` and `Delete` on the built-in keeper: an active user's kept context
+/// outlives its first window; a forgotten one is gone.
+pub async fn heartbeat_keeps_the_kept_context_and_forget_drops_it(fx: Arc<dyn Fixture>) {
+    let a = node(&fx, 7072).await;
+    let b = node(&fx, 7073).await;
+    let (phone, _r1) = open(&a).await;
+    let (laptop, _r2) = open(&b).await;
+    a.bind(&phone, "ivan").await.expect("bind");
+    b.bind(&laptop, "ivan").await.expect("bind");
+    a.context(&phone).set("draft", "hello").await.expect("set");
+    // nothing kept yet
+    assert!(
+        !b.heartbeat(&laptop, Duration::from_secs(1))
+            .await
+            .expect("heartbeat")
+    );
+    a.close(&phone, Some(Duration::from_millis(400)))
+        .await
+        .expect("close");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // the laptop is active: the phone's context lives on past its first window
+    assert!(
+        b.heartbeat(&laptop, Duration::from_millis(800))
+            .await
+            .expect("heartbeat")
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let (phone2, _r3) = open(&a).await;
+    a.bind(&phone2, "ivan").await.expect("bind");
+    assert_eq!(
+        a.restore("ivan", &phone2).await.expect("restore"),
+        Some(phone.clone())
+    );
+    assert_eq!(
+        a.context(&phone2)
+            .get::<String>("draft")
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("hello")
+    );
+    // a guest's heartbeat keeps nothing
+    let (guest, _r4) = open(&a).await;
+    assert!(
+        !a.heartbeat(&guest, Duration::from_secs(1))
+            .await
+            .expect("heartbeat")
+    );
+    // Delete
+    a.close(&phone2, Some(Duration::from_secs(30)))
+        .await
+        .expect("close");
+    b.forget_kept("ivan").await.expect("forget");
+    let (phone3, _r5) = open(&a).await;
+    a.bind(&phone3, "ivan").await.expect("bind");
+    assert_eq!(a.restore("ivan", &phone3).await.expect("restore"), None);
 }
