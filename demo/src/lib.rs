@@ -10,8 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use session::{Config, Error, Manager, Result, Storage};
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use session_axum::{CookieConfig, Key, SessionLayer};
+use session_kit::driver::Driver;
+use session_kit::layers::{MetricsLayer, TracingLayer};
+use session_kit::{Config, Error, Manager, Result, Storage};
 use tokio::net::TcpListener;
 
 /// Which store the demo keeps its sessions in (`--store`).
@@ -68,10 +72,12 @@ impl FromStr for StoreSpec {
 
 impl StoreSpec {
     /// Opens the store, creating the parent directory of a SQLite file if needed (0700).
+    /// Opens the store, wrapped in the tracing and metrics layers (a `DEBUG` span and a
+    /// counted call per driver call; see [`metrics_handle`]).
     pub async fn open(&self) -> Result<Arc<dyn Storage>> {
         Ok(match self {
-            StoreSpec::Memory => Arc::new(session::memory::MemoryStore::new()),
-            StoreSpec::File(dir) => Arc::new(session::file::FileStore::open(dir).await?),
+            StoreSpec::Memory => observed(session_kit::memory::MemoryStore::new()),
+            StoreSpec::File(dir) => observed(session_kit::file::FileStore::open(dir).await?),
             StoreSpec::Sqlite(path) => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     // Owner only (0700): the database holds session ids.
@@ -83,12 +89,53 @@ impl StoreSpec {
                         .await
                         .map_err(|e| Error::backend("demo", e))?;
                 }
-                Arc::new(session::sqlite::SqliteStore::open(path).await?)
+                observed(session_kit::sqlite::SqliteStore::open(path).await?)
             }
-            StoreSpec::Sled(dir) => Arc::new(session::sled::SledStore::open(dir).await?),
-            StoreSpec::Redis(url) => Arc::new(session::redis::RedisStore::open(url).await?),
+            StoreSpec::Sled(dir) => observed(session_kit::sled::SledStore::open(dir).await?),
+            StoreSpec::Redis(url) => observed(session_kit::redis::RedisStore::open(url).await?),
         })
     }
+}
+
+/// `driver` wrapped in session-layers' tracing and metrics layers, as the demo's store.
+fn observed<D: Driver>(driver: D) -> Arc<dyn Storage> {
+    Arc::new(driver.layer(TracingLayer::new()).layer(MetricsLayer::new()))
+}
+
+/// The process's Prometheus recorder, installed as the global `metrics` recorder on first use
+/// (once per process: later calls return the same handle). The metrics layer's counters
+/// (`session_storage_calls_total`, `session_storage_errors_total`,
+/// `session_storage_call_seconds`) land in it.
+pub fn metrics_handle() -> std::result::Result<PrometheusHandle, String> {
+    static HANDLE: std::sync::OnceLock<std::result::Result<PrometheusHandle, String>> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .map_err(|e| format!("cannot install the metrics recorder: {e}"))
+        })
+        .clone()
+}
+
+/// `GET /metrics`: the recorder's figures in the Prometheus text format. Outside the session
+/// layer: scraping never touches a session.
+pub fn metrics_routes(handle: PrometheusHandle) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let handle = handle.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    handle.render(),
+                )
+            }
+        }),
+    )
 }
 
 /// The demo's command line: `--port N` (or `PORT`), `--store SPEC` (or `SESSION_STORE`), and
@@ -225,7 +272,7 @@ pub async fn purge_loop(store: Arc<dyn Storage>, every: Duration) {
     loop {
         tick.tick().await;
         if let Err(e) = store.purge_expired().await {
-            eprintln!("session-demo: purge failed: {e}");
+            tracing::warn!(error = %e, "session-demo: purge failed");
         }
     }
 }

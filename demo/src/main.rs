@@ -4,8 +4,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use session::Manager;
-use session_demo::{Options, app, cookie_config, purge_loop, serve, session_config};
+use session_demo::{
+    Options, app, cookie_config, metrics_handle, metrics_routes, purge_loop, serve, session_config,
+};
+use session_kit::Manager;
 
 fn main() -> ExitCode {
     let options = match Options::parse(std::env::args().skip(1), |k| std::env::var(k).ok()) {
@@ -35,9 +37,17 @@ fn main() -> ExitCode {
 }
 
 async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
+    // INFO and above on stderr: failed loads and saves (with their cause, never a raw id),
+    // purge failures; the storage layers' per-call spans are DEBUG
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::stderr)
+        .init();
+    let metrics = metrics_handle()?;
     let store = options.store.open().await?;
     let manager = Manager::new(store.clone(), session_config())?;
-    let router = app(manager, cookie_config(options.secret.as_deref()))?;
+    let router =
+        app(manager, cookie_config(options.secret.as_deref()))?.merge(metrics_routes(metrics));
     tokio::spawn(purge_loop(store.clone(), Duration::from_secs(60)));
 
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));

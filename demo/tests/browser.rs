@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
-use session::Manager;
 use session_demo::{StoreSpec, app, cookie_config, serve, session_config};
+use session_kit::Manager;
 
 fn tool(env: &str, default: &str) -> PathBuf {
     let path = PathBuf::from(std::env::var(env).unwrap_or_else(|_| default.to_owned()));

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
-use session::Manager;
 use session_demo::{app, cookie_config, session_config};
+use session_kit::Manager;
 use tower::ServiceExt;
 
 fn demo() -> (Manager, Router) {
     let manager = Manager::new(
-        Arc::new(session::memory::MemoryStore::new()),
+        Arc::new(session_kit::memory::MemoryStore::new()),
         session_config(),
     )
     .unwrap();

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use session::memory::MemoryStore;
-use session::{SessionId, Storage, Value};
+use session_kit::memory::MemoryStore;
+use session_kit::{SessionId, Storage, Value};
 
 #[tokio::main]
-async fn main() -> Result<(), session::Error> {
+async fn main() -> Result<(), session_kit::Error> {
     let store: Arc<dyn Storage> = Arc::new(MemoryStore::new());
     println!("driver: {} {:?}", store.name(), store.capabilities());
 

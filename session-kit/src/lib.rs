@@ -43,6 +43,11 @@ pub use session_connect as connect;
 #[cfg(feature = "layers")]
 pub use session_layers as layers;
 
+/// The HTTP layer for axum and tower (feature `axum`): `session_kit::axum::SessionLayer`, the
+/// `session_kit::axum::Session` extractor for handlers, cookie configuration and keys.
+#[cfg(feature = "axum")]
+pub use session_axum as axum;
+
 /// The repository README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
