@@ -162,6 +162,9 @@ impl Shared {
                 .get_all(header)
                 .iter()
                 .filter_map(|h| h.to_str().ok())
+                // a proxy may fold repeated headers into one, comma-separated (RFC 9110
+                // 5.3); neither ids nor base64 hold a comma
+                .flat_map(|h| h.split(','))
                 .map(|v| v.trim().to_owned())
                 .collect(),
             None => {

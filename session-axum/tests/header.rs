@@ -135,6 +135,12 @@ async fn header_ids_are_signed_or_encrypted_like_cookies() {
         // a valid value next to a bad one: the valid one counts
         let r = http_get(addr, "/visits", &[(H, &tampered), (H, &sealed)]).await;
         assert_eq!(r.body, "3", "{protection:?}");
+        let folded = format!("{tampered}, {sealed}");
+        let r = http_get(addr, "/visits", &[(H, &folded)]).await;
+        assert_eq!(
+            r.body, "4",
+            "{protection:?}: folded into one header by a proxy"
+        );
         server.abort();
     }
 }
