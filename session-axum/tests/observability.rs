@@ -1,7 +1,9 @@
-//! What the layer logs: a SQLite store whose table is dropped under it (a real backend
-//! failure), served on a loopback port, with the process's `tracing` output captured by a
-//! `tracing-subscriber` fmt writer. The failed save and the failed load are logged with their
-//! cause and the session's tag, and the raw id appears nowhere in the output.
+//! What the layer logs: a SQLite store that refuses writes (triggers that abort them), then
+//! loses its table (dropped under it), both real backend failures, served on a loopback port,
+//! with the process's `tracing` output captured by a `tracing-subscriber` fmt writer. The
+//! failed saves and the failed load are logged with their cause (and the session's tag when it
+//! has one), the levels of `session_axum::Error` are as documented, and the raw id appears
+//! nowhere in the output.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -83,8 +85,21 @@ async fn failed_saves_and_loads_are_logged_with_their_cause_and_never_the_id() {
         "2"
     );
 
-    // the backend fails for real: another connection drops the session table
+    // the backend refuses writes for real: another connection adds triggers that abort them
     let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(&format!(
+        "CREATE TRIGGER no_insert BEFORE INSERT ON \"{table}\" \
+           BEGIN SELECT RAISE(ABORT, 'writes refused by the test trigger'); END; \
+         CREATE TRIGGER no_update BEFORE UPDATE ON \"{table}\" \
+           BEGIN SELECT RAISE(ABORT, 'writes refused by the test trigger'); END;"
+    ))
+    .unwrap();
+    // a live session loads, but its save fails: 500, logged with the cause and the tag
+    let r = http_get(addr, "/visits", &[("cookie", &cookie)]).await;
+    assert_eq!(r.status, 500);
+    assert!(r.all("set-cookie").is_empty(), "{:?}", r.headers);
+
+    // then the table goes away altogether
     conn.execute_batch(&format!("DROP TABLE \"{table}\""))
         .unwrap();
 
@@ -98,6 +113,16 @@ async fn failed_saves_and_loads_are_logged_with_their_cause_and_never_the_id() {
     server.abort();
 
     let log = captured.text();
+    let refused = lines_with(
+        &log,
+        &["ERROR", "session save failed", "refused by the test"],
+    );
+    assert_eq!(refused.len(), 1, "the live session's failed save:\n{log}");
+    assert!(
+        refused[0].contains(&format!("session=\"{tag}\"")),
+        "tagged: {}",
+        refused[0]
+    );
     let saves = lines_with(&log, &["ERROR", "session save failed", "no such table"]);
     assert_eq!(
         saves.len(),
@@ -123,6 +148,28 @@ async fn failed_saves_and_loads_are_logged_with_their_cause_and_never_the_id() {
         loads[0]
     );
     assert!(loads[0].contains("incoming=\"valid\""), "{}", loads[0]);
+
+    // the levels of session_axum::Error: contention is a WARN, a client's bad id an INFO
+    use axum::response::IntoResponse;
+    let locked = session_axum::Error::<session_axum::DefaultResponse>::from(
+        session_core::Error::Locked("busy in the test".into()),
+    );
+    assert_eq!(locked.into_response().status(), 503);
+    let bad_id = session_axum::Error::<session_axum::DefaultResponse>::from(
+        SessionId::parse("x").unwrap_err(),
+    );
+    assert_eq!(bad_id.into_response().status(), 400);
+    let log = captured.text();
+    assert_eq!(
+        lines_with(&log, &[" WARN ", "busy in the test"]).len(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        lines_with(&log, &[" INFO ", "invalid id", "at least"]).len(),
+        1,
+        "{log}"
+    );
 
     assert!(
         !log.contains(id.as_str()),
