@@ -1,7 +1,29 @@
-//! The cookie and client-info settings of a [`SessionLayer`](crate::SessionLayer).
+//! The cookie, header and client-info settings of a [`SessionLayer`](crate::SessionLayer).
 
-use cookie::{Key, SameSite};
+use cookie::SameSite;
+use http::HeaderName;
 use session_core::{Error, Result};
+
+use crate::key::Key;
+
+/// How the [`keys`](CookieConfig::keys) protect the session id in the cookie (or header).
+///
+/// Both rotate keys the same way: the id is protected with the first key, and a value
+/// protected with any of the keys is accepted. A value that does not verify (or decrypt) with
+/// any key is [`IncomingId::Invalid`](session_core::IncomingId::Invalid): it never reaches
+/// storage, the request gets a fresh session, and the response removes it. A signed value is
+/// never accepted as private, nor a private one as signed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protection {
+    /// HMAC-SHA256: the value is the base64 MAC (44 characters) followed by the id, in clear.
+    /// The client can read the id but cannot forge one. With no keys the value is the bare id.
+    #[default]
+    Signed,
+    /// AES-256-GCM (the `cookie` crate's private jar): the value is the base64 of a random
+    /// nonce, the encrypted id and the authentication tag (80 characters), bound to the cookie
+    /// (or header) name. The client can neither read nor forge the id. Needs at least one key.
+    Private,
+}
 
 /// How the session cookie is written and read, and where the client's IP comes from.
 ///
@@ -14,12 +36,16 @@ use session_core::{Error, Result};
 /// let config = CookieConfig {
 ///     name: "app_session".into(),
 ///     same_site: SameSite::Strict,
-///     keys: vec![Key::derive_from(&[7u8; 32])], // load it from your secret store instead
+///     keys: vec![Key::try_from_secret(&[7u8; 32])?], // load it from your secret store instead
 ///     ..CookieConfig::default()
 /// };
 /// assert!(config.validate().is_ok());
 /// assert!(CookieConfig::default().secure);
+/// # Ok::<(), session_core::Error>(())
 /// ```
+///
+/// Despite its name it also configures an id carried in a request header instead of a
+/// cookie (see [`header`](Self::header)).
 #[derive(Clone)]
 pub struct CookieConfig {
     /// The cookie's name. A name starting with `__Host-` makes [`validate`](Self::validate)
@@ -51,14 +77,32 @@ pub struct CookieConfig {
     ///
     /// Default: `true`.
     pub persistent: bool,
-    /// HMAC-SHA256 signing keys. Empty: the cookie holds the bare session id (which is already
-    /// 192 random bits, so signing is defence in depth, not a requirement). Otherwise every
-    /// cookie is signed with the first key and a cookie signed with any of them is accepted, so
-    /// a new key is rotated in by putting it first and the old one is dropped once every
-    /// session signed with it has expired or been re-sent (after the idle TTL).
+    /// The keys that sign or encrypt the id (see [`protection`](Self::protection)). Empty: the
+    /// cookie holds the bare session id (which is already 192 random bits, so signing is
+    /// defence in depth, not a requirement). Otherwise every cookie is protected with the first
+    /// key and a cookie protected with any of them is accepted, so a new key is rotated in by
+    /// putting it first and the old one is dropped once every session protected with it has
+    /// expired or been re-sent (after the idle TTL).
     ///
     /// Default: empty.
     pub keys: Vec<Key>,
+    /// Whether the keys sign the id ([`Protection::Signed`], HMAC-SHA256, the id stays
+    /// readable) or encrypt it ([`Protection::Private`], AES-256-GCM, the id is hidden).
+    /// `Private` needs at least one key ([`validate`](Self::validate) checks it).
+    ///
+    /// Default: [`Protection::Signed`].
+    pub protection: Protection,
+    /// Carry the id in this request and response header (for example `"x-session-id"`)
+    /// instead of a cookie: for API clients that keep a token rather than a cookie jar. No
+    /// cookie is then read or written; the header's value is the id protected exactly as the
+    /// cookie's would be ([`keys`](Self::keys), [`protection`](Self::protection)). The response
+    /// carries the header with a new id (new session, login, regeneration, or a re-issue with
+    /// the first key after a rotation) and with an **empty value** when the client must forget
+    /// its id (logout, destroyed, dead or invalid id). The name is matched without regard to
+    /// case. `name`, `path`, `domain`, `secure`, `same_site` and `persistent` do not apply.
+    ///
+    /// Default: `None` (a cookie).
+    pub header: Option<String>,
     /// How many reverse proxies in front of the server append to `X-Forwarded-For`. `0`
     /// ignores the header (anyone can send it); with `n`, the client's IP is the `n`-th
     /// address from the right, and the peer address is used when the header has fewer.
@@ -77,6 +121,8 @@ impl Default for CookieConfig {
             same_site: SameSite::Lax,
             persistent: true,
             keys: Vec::new(),
+            protection: Protection::Signed,
+            header: None,
             trusted_proxies: 0,
         }
     }
@@ -92,6 +138,8 @@ impl std::fmt::Debug for CookieConfig {
             .field("same_site", &self.same_site)
             .field("persistent", &self.persistent)
             .field("keys", &format_args!("[{} key(s)]", self.keys.len()))
+            .field("protection", &self.protection)
+            .field("header", &self.header)
             .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
@@ -109,10 +157,31 @@ fn is_av_char(c: char) -> bool {
 
 impl CookieConfig {
     /// Checks the name (a token), the path (starts with `/`, visible ASCII without `;`), the
-    /// domain (letters, digits, `.` and `-`), and the `__Host-`/`__Secure-` prefix rules;
+    /// domain (letters, digits, `.` and `-`), the `__Host-`/`__Secure-` prefix rules, that
+    /// [`Protection::Private`] has a key, and that the [`header`](Self::header) is a header
+    /// name that is not one HTTP itself uses for something else;
     /// [`SessionLayer::with_config`](crate::SessionLayer::with_config) calls it.
     pub fn validate(&self) -> Result<()> {
         let bad = |what: String| Err(Error::InvalidInput(format!("CookieConfig: {what}")));
+        if self.protection == Protection::Private && self.keys.is_empty() {
+            return bad("Protection::Private needs at least one key".into());
+        }
+        if let Some(h) = &self.header {
+            self.header_name()?;
+            const TAKEN: [&str; 8] = [
+                "cookie",
+                "set-cookie",
+                "authorization",
+                "host",
+                "content-length",
+                "content-type",
+                "transfer-encoding",
+                "connection",
+            ];
+            if TAKEN.iter().any(|t| h.eq_ignore_ascii_case(t)) {
+                return bad(format!("header {h:?} already means something else in HTTP"));
+            }
+        }
         if self.name.is_empty() || !self.name.chars().all(is_tchar) {
             return bad(format!("name {:?} is not a cookie name token", self.name));
         }
@@ -145,6 +214,18 @@ impl CookieConfig {
         }
         Ok(())
     }
+
+    /// The [`header`](Self::header), parsed (lower-cased); `None` for a cookie.
+    pub(crate) fn header_name(&self) -> Result<Option<HeaderName>> {
+        self.header
+            .as_deref()
+            .map(|h| {
+                HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                    Error::InvalidInput(format!("CookieConfig: header {h:?} is not a header name"))
+                })
+            })
+            .transpose()
+    }
 }
 
 #[cfg(test)]
@@ -155,6 +236,8 @@ mod tests {
     fn defaults_are_safe_and_valid() {
         let c = CookieConfig::default();
         assert!(c.secure && c.persistent && c.keys.is_empty());
+        assert_eq!(c.protection, Protection::Signed);
+        assert_eq!(c.header, None);
         assert_eq!(c.same_site, SameSite::Lax);
         assert_eq!((c.name.as_str(), c.path.as_str()), ("session_id", "/"));
         assert_eq!(c.trusted_proxies, 0);
@@ -200,12 +283,42 @@ mod tests {
             })
             .is_err()
         );
+        assert!(
+            with(|c| c.protection = Protection::Private).is_err(),
+            "no key"
+        );
+        assert!(with(|c| c.header = Some("x-session-id".into())).is_ok());
+        assert!(with(|c| c.header = Some("X-Session-Id".into())).is_ok());
+        for bad in [
+            "",
+            "x session",
+            "x:y",
+            "Cookie",
+            "set-cookie",
+            "Authorization",
+        ] {
+            let c = CookieConfig {
+                header: Some(bad.into()),
+                ..CookieConfig::default()
+            };
+            assert!(c.validate().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn private_needs_a_key() {
+        let c = CookieConfig {
+            keys: vec![Key::try_from_secret(&[1u8; 32]).expect("32 bytes")],
+            protection: Protection::Private,
+            ..CookieConfig::default()
+        };
+        assert!(c.validate().is_ok());
     }
 
     #[test]
     fn debug_hides_the_keys() {
         let c = CookieConfig {
-            keys: vec![Key::derive_from(&[1u8; 32])],
+            keys: vec![Key::try_from_secret(&[1u8; 32]).expect("32 bytes")],
             ..CookieConfig::default()
         };
         let shown = format!("{c:?}");

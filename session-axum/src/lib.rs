@@ -1,15 +1,19 @@
 #![doc = include_str!("../README.md")]
 
 mod config;
+mod error;
 mod extract;
+mod key;
 mod layer;
 
-pub use config::CookieConfig;
+pub use config::{CookieConfig, Protection};
+pub use error::{DefaultResponse, Error, ErrorResponse};
 pub use extract::{MissingSessionLayer, Session};
-pub use layer::{SaveError, SessionLayer, SessionService};
+pub use key::Key;
+pub use layer::{SPAN_NAME, SaveError, SessionLayer, SessionService};
 
-/// Re-exported from the `cookie` crate: a signing key ([`Key::derive_from`] a 32+ byte secret,
-/// [`Key::try_from`] 64 bytes, or [`Key::generate`]).
-pub use cookie::Key;
 /// Re-exported from the `cookie` crate: the `SameSite` attribute.
 pub use cookie::SameSite;
+/// Re-exported from `session-layers`: the keyed hash that turns session ids into short tags
+/// for logs ([`SessionLayer::with_tagger`]).
+pub use session_layers::IdTagger;

@@ -158,8 +158,8 @@ async fn session_round_trip_and_refreshed_max_age() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_cookie_round_trip_and_key_rotation() {
     let (store, manager) = memory();
-    let old = Key::derive_from(&[1u8; 32]);
-    let new = Key::derive_from(&[2u8; 32]);
+    let old = Key::try_from_secret(&[1u8; 32]).unwrap();
+    let new = Key::try_from_secret(&[2u8; 32]).unwrap();
     let signed = |keys: Vec<Key>| {
         app(layer(
             &manager,
@@ -223,8 +223,8 @@ async fn signed_cookie_round_trip_and_key_rotation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_session_cookie_is_resigned_when_signed_with_an_old_key() {
     let (_store, manager) = memory();
-    let old = Key::derive_from(&[3u8; 32]);
-    let new = Key::derive_from(&[4u8; 32]);
+    let old = Key::try_from_secret(&[3u8; 32]).unwrap();
+    let new = Key::try_from_secret(&[4u8; 32]).unwrap();
     let config = |keys| CookieConfig {
         keys,
         persistent: false,
@@ -247,7 +247,7 @@ async fn browser_session_cookie_is_resigned_when_signed_with_an_old_key() {
 async fn garbage_and_forged_cookies_get_a_fresh_session_without_error() {
     let (store, manager) = memory();
     let plain = app(layer(&manager, CookieConfig::default()));
-    let key = Key::derive_from(&[9u8; 32]);
+    let key = Key::try_from_secret(&[9u8; 32]).unwrap();
     let signed = app(layer(
         &manager,
         CookieConfig {
@@ -269,7 +269,7 @@ async fn garbage_and_forged_cookies_get_a_fresh_session_without_error() {
             )
             .unwrap(),
             CookieConfig {
-                keys: vec![Key::derive_from(&[8u8; 32])],
+                keys: vec![Key::try_from_secret(&[8u8; 32]).unwrap()],
                 ..CookieConfig::default()
             },
         ));
@@ -352,7 +352,7 @@ async fn malformed_and_tampered_cookies_are_removed_without_a_storage_call() {
     let signed = app(layer(
         &manager,
         CookieConfig {
-            keys: vec![Key::derive_from(&[5u8; 32])],
+            keys: vec![Key::try_from_secret(&[5u8; 32]).unwrap()],
             ..CookieConfig::default()
         },
     ));

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use session_axum::{CookieConfig, Session, SessionLayer};
 use session_core::driver::{BoxFuture, Call, Driver, Intercept, Intercepted, Op};
 use session_core::{Error, Manager, Result};
@@ -63,11 +63,8 @@ pub fn counting(inner: impl Driver) -> Arc<Counting> {
     Arc::new(Intercepted::new(inner, Counter::default()))
 }
 
-type Answer = std::result::Result<String, (StatusCode, String)>;
-
-fn fail(e: Error) -> (StatusCode, String) {
-    (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-}
+/// What the test handlers answer: session errors go through `session_axum::Error` (`?`).
+type Answer = std::result::Result<String, session_axum::Error>;
 
 /// The test app: routes that leave the session alone, read it, write it, log in and out.
 pub fn app(layer: SessionLayer) -> Router {
@@ -76,44 +73,51 @@ pub fn app(layer: SessionLayer) -> Router {
         .route(
             "/read",
             get(|s: Session| async move {
-                let name: Option<String> = s.get("name").await.map_err(fail)?;
+                let name: Option<String> = s.get("name").await?;
                 Answer::Ok(name.unwrap_or_else(|| "-".into()))
             }),
         )
         .route(
             "/set",
             get(|s: Session| async move {
-                s.set("name", "ada").await.map_err(fail)?;
+                s.set("name", "ada").await?;
                 Answer::Ok("set".into())
             }),
         )
         .route(
             "/visits",
             get(|s: Session| async move {
-                let n = s.get::<u32>("visits").await.map_err(fail)?.unwrap_or(0) + 1;
-                s.set("visits", &n).await.map_err(fail)?;
+                let n = s.get::<u32>("visits").await?.unwrap_or(0) + 1;
+                s.set("visits", &n).await?;
                 Answer::Ok(n.to_string())
             }),
         )
         .route(
             "/login",
             get(|s: Session| async move {
-                s.login("alice").await.map_err(fail)?;
+                s.login("alice").await?;
                 Answer::Ok("in".into())
             }),
         )
         .route(
             "/logout",
             get(|s: Session| async move {
-                s.logout().await.map_err(fail)?;
+                s.logout().await?;
                 Answer::Ok("out".into())
             }),
         )
         .route(
             "/whoami",
             get(|s: Session| async move {
-                let user = s.user().await.map_err(fail)?;
+                let user = s.user().await?;
                 Answer::Ok(user.unwrap_or_else(|| "anonymous".into()))
+            }),
+        )
+        .route(
+            "/id",
+            get(|s: Session| async move {
+                s.user().await?; // loads the session, so the id is known
+                Answer::Ok(s.id().await.map_or("-".into(), |id| id.to_string()))
             }),
         )
         .route(
@@ -202,4 +206,80 @@ pub fn attributes(set_cookie: &str) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// A reply read off a real socket.
+pub struct Reply {
+    pub status: u16,
+    /// Header names lower-cased, values trimmed, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    /// All values of header `name` (lower case).
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// Serves `router` on a fresh loopback port (with the peer address), until the task is aborted.
+pub async fn serve(router: Router) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .expect("serve");
+    });
+    (addr, task)
+}
+
+/// One HTTP/1.1 GET on a fresh TCP connection, with extra request headers.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut raw),
+    )
+    .await
+    .expect("reply within 10 s")
+    .expect("read");
+    let text = String::from_utf8(raw).expect("utf-8 reply");
+    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_owned(), // axum sends a String body with Content-Length
+    }
 }
