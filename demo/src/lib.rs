@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use session_axum::{CookieConfig, Key, SessionLayer};
+use session_kit::axum::{CookieConfig, Key, SessionLayer};
 use session_kit::driver::Driver;
 use session_kit::layers::{MetricsLayer, TracingLayer};
 use session_kit::{Config, Error, Manager, Result, Storage};
@@ -231,9 +231,9 @@ pub fn cookie_config(secret: Option<&str>) -> CookieConfig {
     CookieConfig {
         name: "demo_session".into(),
         secure: false,
+        // Options::parse refuses secrets under 32 bytes, so a key is always made here
         keys: secret
-            .filter(|s| s.len() >= 32)
-            .map(|s| Key::derive_from(s.as_bytes()))
+            .and_then(|s| Key::try_from_secret(s.as_bytes()).ok())
             .into_iter()
             .collect(),
         ..CookieConfig::default()

@@ -10,7 +10,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 use serde::Deserialize;
-use session_axum::Session;
+use session_kit::axum::Session;
 use session_kit::{Error, Manager, SessionId, Value};
 
 /// Longest user name and value the forms accept (the store would take more; a demo page
