@@ -9,8 +9,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::ser::SerializeSeq;
+use serde::{Serialize, Serializer};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::check;
@@ -51,8 +52,8 @@ use crate::value::Value;
 /// let manager = Manager::new(Arc::new(MemoryStore::new()), Config::default())?;
 /// let session = manager.load(None);
 /// session.set("user_name", "ada").await?;
-/// session.push("hobbies", "chess".to_string()).await?;
-/// assert_eq!(session.push("hobbies", "go".to_string()).await?, 2);
+/// session.push("hobbies", "chess").await?;
+/// assert_eq!(session.push("hobbies", "go").await?, 2);
 /// assert!(session.has("user_name").await?);
 /// assert_eq!(session.keys().await?, ["hobbies", "user_name"]);
 /// let out = session.save().await?;
@@ -299,19 +300,26 @@ impl Session {
     }
 
     /// Appends `item` to the list stored at `key` (CodeIgniter's `push`), creating the list if
-    /// absent; returns the new length. A value at `key` that is not a list of `T` is
-    /// [`Error::Decode`](crate::Error::Decode).
-    pub async fn push<T: Serialize + DeserializeOwned>(&self, key: &str, item: T) -> Result<usize> {
+    /// absent; returns the new length.
+    ///
+    /// Takes the item by reference, like [`set`](Self::set) and every other write: `push("tags",
+    /// "rust")` pushes a string, `push("ids", &7u32)` a number. The stored list is decoded as a
+    /// list of `T`'s owned form (`Vec<String>` for a `&str` item; `Vec<T>` for a `T: Clone`),
+    /// so a value at `key` that is not such a list is [`Error::Decode`](crate::Error::Decode).
+    pub async fn push<T>(&self, key: &str, item: &T) -> Result<usize>
+    where
+        T: Serialize + ToOwned + ?Sized,
+        T::Owned: Serialize + DeserializeOwned,
+    {
         reserved::user_key(key)?;
         let mut st = self.state().await?;
-        let mut list: Vec<T> = match st.visible_at(key, check::now_millis) {
+        let list: Vec<T::Owned> = match st.visible_at(key, check::now_millis) {
             Some(v) => v.decode()?,
             None => Vec::new(),
         };
-        list.push(item);
-        let v = Value::encode(&list)?;
+        let v = Value::encode(&Appended { list: &list, item })?;
         st.set_plain(key, v);
-        Ok(list.len())
+        Ok(list.len() + 1)
     }
 
     // ----- flash data ------------------------------------------------------------------
@@ -798,5 +806,23 @@ impl Session {
             .emit(|| SessionEvent::Destroyed { id, user })
             .await;
         Ok(out)
+    }
+}
+
+/// A stored list and one more item, serialised as one list (what [`Session::push`] writes)
+/// without cloning the list or the item.
+struct Appended<'a, A, B: ?Sized> {
+    list: &'a [A],
+    item: &'a B,
+}
+
+impl<A: Serialize, B: Serialize + ?Sized> Serialize for Appended<'_, A, B> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.list.len().saturating_add(1)))?;
+        for x in self.list {
+            seq.serialize_element(x)?;
+        }
+        seq.serialize_element(self.item)?;
+        seq.end()
     }
 }
