@@ -24,7 +24,7 @@ use crate::meta::{ClientInfo, SessionMeta};
 use crate::outcome::SaveOutcome;
 use crate::reserved::{self, Reserved};
 use crate::state::{Regen, State};
-use crate::value::Value;
+use crate::value::{Data, Value};
 
 /// The session of one request.
 ///
@@ -242,6 +242,43 @@ impl Session {
         Ok(())
     }
 
+    /// Sets every `(key, value)` of `items` (CodeIgniter's `set(array)`), each as
+    /// [`set`](Self::set) would: every key is checked and every value encoded before any is
+    /// set, so an invalid key or a value that does not encode sets nothing.
+    ///
+    /// The values share one type; values of different types are set with one `set` each (a
+    /// set is only recorded in memory, written by the one apply of [`save`](Self::save), so
+    /// several `set`s cost no more storage calls than one `set_many`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> session_core::Result<()> {
+    /// # use std::sync::Arc;
+    /// # use session_core::{Config, Manager};
+    /// # let manager = Manager::new(Arc::new(session_memory::MemoryStore::new()), Config::default())?;
+    /// let s = manager.load(None);
+    /// s.set_many([("username", "johndoe"), ("email", "johndoe@some-site.com")]).await?;
+    /// assert_eq!(s.get::<String>("email").await?.as_deref(), Some("johndoe@some-site.com"));
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_many<'a, I, K, T>(&self, items: I) -> Result<()>
+    where
+        I: IntoIterator<Item = (K, &'a T)>,
+        K: AsRef<str>,
+        T: Serialize + ?Sized + 'a,
+    {
+        let mut encoded = Vec::new();
+        for (key, value) in items {
+            reserved::user_key(key.as_ref())?;
+            encoded.push((key, Value::encode(value)?));
+        }
+        let mut st = self.state().await?;
+        for (key, value) in encoded {
+            st.set_plain(key.as_ref(), value);
+        }
+        Ok(())
+    }
+
     /// Whether `key` has a value.
     pub async fn has(&self, key: &str) -> Result<bool> {
         reserved::user_key(key)?;
@@ -287,6 +324,33 @@ impl Session {
     /// The user keys, sorted (flash and live temp data included, reserved keys never).
     pub async fn keys(&self) -> Result<Vec<String>> {
         Ok(self.state().await?.user_keys(check::now_millis()))
+    }
+
+    /// Every user key with its value (CodeIgniter's `get()` without a key), flash data and
+    /// live temp data included, reserved keys never: the same keys as [`keys`](Self::keys).
+    /// Decode each value with [`Value::decode`](crate::Value::decode).
+    ///
+    /// CodeIgniter's `get()` leaves flash and temp data out; here they are in, as in
+    /// [`keys`](Self::keys) and [`len`](Self::len). [`all_flash`](Self::all_flash) and
+    /// [`all_temp`](Self::all_temp) list them apart.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> session_core::Result<()> {
+    /// # use std::sync::Arc;
+    /// # use session_core::{Config, Manager};
+    /// # let manager = Manager::new(Arc::new(session_memory::MemoryStore::new()), Config::default())?;
+    /// let s = manager.load(None);
+    /// s.set("name", "ada").await?;
+    /// s.set("visits", &3u32).await?;
+    /// let all = s.all().await?;
+    /// assert_eq!(all.len(), 2);
+    /// assert_eq!(all["visits"].decode::<u32>()?, 3);
+    /// # Ok(()) }
+    /// ```
+    pub async fn all(&self) -> Result<Data> {
+        let st = self.state().await?;
+        Ok(st.user_entries(check::now_millis(), |_| true))
     }
 
     /// The number of user keys.
@@ -348,6 +412,13 @@ impl Session {
             .transpose()
     }
 
+    /// Every flash value by key (CodeIgniter's `getFlashdata()` without a key); empty when
+    /// there is none.
+    pub async fn all_flash(&self) -> Result<Data> {
+        let st = self.state().await?;
+        Ok(st.user_entries(check::now_millis(), |k| st.is_flash(k)))
+    }
+
     /// Keeps the flash value of `key` for one more load; false if `key` is not flash data.
     pub async fn keep_flash(&self, key: &str) -> Result<bool> {
         reserved::user_key(key)?;
@@ -362,6 +433,27 @@ impl Session {
             .state()
             .await?
             .mark_flash(key, mark, check::now_millis()))
+    }
+
+    /// Turns the existing values of `keys` into flash data (CodeIgniter's
+    /// `markAsFlashdata(array)`): all of them, or, when one has no value, none (false, as in
+    /// CodeIgniter). Every key is checked first; an invalid one is
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) and marks nothing.
+    pub async fn mark_many_as_flash<I, K>(&self, keys: I) -> Result<bool>
+    where
+        I: IntoIterator<Item = K>,
+        K: AsRef<str>,
+    {
+        let mut marks = Vec::new();
+        for key in keys {
+            let key = key.as_ref();
+            reserved::user_key(key)?;
+            marks.push((key.to_string(), reserved::flash_mark(key)?));
+        }
+        Ok(self
+            .state()
+            .await?
+            .mark_many_flash(marks, check::now_millis()))
     }
 
     // ----- temp data -------------------------------------------------------------------
@@ -411,6 +503,80 @@ impl Session {
             .state()
             .await?
             .mark_temp(key, mark, deadline, check::now_millis()))
+    }
+
+    /// Every live temp value by key (CodeIgniter's `getTempdata()` without a key); empty when
+    /// there is none.
+    pub async fn all_temp(&self) -> Result<Data> {
+        let st = self.state().await?;
+        Ok(st.user_entries(check::now_millis(), |k| st.is_temp(k)))
+    }
+
+    /// Turns the existing values of `keys` into temp data living `ttl` from now
+    /// ([`Config::temp_ttl`](crate::Config::temp_ttl) when `None`; CodeIgniter's
+    /// `markAsTempdata(array, ttl)`): all of them, or, when one has no value, none (false, as
+    /// in CodeIgniter). Every key is checked first; an invalid one is
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) and marks nothing.
+    pub async fn mark_many_as_temp<I, K>(&self, keys: I, ttl: Option<Duration>) -> Result<bool>
+    where
+        I: IntoIterator<Item = K>,
+        K: AsRef<str>,
+    {
+        let deadline = self.temp_deadline(ttl)?;
+        self.mark_temp_deadlines(keys.into_iter().map(|k| (k, deadline)))
+            .await
+    }
+
+    /// Like [`mark_many_as_temp`](Self::mark_many_as_temp) with a TTL per key (CodeIgniter's
+    /// `markAsTempdata(['item' => 300, 'item2' => 240])`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> session_core::Result<()> {
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use session_core::{Config, Manager};
+    /// # let manager = Manager::new(Arc::new(session_memory::MemoryStore::new()), Config::default())?;
+    /// let s = manager.load(None);
+    /// s.set_many([("item", &1u32), ("item2", &2u32)]).await?;
+    /// let marked = s
+    ///     .mark_many_as_temp_each([
+    ///         ("item", Duration::from_secs(300)),
+    ///         ("item2", Duration::from_secs(240)),
+    ///     ])
+    ///     .await?;
+    /// assert!(marked);
+    /// assert_eq!(s.all_temp().await?.len(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub async fn mark_many_as_temp_each<I, K>(&self, items: I) -> Result<bool>
+    where
+        I: IntoIterator<Item = (K, Duration)>,
+        K: AsRef<str>,
+    {
+        let mut deadlines = Vec::new();
+        for (key, ttl) in items {
+            deadlines.push((key, self.temp_deadline(Some(ttl))?));
+        }
+        self.mark_temp_deadlines(deadlines).await
+    }
+
+    /// Marks each `(key, deadline)` as temp data, all or none.
+    async fn mark_temp_deadlines<I, K>(&self, items: I) -> Result<bool>
+    where
+        I: IntoIterator<Item = (K, u64)>,
+        K: AsRef<str>,
+    {
+        let mut marks = Vec::new();
+        for (key, deadline) in items {
+            let key = key.as_ref();
+            reserved::user_key(key)?;
+            marks.push((key.to_string(), reserved::temp_mark(key)?, deadline));
+        }
+        Ok(self
+            .state()
+            .await?
+            .mark_many_temp(marks, check::now_millis()))
     }
 
     /// Removes temp data `key` (value and mark) before its TTL; false (and nothing removed) if

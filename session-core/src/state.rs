@@ -329,6 +329,14 @@ impl State {
         keys
     }
 
+    /// The user entries as this request sees them (expired temp data hidden) that pass `keep`.
+    pub(crate) fn user_entries(&self, now: u64, keep: impl Fn(&str) -> bool) -> Data {
+        self.entries()
+            .filter(|(k, _)| keep(k))
+            .filter_map(|(k, _)| Some((k.clone(), self.visible(k, now)?.clone())))
+            .collect()
+    }
+
     /// A plain write of a user key: the value stays until removed (any flash or temp mark goes).
     pub(crate) fn set_plain(&mut self, key: &str, value: Value) {
         self.unmark(key);
@@ -377,6 +385,18 @@ impl State {
         true
     }
 
+    /// Marks every one of `keys` (with their mark keys) as flash data, or, if one of them has
+    /// no value, none of them (CodeIgniter's `markAsFlashdata(array)`); false in that case.
+    pub(crate) fn mark_many_flash(&mut self, keys: Vec<(String, String)>, now: u64) -> bool {
+        if keys.iter().any(|(k, _)| self.visible(k, now).is_none()) {
+            return false;
+        }
+        for (key, mark) in keys {
+            self.mark_flash(&key, mark, now);
+        }
+        true
+    }
+
     pub(crate) fn set_flash(&mut self, key: &str, mark: String, value: Value, now: u64) {
         self.put(key.to_string(), value);
         self.mark_flash(key, mark, now);
@@ -402,6 +422,18 @@ impl State {
         }
         self.flash_old.remove(key);
         self.put(mark, Value::encode(&deadline).unwrap_or_else(|_| flag()));
+        true
+    }
+
+    /// Marks every one of `keys` (key, mark key, deadline) as temp data, or, if one of them has
+    /// no value, none of them (CodeIgniter's `markAsTempdata(array)`); false in that case.
+    pub(crate) fn mark_many_temp(&mut self, keys: Vec<(String, String, u64)>, now: u64) -> bool {
+        if keys.iter().any(|(k, _, _)| self.visible(k, now).is_none()) {
+            return false;
+        }
+        for (key, mark, deadline) in keys {
+            self.mark_temp(&key, mark, deadline, now);
+        }
         true
     }
 
