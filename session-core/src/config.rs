@@ -28,6 +28,9 @@ pub struct Config {
     /// Idle timeout: a session nobody uses for this long expires. Each write, and each touch when
     /// due (see [`touch_threshold`](Self::touch_threshold)), slides the expiry to now + `idle_ttl`.
     ///
+    /// A session may have its own instead
+    /// ([`Session::set_idle_ttl`](crate::Session::set_idle_ttl), "remember me").
+    ///
     /// Default: 2 hours (CodeIgniter's `sessionExpiration`).
     pub idle_ttl: Duration,
 

@@ -242,11 +242,7 @@ impl Manager {
     fn time_left(&self, r: &Reserved, expires_at: Option<SystemTime>, now: u64) -> u64 {
         match expires_at {
             Some(t) => check::unix_millis(t).saturating_sub(now),
-            None => self
-                .ctx
-                .timing
-                .write_ttl(r.meta.as_ref(), None, now)
-                .unwrap_or(0),
+            None => self.ctx.timing.write_ttl(r, now).unwrap_or(0),
         }
     }
 
@@ -429,7 +425,7 @@ impl Manager {
         }
         if self.ctx.config.owner_index {
             match user {
-                Some(user) => store.index_add(user, id, self.ctx.index_ttl()).await?,
+                Some(user) => store.index_add(user, id, self.ctx.index_ttl(r.ttl)).await?,
                 None => store.index_remove(id).await?,
             }
         }

@@ -10,6 +10,7 @@
 //! | `__s.f.<key>` | marks `<key>` as flash data |
 //! | `__s.t.<key>` | the deadline (unix ms) of temp value `<key>` |
 //! | `__s.retired` | on an old id after a regeneration: the end of its grace period |
+//! | `__s.ttl` | the session's own idle TTL (ms), set by [`Session::set_idle_ttl`](crate::Session::set_idle_ttl) |
 
 use std::net::IpAddr;
 
@@ -34,6 +35,8 @@ pub(crate) const SEEN: &str = "__s.seen";
 pub(crate) const USER: &str = "__s.user";
 /// Set on an old id after a regeneration: the unix-ms deadline of its grace period.
 pub(crate) const RETIRED: &str = "__s.retired";
+/// The session's own idle TTL in ms (instead of the manager's), when it has one.
+pub(crate) const TTL: &str = "__s.ttl";
 /// Prefix of flash marks: `__s.f.<key>` marks `<key>` as flash data.
 pub(crate) const FLASH: &str = "__s.f.";
 /// Prefix of temp marks: `__s.t.<key>` holds the unix-ms deadline of temp value `<key>`.
@@ -49,15 +52,15 @@ pub(crate) fn is_mark(key: &str) -> bool {
     is_reserved(key) && (key.starts_with(FLASH) || key.starts_with(TEMP))
 }
 
-/// Whether `key` survives [`Session::clear`](crate::Session::clear): the metadata, the login and
-/// a retirement mark do, user keys and their marks do not.
+/// Whether `key` survives [`Session::clear`](crate::Session::clear): the metadata, the login,
+/// the session's own TTL and a retirement mark do, user keys and their marks do not.
 pub(crate) fn survives_clear(key: &str) -> bool {
-    matches!(key, META | SEEN | USER | RETIRED)
+    matches!(key, META | SEEN | USER | RETIRED | TTL)
 }
 
 /// Whether `key` is bookkeeping only: a session holding nothing else is not worth storing.
 pub(crate) fn is_bookkeeping(key: &str) -> bool {
-    matches!(key, META | SEEN | RETIRED)
+    matches!(key, META | SEEN | RETIRED | TTL)
 }
 
 /// Checks a key the user passes: [`check::key`] and not reserved.
@@ -140,6 +143,8 @@ pub(crate) struct Reserved {
     pub seen: Option<StoredSeen>,
     pub user: Option<String>,
     pub retired: Option<u64>,
+    /// The session's own idle TTL in ms (`None`: the manager's).
+    pub ttl: Option<u64>,
 }
 
 impl Reserved {
@@ -159,6 +164,10 @@ impl Reserved {
                 SEEN => r.seen = decode_reserved(value, SEEN, backend)?,
                 USER => r.user = decode_reserved(value, USER, backend)?,
                 RETIRED => r.retired = decode_reserved(value, RETIRED, backend)?,
+                TTL => {
+                    // a zero TTL (never written by the session layer) means "the manager's"
+                    r.ttl = decode_reserved::<u64>(value, TTL, backend)?.filter(|&t| t > 0)
+                }
                 _ => {}
             }
         }
@@ -246,9 +255,10 @@ mod tests {
     fn key_classes() {
         assert!(is_mark("__s.f.a") && is_mark("__s.t.a"));
         assert!(!is_mark(META) && !is_mark("f.a"));
-        for k in [META, SEEN, USER, RETIRED] {
+        for k in [META, SEEN, USER, RETIRED, TTL] {
             assert!(survives_clear(k), "{k}");
         }
+        assert!(is_bookkeeping(TTL), "a TTL alone creates no session");
         assert!(!survives_clear("__s.f.a") && !survives_clear("a"));
         assert!(is_bookkeeping(META) && is_bookkeeping(SEEN) && is_bookkeeping(RETIRED));
         assert!(!is_bookkeeping(USER), "a login is worth storing");

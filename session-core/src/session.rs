@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::de::DeserializeOwned;
 use serde::ser::SerializeSeq;
@@ -212,6 +212,70 @@ impl Session {
     /// The owner set by [`login`](Self::login), if any.
     pub async fn user(&self) -> Result<Option<String>> {
         Ok(self.state().await?.user().map(str::to_string))
+    }
+
+    // ----- lifetime ----------------------------------------------------------------------
+
+    /// Gives this session its own idle timeout, or with `None` the manager's again
+    /// ([`Config::idle_ttl`](crate::Config::idle_ttl)): tower-sessions' `set_expiry`,
+    /// axum_session's `set_longterm`, a "remember me" box.
+    ///
+    /// Kept with the session (the reserved key `__s.ttl`), so every later request, on any
+    /// server, writes and touches the session with it: each write, and each touch when due
+    /// (the [`Config::touch_threshold`](crate::Config::touch_threshold) is then a fraction of
+    /// this TTL), slides the expiry to now + `ttl`, and the save's
+    /// [`CookieAction`](crate::CookieAction) carries that expiry (an HTTP layer makes it the
+    /// cookie's `Max-Age`). Written at the next [`save`](Self::save), which writes with the new
+    /// TTL; it survives [`clear`](Self::clear), [`regenerate`](Self::regenerate) and
+    /// [`login`](Self::login), not [`destroy`](Self::destroy). Longer or shorter than the
+    /// manager's idle TTL alike. A TTL alone does not create a session (like the metadata).
+    ///
+    /// [`Config::absolute_lifetime`](crate::Config::absolute_lifetime), when set, still ends
+    /// the session, and bounds `ttl`: a TTL above it, zero, or above
+    /// [`check::MAX_TTL`](crate::check::MAX_TTL) is [`Error::InvalidInput`](crate::Error::InvalidInput).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> session_core::Result<()> {
+    /// # use std::sync::Arc;
+    /// use std::time::{Duration, SystemTime};
+    /// use session_core::{Config, CookieAction, Manager};
+    /// # let manager = Manager::new(Arc::new(session_memory::MemoryStore::new()), Config::default())?;
+    ///
+    /// let s = manager.load(None);
+    /// s.login("ada").await?;
+    /// let month = Duration::from_secs(30 * 24 * 3600);
+    /// s.set_idle_ttl(Some(month)).await?; // "remember me"
+    /// let CookieAction::Set { expires, .. } = s.save().await?.cookie else { unreachable!() };
+    /// assert!(expires > SystemTime::now() + Duration::from_secs(29 * 24 * 3600));
+    /// assert_eq!(s.expires_at().await?, Some(expires));
+    /// assert_eq!(s.idle_ttl().await?, Some(month));
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_idle_ttl(&self, ttl: Option<Duration>) -> Result<()> {
+        let ms = ttl.map(|t| self.ctx().timing.session_ttl(t)).transpose()?;
+        self.state().await?.set_own_ttl(ms)
+    }
+
+    /// This session's own idle timeout, set by [`set_idle_ttl`](Self::set_idle_ttl); `None`
+    /// when it uses the manager's ([`Config::idle_ttl`](crate::Config::idle_ttl)).
+    pub async fn idle_ttl(&self) -> Result<Option<Duration>> {
+        Ok(self.state().await?.own_ttl().map(millis))
+    }
+
+    /// When the stored session expires (tower-sessions' `expiry_date`): the deadline it was
+    /// loaded with, or the one the last [`save`](Self::save) gave it. `None` for a session not
+    /// stored (new, or destroyed or regenerated and not saved since), and for a loaded session
+    /// whose driver does not report deadlines
+    /// ([`Capabilities::load_with_deadline`](crate::Capabilities::load_with_deadline)) until
+    /// a save writes it. The absolute lifetime may end the session earlier than a later write
+    /// would suggest, never later than this.
+    pub async fn expires_at(&self) -> Result<Option<SystemTime>> {
+        Ok(self
+            .state()
+            .await?
+            .stored_deadline()
+            .map(check::from_unix_millis))
     }
 
     // ----- typed access ----------------------------------------------------------------
@@ -873,10 +937,12 @@ impl Session {
         let Some(ttl) = st.write_ttl(&ctx.timing, now) else {
             return Ok(st.drop_session());
         };
-        let id = ctx.issue_id().await?;
+        let id = ctx.issue_id(ttl).await?;
         ctx.store.apply(&id, st.full_set(), millis(ttl)).await?;
         if let (Some(user), true) = (st.user(), ctx.config.owner_index) {
-            ctx.store.index_add(user, &id, ctx.index_ttl()).await?;
+            ctx.store
+                .index_add(user, &id, ctx.index_ttl(st.own_ttl()))
+                .await?;
         }
         Ok(st.written(id, ttl, now))
     }
@@ -925,7 +991,11 @@ impl Session {
         let change = st.take_owner_change();
         if let (Some((_, now_user)), true) = (&change, ctx.config.owner_index) {
             match now_user {
-                Some(user) => ctx.store.index_add(user, &id, ctx.index_ttl()).await?,
+                Some(user) => {
+                    ctx.store
+                        .index_add(user, &id, ctx.index_ttl(st.own_ttl()))
+                        .await?
+                }
                 None => ctx.store.index_remove(&id).await?,
             }
         }
@@ -943,7 +1013,7 @@ impl Session {
         let Some(ttl) = st.write_ttl(&ctx.timing, now) else {
             return self.expire_now(st, id).await;
         };
-        if !ctx.timing.touch_due(st.deadline(), ttl, now) {
+        if !st.touch_due(&ctx.timing, ttl, now) {
             return Ok(SaveOutcome::default());
         }
         let alive = if ctx.config.track_last_seen {

@@ -216,12 +216,37 @@ impl State {
     /// The TTL of a write at `now` (see [`Timing::write_ttl`]); `None` when the session is past
     /// its absolute deadline or its grace period.
     pub(crate) fn write_ttl(&self, timing: &Timing, now: u64) -> Option<u64> {
-        timing.write_ttl(self.reserved.meta.as_ref(), self.reserved.retired, now)
+        timing.write_ttl(&self.reserved, now)
     }
 
-    /// The storage deadline (unix ms) when known.
-    pub(crate) fn deadline(&self) -> Option<u64> {
-        self.deadline
+    /// Whether a read-only request should slide the expiry to `now + ttl` (see
+    /// [`Timing::touch_due`]), against this session's idle TTL.
+    pub(crate) fn touch_due(&self, timing: &Timing, ttl: u64, now: u64) -> bool {
+        timing.touch_due(self.deadline, ttl, timing.idle_of(&self.reserved), now)
+    }
+
+    /// The session's own idle TTL in ms, if it has one.
+    pub(crate) fn own_ttl(&self) -> Option<u64> {
+        self.reserved.ttl
+    }
+
+    /// Gives the session its own idle TTL (ms), or with `None` the manager's again; written at
+    /// the next save (which writes with it). Nothing to write when it does not change.
+    pub(crate) fn set_own_ttl(&mut self, ttl: Option<u64>) -> crate::error::Result<()> {
+        if ttl == self.reserved.ttl {
+            return Ok(());
+        }
+        match ttl {
+            Some(ms) => self.put(reserved::TTL.into(), reserved::encode(&ms)?),
+            None => self.del(reserved::TTL),
+        }
+        self.reserved.ttl = ttl;
+        Ok(())
+    }
+
+    /// When the stored session expires (unix ms), if it is stored and its deadline is known.
+    pub(crate) fn stored_deadline(&self) -> Option<u64> {
+        if self.existed { self.deadline } else { None }
     }
 
     /// Whether this is an old id retired by a regeneration (it is never touched).
