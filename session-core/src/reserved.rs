@@ -165,8 +165,12 @@ impl Reserved {
                 USER => r.user = decode_reserved(value, USER, backend)?,
                 RETIRED => r.retired = decode_reserved(value, RETIRED, backend)?,
                 TTL => {
-                    // a zero TTL (never written by the session layer) means "the manager's"
-                    r.ttl = decode_reserved::<u64>(value, TTL, backend)?.filter(|&t| t > 0)
+                    // the session layer writes only valid TTLs; a zero one means "the
+                    // manager's", and a longer one than any store takes is cut to the maximum
+                    let max = u64::try_from(check::MAX_TTL.as_millis()).unwrap_or(u64::MAX);
+                    r.ttl = decode_reserved::<u64>(value, TTL, backend)?
+                        .filter(|&t| t > 0)
+                        .map(|t| t.min(max))
                 }
                 _ => {}
             }
@@ -272,6 +276,23 @@ mod tests {
         assert_eq!(cs.set.len(), 1);
         let r = Reserved::read(&cs.set, "test").expect("read");
         assert_eq!(r.retired, Some(42));
+    }
+
+    #[test]
+    fn a_stored_ttl_is_read_within_the_valid_range() {
+        let read = |ms: u64| {
+            let data: Data = [(TTL.to_string(), encode(&ms).expect("encode"))].into();
+            Reserved::read(&data, "test").expect("read").ttl
+        };
+        assert_eq!(read(1_500), Some(1_500));
+        assert_eq!(read(0), None, "zero: the manager's TTL");
+        let max = check::ttl_millis(check::MAX_TTL).expect("valid");
+        assert_eq!(read(u64::MAX), Some(max));
+        let bad: Data = [(TTL.to_string(), Value::from_bytes(vec![0xc1]))].into();
+        assert!(matches!(
+            Reserved::read(&bad, "test"),
+            Err(Error::Corrupt { .. })
+        ));
     }
 
     #[test]
