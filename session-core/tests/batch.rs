@@ -38,14 +38,14 @@ async fn all_lists_every_user_value_flash_and_live_temp_included_never_reserved(
     s.set_temp("temp", &3u32, Some(Duration::from_secs(60)))
         .await
         .unwrap();
-    s.set_temp("short", &4u32, Some(ms(100))).await.unwrap();
+    s.set_temp("short", &4u32, Some(ms(400))).await.unwrap();
     s.login("ada").await.unwrap(); // a reserved key (the owner) and metadata
     let all = map(&[("plain", 1), ("flash", 2), ("temp", 3), ("short", 4)]);
     assert_eq!(numbers(&s.all().await.unwrap()), all);
     let id = save(&s).await;
 
     // another request sees the stored values; expired temp data is gone from the list
-    tokio::time::sleep(ms(150)).await;
+    tokio::time::sleep(ms(500)).await;
     let s = m.load(Some(id.as_str()));
     let all = s.all().await.unwrap();
     assert_eq!(
@@ -73,7 +73,7 @@ async fn all_flash_and_all_temp_list_only_their_kind() {
     s.set_flash("f1", &2u32).await.unwrap();
     s.set_flash("f2", &3u32).await.unwrap();
     s.set_temp("t1", &4u32, None).await.unwrap();
-    s.set_temp("t2", &5u32, Some(ms(100))).await.unwrap();
+    s.set_temp("t2", &5u32, Some(ms(400))).await.unwrap();
     assert_eq!(
         numbers(&s.all_flash().await.unwrap()),
         map(&[("f1", 2), ("f2", 3)])
@@ -85,7 +85,7 @@ async fn all_flash_and_all_temp_list_only_their_kind() {
     let id = save(&s).await;
 
     // next request: the flash data is still there (read or not), t2 has expired
-    tokio::time::sleep(ms(150)).await;
+    tokio::time::sleep(ms(500)).await;
     let s = m.load(Some(id.as_str()));
     assert_eq!(
         numbers(&s.all_flash().await.unwrap()),
@@ -179,26 +179,26 @@ async fn mark_many_as_temp_with_one_ttl_or_one_per_key() {
     let m = memory(Config::default());
     let (id, s) = abc(&m).await;
     assert!(
-        !s.mark_many_as_temp(["a", "missing"], Some(ms(100)))
+        !s.mark_many_as_temp(["a", "missing"], Some(ms(400)))
             .await
             .unwrap()
     );
     assert!(
-        !s.mark_many_as_temp_each([("a", ms(100)), ("missing", ms(100))])
+        !s.mark_many_as_temp_each([("a", ms(400)), ("missing", ms(400))])
             .await
             .unwrap()
     );
     assert!(s.all_temp().await.unwrap().is_empty(), "none marked");
     assert!(matches!(
-        s.mark_many_as_temp_each([("a", ms(100)), ("b", Duration::ZERO)])
+        s.mark_many_as_temp_each([("a", ms(400)), ("b", Duration::ZERO)])
             .await,
         Err(Error::InvalidInput(_))
     ));
     assert!(s.all_temp().await.unwrap().is_empty(), "none marked");
 
-    assert!(s.mark_many_as_temp(["a"], Some(ms(100))).await.unwrap());
+    assert!(s.mark_many_as_temp(["a"], Some(ms(400))).await.unwrap());
     assert!(
-        s.mark_many_as_temp_each([("b", ms(100)), ("c", Duration::from_secs(60))])
+        s.mark_many_as_temp_each([("b", ms(400)), ("c", Duration::from_secs(60))])
             .await
             .unwrap()
     );
@@ -208,7 +208,7 @@ async fn mark_many_as_temp_with_one_ttl_or_one_per_key() {
     );
     s.save().await.unwrap();
 
-    tokio::time::sleep(ms(150)).await;
+    tokio::time::sleep(ms(500)).await;
     let s = m.load(Some(id.as_str()));
     assert_eq!(numbers(&s.all_temp().await.unwrap()), map(&[("c", 3)]));
     assert_eq!(numbers(&s.all().await.unwrap()), map(&[("c", 3)]));
@@ -217,13 +217,13 @@ async fn mark_many_as_temp_with_one_ttl_or_one_per_key() {
 #[tokio::test]
 async fn mark_many_as_temp_without_ttl_uses_the_configured_default() {
     let m = memory(Config {
-        temp_ttl: ms(100),
+        temp_ttl: ms(400),
         ..Config::default()
     });
     let (_, s) = abc(&m).await;
     assert!(s.mark_many_as_temp(["a", "b"], None).await.unwrap());
     assert_eq!(s.all_temp().await.unwrap().len(), 2);
-    tokio::time::sleep(ms(150)).await;
+    tokio::time::sleep(ms(500)).await;
     assert!(s.all_temp().await.unwrap().is_empty());
     assert_eq!(numbers(&s.all().await.unwrap()), map(&[("c", 3)]));
 }
