@@ -28,6 +28,9 @@ pub struct Config {
     /// Idle timeout: a session nobody uses for this long expires. Each write, and each touch when
     /// due (see [`touch_threshold`](Self::touch_threshold)), slides the expiry to now + `idle_ttl`.
     ///
+    /// A session may have its own instead
+    /// ([`Session::set_idle_ttl`](crate::Session::set_idle_ttl), "remember me").
+    ///
     /// Default: 2 hours (CodeIgniter's `sessionExpiration`).
     pub idle_ttl: Duration,
 
@@ -108,6 +111,16 @@ pub struct Config {
     /// Default: `false`.
     pub match_user_agent: bool,
 
+    /// How often the background purge ([`Manager::start_purge`](crate::Manager::start_purge))
+    /// deletes expired sessions from a store that does not expire them by itself (files,
+    /// SQLite, sled, the SQL servers). `None`: `start_purge` starts no task. Ignored for a store
+    /// with [`Capabilities::native_expiry`](crate::Capabilities::native_expiry) (memory, Redis,
+    /// Memcached), which needs no purge. An expired session is never used either way (every
+    /// driver hides it at once); the purge only frees its space.
+    ///
+    /// Default: 5 minutes.
+    pub purge_interval: Option<Duration>,
+
     /// The lease lock used by [`Session::update`](crate::Session::update) and
     /// [`Manager::load_locked`](crate::Manager::load_locked).
     ///
@@ -130,6 +143,7 @@ impl Default for Config {
             temp_ttl: Duration::from_secs(300),
             match_ip: false,
             match_user_agent: false,
+            purge_interval: Some(Duration::from_secs(300)),
             lock: LockPolicy::default(),
         }
     }
@@ -147,6 +161,7 @@ impl Config {
             ("regenerate_grace", Some(self.regenerate_grace)),
             ("owner_index_ttl", Some(self.owner_index_ttl)),
             ("temp_ttl", Some(self.temp_ttl)),
+            ("purge_interval", self.purge_interval),
             ("lock.lease", Some(self.lock.lease)),
             ("lock.retry_interval", Some(self.lock.retry_interval)),
         ];
@@ -214,6 +229,7 @@ mod tests {
         assert_eq!(c.absolute_lifetime, None);
         assert_eq!(c.rotate_every, None);
         assert_eq!(c.temp_ttl, Duration::from_secs(300));
+        assert_eq!(c.purge_interval, Some(Duration::from_secs(300)));
         assert!(c.owner_index && c.track_last_seen && !c.match_ip && !c.match_user_agent);
         assert!(c.validate().is_ok());
     }
@@ -237,6 +253,18 @@ mod tests {
             };
             assert!(c.validate().is_err(), "{t} accepted");
         }
+        let purge = Config {
+            purge_interval: Some(Duration::ZERO),
+            ..Config::default()
+        };
+        assert!(
+            matches!(purge.validate(), Err(Error::InvalidInput(m)) if m.contains("purge_interval"))
+        );
+        let no_purge = Config {
+            purge_interval: None,
+            ..Config::default()
+        };
+        assert!(no_purge.validate().is_ok());
         let lock = Config {
             lock: LockPolicy {
                 wait: Duration::ZERO,

@@ -61,9 +61,10 @@ impl Context {
         }
     }
 
-    /// A new id: the driver's choice, else a generated one.
-    pub(crate) async fn issue_id(&self) -> Result<SessionId> {
-        match self.store.new(millis(self.timing.idle)).await? {
+    /// A new id for a session about to be written with `ttl` (ms): the driver's choice, else a
+    /// generated one.
+    pub(crate) async fn issue_id(&self, ttl: u64) -> Result<SessionId> {
+        match self.store.new(millis(ttl)).await? {
             Some(id) => Ok(id),
             None => SessionId::generate(),
         }
@@ -77,10 +78,14 @@ impl Context {
     }
 
     /// How long a login binding must live: the absolute lifetime when set, else
-    /// [`Config::owner_index_ttl`].
-    pub(crate) fn index_ttl(&self) -> Duration {
-        self.config
-            .absolute_lifetime
-            .unwrap_or(self.config.owner_index_ttl)
+    /// [`Config::owner_index_ttl`], or the session's own idle TTL (`own_ttl`, ms) when that is
+    /// longer (a "remember me" session outliving the index entry would drop out of
+    /// `sessions_of`).
+    pub(crate) fn index_ttl(&self, own_ttl: Option<u64>) -> Duration {
+        if let Some(abs) = self.config.absolute_lifetime {
+            return abs;
+        }
+        let own = own_ttl.map_or(Duration::ZERO, millis);
+        self.config.owner_index_ttl.max(own)
     }
 }

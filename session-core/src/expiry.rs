@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::check;
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::meta::ClientInfo;
-use crate::reserved::{Reserved, StoredMeta};
+use crate::reserved::Reserved;
 
 /// `n` milliseconds as a [`Duration`] (a TTL for the store).
 pub(crate) fn millis(n: u64) -> Duration {
@@ -86,33 +86,49 @@ impl Timing {
         Verdict::Live
     }
 
-    /// The TTL of a write at `now`, in ms: the idle TTL, cut by the absolute deadline and by a
-    /// retired id's grace deadline; `None` if one of them has passed.
-    pub(crate) fn write_ttl(
-        &self,
-        meta: Option<&StoredMeta>,
-        retired: Option<u64>,
-        now: u64,
-    ) -> Option<u64> {
-        let mut ttl = self.idle;
-        if let (Some(abs), Some(m)) = (self.absolute, meta) {
+    /// The idle TTL of a session with these reserved keys, in ms: its own
+    /// ([`Session::set_idle_ttl`](crate::Session::set_idle_ttl)) or the manager's.
+    pub(crate) fn idle_of(&self, r: &Reserved) -> u64 {
+        r.ttl.unwrap_or(self.idle)
+    }
+
+    /// Checks a session's own idle TTL and turns it into ms: a valid TTL
+    /// ([`check::ttl_millis`]) no longer than the absolute lifetime, when there is one.
+    pub(crate) fn session_ttl(&self, ttl: Duration) -> Result<u64> {
+        let ms = check::ttl_millis(ttl)
+            .map_err(|e| Error::InvalidInput(format!("session idle TTL: {e}")))?;
+        if let Some(abs) = self.absolute.filter(|&abs| ms > abs) {
+            return Err(Error::InvalidInput(format!(
+                "session idle TTL is {ms} ms, above the absolute lifetime of {abs} ms \
+                 (Config::absolute_lifetime)"
+            )));
+        }
+        Ok(ms)
+    }
+
+    /// The TTL of a write at `now`, in ms, for a session with these reserved keys: its idle TTL
+    /// ([`idle_of`](Self::idle_of)), cut by the absolute deadline and by a retired id's grace
+    /// deadline; `None` if one of them has passed.
+    pub(crate) fn write_ttl(&self, r: &Reserved, now: u64) -> Option<u64> {
+        let mut ttl = self.idle_of(r);
+        if let (Some(abs), Some(m)) = (self.absolute, &r.meta) {
             ttl = ttl.min(m.started().saturating_add(abs).saturating_sub(now));
         }
-        if let Some(until) = retired {
+        if let Some(until) = r.retired {
             ttl = ttl.min(until.saturating_sub(now));
         }
         (ttl > 0).then_some(ttl)
     }
 
     /// Whether a read-only request should slide the expiry: always when the deadline is unknown,
-    /// else when less than `touch_threshold` of the idle TTL remains and the new deadline is
-    /// later than the current one.
-    pub(crate) fn touch_due(&self, deadline: Option<u64>, ttl: u64, now: u64) -> bool {
+    /// else when less than `touch_threshold` of the session's idle TTL (`idle`) remains and the
+    /// new deadline is later than the current one.
+    pub(crate) fn touch_due(&self, deadline: Option<u64>, ttl: u64, idle: u64, now: u64) -> bool {
         match deadline {
             None => true,
             Some(d) => {
                 let remaining = d.saturating_sub(now) as f64;
-                remaining < self.idle as f64 * self.touch_threshold && now.saturating_add(ttl) > d
+                remaining < idle as f64 * self.touch_threshold && now.saturating_add(ttl) > d
             }
         }
     }
@@ -129,6 +145,7 @@ impl Timing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reserved::StoredMeta;
 
     fn timing(c: Config) -> Timing {
         Timing::from_config(&c).expect("valid config")
@@ -185,21 +202,91 @@ mod tests {
             ..Config::default()
         });
         let m = StoredMeta::new(1_000_000, ClientInfo::default());
+        let r = |meta: Option<&StoredMeta>, retired, ttl| Reserved {
+            meta: meta.cloned(),
+            retired,
+            ttl,
+            ..Reserved::default()
+        };
         // early: idle wins
-        assert_eq!(t.write_ttl(Some(&m), None, 1_000_000), Some(100_000));
+        assert_eq!(
+            t.write_ttl(&r(Some(&m), None, None), 1_000_000),
+            Some(100_000)
+        );
         // late: the absolute deadline (1_150_000) cuts it
-        assert_eq!(t.write_ttl(Some(&m), None, 1_120_000), Some(30_000));
+        assert_eq!(
+            t.write_ttl(&r(Some(&m), None, None), 1_120_000),
+            Some(30_000)
+        );
         // past it: expired
-        assert_eq!(t.write_ttl(Some(&m), None, 1_150_000), None);
+        assert_eq!(t.write_ttl(&r(Some(&m), None, None), 1_150_000), None);
         // a login restarts the absolute lifetime
         let logged = StoredMeta {
             auth: Some(1_100_000),
             ..m.clone()
         };
-        assert_eq!(t.write_ttl(Some(&logged), None, 1_150_000), Some(100_000));
+        assert_eq!(
+            t.write_ttl(&r(Some(&logged), None, None), 1_150_000),
+            Some(100_000)
+        );
         // a retired id lives only to its grace deadline
-        assert_eq!(t.write_ttl(Some(&m), Some(1_000_500), 1_000_000), Some(500));
-        assert_eq!(t.write_ttl(None, None, 5), Some(100_000));
+        assert_eq!(
+            t.write_ttl(&r(Some(&m), Some(1_000_500), None), 1_000_000),
+            Some(500)
+        );
+        assert_eq!(t.write_ttl(&r(None, None, None), 5), Some(100_000));
+        // the session's own idle TTL replaces the manager's, longer or shorter, and the
+        // absolute deadline still cuts it
+        assert_eq!(
+            t.write_ttl(&r(Some(&m), None, Some(140_000)), 1_000_000),
+            Some(140_000)
+        );
+        assert_eq!(
+            t.write_ttl(&r(Some(&m), None, Some(2_000)), 1_000_000),
+            Some(2_000)
+        );
+        assert_eq!(
+            t.write_ttl(&r(Some(&m), None, Some(140_000)), 1_120_000),
+            Some(30_000)
+        );
+        assert_eq!(t.write_ttl(&r(None, None, Some(7)), 5), Some(7));
+    }
+
+    #[test]
+    fn a_session_ttl_must_be_valid_and_within_the_absolute_lifetime() {
+        let t = timing(Config {
+            idle_ttl: Duration::from_secs(100),
+            absolute_lifetime: Some(Duration::from_secs(150)),
+            ..Config::default()
+        });
+        assert_eq!(t.session_ttl(Duration::from_secs(150)).ok(), Some(150_000));
+        assert_eq!(t.session_ttl(Duration::from_micros(1)).ok(), Some(1));
+        for bad in [
+            Duration::ZERO,
+            Duration::from_millis(150_001),
+            check::MAX_TTL * 2,
+        ] {
+            assert!(
+                matches!(t.session_ttl(bad), Err(Error::InvalidInput(_))),
+                "{bad:?}"
+            );
+        }
+        let unbounded = timing(Config::default());
+        assert_eq!(
+            unbounded.session_ttl(check::MAX_TTL).ok(),
+            Some(check::MAX_TTL.as_millis() as u64)
+        );
+        assert!(
+            unbounded
+                .session_ttl(check::MAX_TTL + Duration::from_millis(1))
+                .is_err()
+        );
+        let r = Reserved {
+            ttl: Some(5),
+            ..Reserved::default()
+        };
+        assert_eq!(unbounded.idle_of(&r), 5);
+        assert_eq!(unbounded.idle_of(&Reserved::default()), 7_200_000);
     }
 
     #[test]
@@ -250,23 +337,27 @@ mod tests {
             ..Config::default()
         });
         // 90 s of 100 left: not due
-        assert!(!t.touch_due(Some(90_000), 100_000, 0));
+        assert!(!t.touch_due(Some(90_000), 100_000, 100_000, 0));
         // 40 s left: due
-        assert!(t.touch_due(Some(40_000), 100_000, 0));
+        assert!(t.touch_due(Some(40_000), 100_000, 100_000, 0));
         // unknown deadline: always
-        assert!(t.touch_due(None, 100_000, 0));
+        assert!(t.touch_due(None, 100_000, 100_000, 0));
         // capped by the absolute deadline: a touch would not move it
-        assert!(!t.touch_due(Some(40_000), 40_000, 0));
+        assert!(!t.touch_due(Some(40_000), 40_000, 100_000, 0));
+        // the threshold is a fraction of the session's own idle TTL: 40 s of 1000 is due,
+        // 40 s of 60 is not
+        assert!(t.touch_due(Some(40_000), 1_000_000, 1_000_000, 0));
+        assert!(!t.touch_due(Some(40_000), 60_000, 60_000, 0));
         let never = timing(Config {
             touch_threshold: 0.0,
             ..Config::default()
         });
-        assert!(!never.touch_due(Some(1), 7_200_000, 0));
+        assert!(!never.touch_due(Some(1), 7_200_000, 7_200_000, 0));
         let always = timing(Config {
             touch_threshold: 1.0,
             ..Config::default()
         });
-        assert!(always.touch_due(Some(7_199_999), 7_200_000, 0));
+        assert!(always.touch_due(Some(7_199_999), 7_200_000, 7_200_000, 0));
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod id;
 mod manager;
 mod meta;
 mod outcome;
+mod purge;
 mod reserved;
 mod session;
 mod state;
@@ -29,6 +30,7 @@ pub use config::{Config, LockPolicy};
 pub use manager::{Manager, SessionInfo};
 pub use meta::{ClientInfo, MAX_USER_AGENT_LEN, SessionMeta};
 pub use outcome::{CookieAction, SaveOutcome};
+pub use purge::{PurgeStats, PurgeTask};
 pub use reserved::RESERVED_PREFIX;
 pub use session::Session;
 

@@ -14,6 +14,7 @@ use crate::events::{Observation, SessionEvent, SessionObserver};
 use crate::expiry::Verdict;
 use crate::id::{IncomingId, SessionId};
 use crate::meta::{ClientInfo, SessionMeta};
+use crate::purge::PurgeTask;
 use crate::reserved::{self, Reserved};
 use crate::session::Session;
 use crate::storage::{ChangeSet, Storage};
@@ -242,11 +243,7 @@ impl Manager {
     fn time_left(&self, r: &Reserved, expires_at: Option<SystemTime>, now: u64) -> u64 {
         match expires_at {
             Some(t) => check::unix_millis(t).saturating_sub(now),
-            None => self
-                .ctx
-                .timing
-                .write_ttl(r.meta.as_ref(), None, now)
-                .unwrap_or(0),
+            None => self.ctx.timing.write_ttl(r, now).unwrap_or(0),
         }
     }
 
@@ -429,7 +426,7 @@ impl Manager {
         }
         if self.ctx.config.owner_index {
             match user {
-                Some(user) => store.index_add(user, id, self.ctx.index_ttl()).await?,
+                Some(user) => store.index_add(user, id, self.ctx.index_ttl(r.ttl)).await?,
                 None => store.index_remove(id).await?,
             }
         }
@@ -450,6 +447,42 @@ impl Manager {
                 .await;
         }
         Ok(Some(before))
+    }
+
+    /// Starts the background purge: a Tokio task that calls
+    /// [`Storage::purge_expired`] every [`Config::purge_interval`] (the first time one interval
+    /// from now), until the returned [`PurgeTask`] is dropped or [`stopped`](PurgeTask::stop).
+    /// A failed round is counted and kept ([`PurgeTask::last_error`]); the task goes on.
+    ///
+    /// Starts nothing (an idle [`PurgeTask`]) for a store that expires sessions by itself
+    /// ([`Capabilities::native_expiry`](crate::Capabilities::native_expiry): memory, Redis,
+    /// Memcached) and when `purge_interval` is `None`. Fails with [`Error::Unsupported`] for a
+    /// store that does neither purge ([`Capabilities::purge`](crate::Capabilities::purge)) nor
+    /// expire by itself, and with [`Error::InvalidInput`] outside a Tokio runtime.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> session_core::Result<()> {
+    /// # use std::sync::Arc;
+    /// # use session_core::{Config, Manager};
+    /// let manager = Manager::new(Arc::new(session_memory::MemoryStore::new()), Config::default())?;
+    /// let purge = manager.start_purge()?; // keep it as long as the manager
+    /// assert!(!purge.is_running(), "moka expires sessions by itself");
+    /// # Ok(()) }
+    /// ```
+    pub fn start_purge(&self) -> Result<PurgeTask> {
+        let store = &self.ctx.store;
+        let caps = store.capabilities();
+        let Some(interval) = self.ctx.config.purge_interval else {
+            return Ok(PurgeTask::idle());
+        };
+        if caps.native_expiry {
+            return Ok(PurgeTask::idle());
+        }
+        if !caps.purge {
+            return Err(Error::unsupported(store.name(), "purge_expired"));
+        }
+        PurgeTask::start(store.clone(), interval)
     }
 
     /// Registers `observer` for this manager's [`SessionEvent`]s (shared by every clone of the

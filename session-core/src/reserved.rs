@@ -10,6 +10,7 @@
 //! | `__s.f.<key>` | marks `<key>` as flash data |
 //! | `__s.t.<key>` | the deadline (unix ms) of temp value `<key>` |
 //! | `__s.retired` | on an old id after a regeneration: the end of its grace period |
+//! | `__s.ttl` | the session's own idle TTL (ms), set by [`Session::set_idle_ttl`](crate::Session::set_idle_ttl) |
 
 use std::net::IpAddr;
 
@@ -34,6 +35,8 @@ pub(crate) const SEEN: &str = "__s.seen";
 pub(crate) const USER: &str = "__s.user";
 /// Set on an old id after a regeneration: the unix-ms deadline of its grace period.
 pub(crate) const RETIRED: &str = "__s.retired";
+/// The session's own idle TTL in ms (instead of the manager's), when it has one.
+pub(crate) const TTL: &str = "__s.ttl";
 /// Prefix of flash marks: `__s.f.<key>` marks `<key>` as flash data.
 pub(crate) const FLASH: &str = "__s.f.";
 /// Prefix of temp marks: `__s.t.<key>` holds the unix-ms deadline of temp value `<key>`.
@@ -49,15 +52,15 @@ pub(crate) fn is_mark(key: &str) -> bool {
     is_reserved(key) && (key.starts_with(FLASH) || key.starts_with(TEMP))
 }
 
-/// Whether `key` survives [`Session::clear`](crate::Session::clear): the metadata, the login and
-/// a retirement mark do, user keys and their marks do not.
+/// Whether `key` survives [`Session::clear`](crate::Session::clear): the metadata, the login,
+/// the session's own TTL and a retirement mark do, user keys and their marks do not.
 pub(crate) fn survives_clear(key: &str) -> bool {
-    matches!(key, META | SEEN | USER | RETIRED)
+    matches!(key, META | SEEN | USER | RETIRED | TTL)
 }
 
 /// Whether `key` is bookkeeping only: a session holding nothing else is not worth storing.
 pub(crate) fn is_bookkeeping(key: &str) -> bool {
-    matches!(key, META | SEEN | RETIRED)
+    matches!(key, META | SEEN | RETIRED | TTL)
 }
 
 /// Checks a key the user passes: [`check::key`] and not reserved.
@@ -140,6 +143,8 @@ pub(crate) struct Reserved {
     pub seen: Option<StoredSeen>,
     pub user: Option<String>,
     pub retired: Option<u64>,
+    /// The session's own idle TTL in ms (`None`: the manager's).
+    pub ttl: Option<u64>,
 }
 
 impl Reserved {
@@ -159,6 +164,14 @@ impl Reserved {
                 SEEN => r.seen = decode_reserved(value, SEEN, backend)?,
                 USER => r.user = decode_reserved(value, USER, backend)?,
                 RETIRED => r.retired = decode_reserved(value, RETIRED, backend)?,
+                TTL => {
+                    // the session layer writes only valid TTLs; a zero one means "the
+                    // manager's", and a longer one than any store takes is cut to the maximum
+                    let max = u64::try_from(check::MAX_TTL.as_millis()).unwrap_or(u64::MAX);
+                    r.ttl = decode_reserved::<u64>(value, TTL, backend)?
+                        .filter(|&t| t > 0)
+                        .map(|t| t.min(max))
+                }
                 _ => {}
             }
         }
@@ -246,9 +259,10 @@ mod tests {
     fn key_classes() {
         assert!(is_mark("__s.f.a") && is_mark("__s.t.a"));
         assert!(!is_mark(META) && !is_mark("f.a"));
-        for k in [META, SEEN, USER, RETIRED] {
+        for k in [META, SEEN, USER, RETIRED, TTL] {
             assert!(survives_clear(k), "{k}");
         }
+        assert!(is_bookkeeping(TTL), "a TTL alone creates no session");
         assert!(!survives_clear("__s.f.a") && !survives_clear("a"));
         assert!(is_bookkeeping(META) && is_bookkeeping(SEEN) && is_bookkeeping(RETIRED));
         assert!(!is_bookkeeping(USER), "a login is worth storing");
@@ -262,6 +276,23 @@ mod tests {
         assert_eq!(cs.set.len(), 1);
         let r = Reserved::read(&cs.set, "test").expect("read");
         assert_eq!(r.retired, Some(42));
+    }
+
+    #[test]
+    fn a_stored_ttl_is_read_within_the_valid_range() {
+        let read = |ms: u64| {
+            let data: Data = [(TTL.to_string(), encode(&ms).expect("encode"))].into();
+            Reserved::read(&data, "test").expect("read").ttl
+        };
+        assert_eq!(read(1_500), Some(1_500));
+        assert_eq!(read(0), None, "zero: the manager's TTL");
+        let max = check::ttl_millis(check::MAX_TTL).expect("valid");
+        assert_eq!(read(u64::MAX), Some(max));
+        let bad: Data = [(TTL.to_string(), Value::from_bytes(vec![0xc1]))].into();
+        assert!(matches!(
+            Reserved::read(&bad, "test"),
+            Err(Error::Corrupt { .. })
+        ));
     }
 
     #[test]

@@ -7,10 +7,11 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::ser::SerializeSeq;
+use serde::{Serialize, Serializer};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::check;
@@ -23,7 +24,7 @@ use crate::meta::{ClientInfo, SessionMeta};
 use crate::outcome::SaveOutcome;
 use crate::reserved::{self, Reserved};
 use crate::state::{Regen, State};
-use crate::value::Value;
+use crate::value::{Data, Value};
 
 /// The session of one request.
 ///
@@ -51,8 +52,8 @@ use crate::value::Value;
 /// let manager = Manager::new(Arc::new(MemoryStore::new()), Config::default())?;
 /// let session = manager.load(None);
 /// session.set("user_name", "ada").await?;
-/// session.push("hobbies", "chess".to_string()).await?;
-/// assert_eq!(session.push("hobbies", "go".to_string()).await?, 2);
+/// session.push("hobbies", "chess").await?;
+/// assert_eq!(session.push("hobbies", "go").await?, 2);
 /// assert!(session.has("user_name").await?);
 /// assert_eq!(session.keys().await?, ["hobbies", "user_name"]);
 /// let out = session.save().await?;
@@ -213,6 +214,70 @@ impl Session {
         Ok(self.state().await?.user().map(str::to_string))
     }
 
+    // ----- lifetime ----------------------------------------------------------------------
+
+    /// Gives this session its own idle timeout, or with `None` the manager's again
+    /// ([`Config::idle_ttl`](crate::Config::idle_ttl)): tower-sessions' `set_expiry`,
+    /// axum_session's `set_longterm`, a "remember me" box.
+    ///
+    /// Kept with the session (the reserved key `__s.ttl`), so every later request, on any
+    /// server, writes and touches the session with it: each write, and each touch when due
+    /// (the [`Config::touch_threshold`](crate::Config::touch_threshold) is then a fraction of
+    /// this TTL), slides the expiry to now + `ttl`, and the save's
+    /// [`CookieAction`](crate::CookieAction) carries that expiry (an HTTP layer makes it the
+    /// cookie's `Max-Age`). Written at the next [`save`](Self::save), which writes with the new
+    /// TTL; it survives [`clear`](Self::clear), [`regenerate`](Self::regenerate) and
+    /// [`login`](Self::login), not [`destroy`](Self::destroy). Longer or shorter than the
+    /// manager's idle TTL alike. A TTL alone does not create a session (like the metadata).
+    ///
+    /// [`Config::absolute_lifetime`](crate::Config::absolute_lifetime), when set, still ends
+    /// the session, and bounds `ttl`: a TTL above it, zero, or above
+    /// [`check::MAX_TTL`](crate::check::MAX_TTL) is [`Error::InvalidInput`](crate::Error::InvalidInput).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> session_core::Result<()> {
+    /// # use std::sync::Arc;
+    /// use std::time::{Duration, SystemTime};
+    /// use session_core::{Config, CookieAction, Manager};
+    /// # let manager = Manager::new(Arc::new(session_memory::MemoryStore::new()), Config::default())?;
+    ///
+    /// let s = manager.load(None);
+    /// s.login("ada").await?;
+    /// let month = Duration::from_secs(30 * 24 * 3600);
+    /// s.set_idle_ttl(Some(month)).await?; // "remember me"
+    /// let CookieAction::Set { expires, .. } = s.save().await?.cookie else { unreachable!() };
+    /// assert!(expires > SystemTime::now() + Duration::from_secs(29 * 24 * 3600));
+    /// assert_eq!(s.expires_at().await?, Some(expires));
+    /// assert_eq!(s.idle_ttl().await?, Some(month));
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_idle_ttl(&self, ttl: Option<Duration>) -> Result<()> {
+        let ms = ttl.map(|t| self.ctx().timing.session_ttl(t)).transpose()?;
+        self.state().await?.set_own_ttl(ms)
+    }
+
+    /// This session's own idle timeout, set by [`set_idle_ttl`](Self::set_idle_ttl); `None`
+    /// when it uses the manager's ([`Config::idle_ttl`](crate::Config::idle_ttl)).
+    pub async fn idle_ttl(&self) -> Result<Option<Duration>> {
+        Ok(self.state().await?.own_ttl().map(millis))
+    }
+
+    /// When the stored session expires (tower-sessions' `expiry_date`): the deadline it was
+    /// loaded with, or the one the last [`save`](Self::save) gave it. `None` for a session not
+    /// stored (new, or destroyed or regenerated and not saved since), and for a loaded session
+    /// whose driver does not report deadlines
+    /// ([`Capabilities::load_with_deadline`](crate::Capabilities::load_with_deadline)) until
+    /// a save writes it. The absolute lifetime may end the session earlier than a later write
+    /// would suggest, never later than this.
+    pub async fn expires_at(&self) -> Result<Option<SystemTime>> {
+        Ok(self
+            .state()
+            .await?
+            .stored_deadline()
+            .map(check::from_unix_millis))
+    }
+
     // ----- typed access ----------------------------------------------------------------
 
     /// The value of `key` decoded as `T`; `None` if absent (or temp data past its TTL).
@@ -238,6 +303,43 @@ impl Session {
         reserved::user_key(key)?;
         let v = Value::encode(value)?;
         self.state().await?.set_plain(key, v);
+        Ok(())
+    }
+
+    /// Sets every `(key, value)` of `items` (CodeIgniter's `set(array)`), each as
+    /// [`set`](Self::set) would: every key is checked and every value encoded before any is
+    /// set, so an invalid key or a value that does not encode sets nothing.
+    ///
+    /// The values share one type; values of different types are set with one `set` each (a
+    /// set is only recorded in memory, written by the one apply of [`save`](Self::save), so
+    /// several `set`s cost no more storage calls than one `set_many`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> session_core::Result<()> {
+    /// # use std::sync::Arc;
+    /// # use session_core::{Config, Manager};
+    /// # let manager = Manager::new(Arc::new(session_memory::MemoryStore::new()), Config::default())?;
+    /// let s = manager.load(None);
+    /// s.set_many([("username", "johndoe"), ("email", "johndoe@some-site.com")]).await?;
+    /// assert_eq!(s.get::<String>("email").await?.as_deref(), Some("johndoe@some-site.com"));
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_many<'a, I, K, T>(&self, items: I) -> Result<()>
+    where
+        I: IntoIterator<Item = (K, &'a T)>,
+        K: AsRef<str>,
+        T: Serialize + ?Sized + 'a,
+    {
+        let mut encoded = Vec::new();
+        for (key, value) in items {
+            reserved::user_key(key.as_ref())?;
+            encoded.push((key, Value::encode(value)?));
+        }
+        let mut st = self.state().await?;
+        for (key, value) in encoded {
+            st.set_plain(key.as_ref(), value);
+        }
         Ok(())
     }
 
@@ -288,6 +390,33 @@ impl Session {
         Ok(self.state().await?.user_keys(check::now_millis()))
     }
 
+    /// Every user key with its value (CodeIgniter's `get()` without a key), flash data and
+    /// live temp data included, reserved keys never: the same keys as [`keys`](Self::keys).
+    /// Decode each value with [`Value::decode`](crate::Value::decode).
+    ///
+    /// CodeIgniter's `get()` leaves flash and temp data out; here they are in, as in
+    /// [`keys`](Self::keys) and [`len`](Self::len). [`all_flash`](Self::all_flash) and
+    /// [`all_temp`](Self::all_temp) list them apart.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> session_core::Result<()> {
+    /// # use std::sync::Arc;
+    /// # use session_core::{Config, Manager};
+    /// # let manager = Manager::new(Arc::new(session_memory::MemoryStore::new()), Config::default())?;
+    /// let s = manager.load(None);
+    /// s.set("name", "ada").await?;
+    /// s.set("visits", &3u32).await?;
+    /// let all = s.all().await?;
+    /// assert_eq!(all.len(), 2);
+    /// assert_eq!(all["visits"].decode::<u32>()?, 3);
+    /// # Ok(()) }
+    /// ```
+    pub async fn all(&self) -> Result<Data> {
+        let st = self.state().await?;
+        Ok(st.user_entries(check::now_millis(), |_| true))
+    }
+
     /// The number of user keys.
     pub async fn len(&self) -> Result<usize> {
         Ok(self.keys().await?.len())
@@ -299,19 +428,26 @@ impl Session {
     }
 
     /// Appends `item` to the list stored at `key` (CodeIgniter's `push`), creating the list if
-    /// absent; returns the new length. A value at `key` that is not a list of `T` is
-    /// [`Error::Decode`](crate::Error::Decode).
-    pub async fn push<T: Serialize + DeserializeOwned>(&self, key: &str, item: T) -> Result<usize> {
+    /// absent; returns the new length.
+    ///
+    /// Takes the item by reference, like [`set`](Self::set) and every other write: `push("tags",
+    /// "rust")` pushes a string, `push("ids", &7u32)` a number. The stored list is decoded as a
+    /// list of `T`'s owned form (`Vec<String>` for a `&str` item; `Vec<T>` for a `T: Clone`),
+    /// so a value at `key` that is not such a list is [`Error::Decode`](crate::Error::Decode).
+    pub async fn push<T>(&self, key: &str, item: &T) -> Result<usize>
+    where
+        T: Serialize + ToOwned + ?Sized,
+        T::Owned: Serialize + DeserializeOwned,
+    {
         reserved::user_key(key)?;
         let mut st = self.state().await?;
-        let mut list: Vec<T> = match st.visible_at(key, check::now_millis) {
+        let list: Vec<T::Owned> = match st.visible_at(key, check::now_millis) {
             Some(v) => v.decode()?,
             None => Vec::new(),
         };
-        list.push(item);
-        let v = Value::encode(&list)?;
+        let v = Value::encode(&Appended { list: &list, item })?;
         st.set_plain(key, v);
-        Ok(list.len())
+        Ok(list.len() + 1)
     }
 
     // ----- flash data ------------------------------------------------------------------
@@ -340,6 +476,13 @@ impl Session {
             .transpose()
     }
 
+    /// Every flash value by key (CodeIgniter's `getFlashdata()` without a key); empty when
+    /// there is none.
+    pub async fn all_flash(&self) -> Result<Data> {
+        let st = self.state().await?;
+        Ok(st.user_entries(check::now_millis(), |k| st.is_flash(k)))
+    }
+
     /// Keeps the flash value of `key` for one more load; false if `key` is not flash data.
     pub async fn keep_flash(&self, key: &str) -> Result<bool> {
         reserved::user_key(key)?;
@@ -354,6 +497,27 @@ impl Session {
             .state()
             .await?
             .mark_flash(key, mark, check::now_millis()))
+    }
+
+    /// Turns the existing values of `keys` into flash data (CodeIgniter's
+    /// `markAsFlashdata(array)`): all of them, or, when one has no value, none (false, as in
+    /// CodeIgniter). Every key is checked first; an invalid one is
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) and marks nothing.
+    pub async fn mark_many_as_flash<I, K>(&self, keys: I) -> Result<bool>
+    where
+        I: IntoIterator<Item = K>,
+        K: AsRef<str>,
+    {
+        let mut marks = Vec::new();
+        for key in keys {
+            let key = key.as_ref();
+            reserved::user_key(key)?;
+            marks.push((key.to_string(), reserved::flash_mark(key)?));
+        }
+        Ok(self
+            .state()
+            .await?
+            .mark_many_flash(marks, check::now_millis()))
     }
 
     // ----- temp data -------------------------------------------------------------------
@@ -403,6 +567,80 @@ impl Session {
             .state()
             .await?
             .mark_temp(key, mark, deadline, check::now_millis()))
+    }
+
+    /// Every live temp value by key (CodeIgniter's `getTempdata()` without a key); empty when
+    /// there is none.
+    pub async fn all_temp(&self) -> Result<Data> {
+        let st = self.state().await?;
+        Ok(st.user_entries(check::now_millis(), |k| st.is_temp(k)))
+    }
+
+    /// Turns the existing values of `keys` into temp data living `ttl` from now
+    /// ([`Config::temp_ttl`](crate::Config::temp_ttl) when `None`; CodeIgniter's
+    /// `markAsTempdata(array, ttl)`): all of them, or, when one has no value, none (false, as
+    /// in CodeIgniter). Every key is checked first; an invalid one is
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) and marks nothing.
+    pub async fn mark_many_as_temp<I, K>(&self, keys: I, ttl: Option<Duration>) -> Result<bool>
+    where
+        I: IntoIterator<Item = K>,
+        K: AsRef<str>,
+    {
+        let deadline = self.temp_deadline(ttl)?;
+        self.mark_temp_deadlines(keys.into_iter().map(|k| (k, deadline)))
+            .await
+    }
+
+    /// Like [`mark_many_as_temp`](Self::mark_many_as_temp) with a TTL per key (CodeIgniter's
+    /// `markAsTempdata(['item' => 300, 'item2' => 240])`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> session_core::Result<()> {
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use session_core::{Config, Manager};
+    /// # let manager = Manager::new(Arc::new(session_memory::MemoryStore::new()), Config::default())?;
+    /// let s = manager.load(None);
+    /// s.set_many([("item", &1u32), ("item2", &2u32)]).await?;
+    /// let marked = s
+    ///     .mark_many_as_temp_each([
+    ///         ("item", Duration::from_secs(300)),
+    ///         ("item2", Duration::from_secs(240)),
+    ///     ])
+    ///     .await?;
+    /// assert!(marked);
+    /// assert_eq!(s.all_temp().await?.len(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub async fn mark_many_as_temp_each<I, K>(&self, items: I) -> Result<bool>
+    where
+        I: IntoIterator<Item = (K, Duration)>,
+        K: AsRef<str>,
+    {
+        let mut deadlines = Vec::new();
+        for (key, ttl) in items {
+            deadlines.push((key, self.temp_deadline(Some(ttl))?));
+        }
+        self.mark_temp_deadlines(deadlines).await
+    }
+
+    /// Marks each `(key, deadline)` as temp data, all or none.
+    async fn mark_temp_deadlines<I, K>(&self, items: I) -> Result<bool>
+    where
+        I: IntoIterator<Item = (K, u64)>,
+        K: AsRef<str>,
+    {
+        let mut marks = Vec::new();
+        for (key, deadline) in items {
+            let key = key.as_ref();
+            reserved::user_key(key)?;
+            marks.push((key.to_string(), reserved::temp_mark(key)?, deadline));
+        }
+        Ok(self
+            .state()
+            .await?
+            .mark_many_temp(marks, check::now_millis()))
     }
 
     /// Removes temp data `key` (value and mark) before its TTL; false (and nothing removed) if
@@ -699,10 +937,12 @@ impl Session {
         let Some(ttl) = st.write_ttl(&ctx.timing, now) else {
             return Ok(st.drop_session());
         };
-        let id = ctx.issue_id().await?;
+        let id = ctx.issue_id(ttl).await?;
         ctx.store.apply(&id, st.full_set(), millis(ttl)).await?;
         if let (Some(user), true) = (st.user(), ctx.config.owner_index) {
-            ctx.store.index_add(user, &id, ctx.index_ttl()).await?;
+            ctx.store
+                .index_add(user, &id, ctx.index_ttl(st.own_ttl()))
+                .await?;
         }
         Ok(st.written(id, ttl, now))
     }
@@ -751,7 +991,11 @@ impl Session {
         let change = st.take_owner_change();
         if let (Some((_, now_user)), true) = (&change, ctx.config.owner_index) {
             match now_user {
-                Some(user) => ctx.store.index_add(user, &id, ctx.index_ttl()).await?,
+                Some(user) => {
+                    ctx.store
+                        .index_add(user, &id, ctx.index_ttl(st.own_ttl()))
+                        .await?
+                }
                 None => ctx.store.index_remove(&id).await?,
             }
         }
@@ -769,7 +1013,7 @@ impl Session {
         let Some(ttl) = st.write_ttl(&ctx.timing, now) else {
             return self.expire_now(st, id).await;
         };
-        if !ctx.timing.touch_due(st.deadline(), ttl, now) {
+        if !st.touch_due(&ctx.timing, ttl, now) {
             return Ok(SaveOutcome::default());
         }
         let alive = if ctx.config.track_last_seen {
@@ -798,5 +1042,23 @@ impl Session {
             .emit(|| SessionEvent::Destroyed { id, user })
             .await;
         Ok(out)
+    }
+}
+
+/// A stored list and one more item, serialised as one list (what [`Session::push`] writes)
+/// without cloning the list or the item.
+struct Appended<'a, A, B: ?Sized> {
+    list: &'a [A],
+    item: &'a B,
+}
+
+impl<A: Serialize, B: Serialize + ?Sized> Serialize for Appended<'_, A, B> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.list.len().saturating_add(1)))?;
+        for x in self.list {
+            seq.serialize_element(x)?;
+        }
+        seq.serialize_element(self.item)?;
+        seq.end()
     }
 }

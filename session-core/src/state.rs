@@ -216,12 +216,37 @@ impl State {
     /// The TTL of a write at `now` (see [`Timing::write_ttl`]); `None` when the session is past
     /// its absolute deadline or its grace period.
     pub(crate) fn write_ttl(&self, timing: &Timing, now: u64) -> Option<u64> {
-        timing.write_ttl(self.reserved.meta.as_ref(), self.reserved.retired, now)
+        timing.write_ttl(&self.reserved, now)
     }
 
-    /// The storage deadline (unix ms) when known.
-    pub(crate) fn deadline(&self) -> Option<u64> {
-        self.deadline
+    /// Whether a read-only request should slide the expiry to `now + ttl` (see
+    /// [`Timing::touch_due`]), against this session's idle TTL.
+    pub(crate) fn touch_due(&self, timing: &Timing, ttl: u64, now: u64) -> bool {
+        timing.touch_due(self.deadline, ttl, timing.idle_of(&self.reserved), now)
+    }
+
+    /// The session's own idle TTL in ms, if it has one.
+    pub(crate) fn own_ttl(&self) -> Option<u64> {
+        self.reserved.ttl
+    }
+
+    /// Gives the session its own idle TTL (ms), or with `None` the manager's again; written at
+    /// the next save (which writes with it). Nothing to write when it does not change.
+    pub(crate) fn set_own_ttl(&mut self, ttl: Option<u64>) -> crate::error::Result<()> {
+        if ttl == self.reserved.ttl {
+            return Ok(());
+        }
+        match ttl {
+            Some(ms) => self.put(reserved::TTL.into(), reserved::encode(&ms)?),
+            None => self.del(reserved::TTL),
+        }
+        self.reserved.ttl = ttl;
+        Ok(())
+    }
+
+    /// When the stored session expires (unix ms), if it is stored and its deadline is known.
+    pub(crate) fn stored_deadline(&self) -> Option<u64> {
+        if self.existed { self.deadline } else { None }
     }
 
     /// Whether this is an old id retired by a regeneration (it is never touched).
@@ -329,6 +354,14 @@ impl State {
         keys
     }
 
+    /// The user entries as this request sees them (expired temp data hidden) that pass `keep`.
+    pub(crate) fn user_entries(&self, now: u64, keep: impl Fn(&str) -> bool) -> Data {
+        self.entries()
+            .filter(|(k, _)| keep(k))
+            .filter_map(|(k, _)| Some((k.clone(), self.visible(k, now)?.clone())))
+            .collect()
+    }
+
     /// A plain write of a user key: the value stays until removed (any flash or temp mark goes).
     pub(crate) fn set_plain(&mut self, key: &str, value: Value) {
         self.unmark(key);
@@ -377,6 +410,18 @@ impl State {
         true
     }
 
+    /// Marks every one of `keys` (with their mark keys) as flash data, or, if one of them has
+    /// no value, none of them (CodeIgniter's `markAsFlashdata(array)`); false in that case.
+    pub(crate) fn mark_many_flash(&mut self, keys: Vec<(String, String)>, now: u64) -> bool {
+        if keys.iter().any(|(k, _)| self.visible(k, now).is_none()) {
+            return false;
+        }
+        for (key, mark) in keys {
+            self.mark_flash(&key, mark, now);
+        }
+        true
+    }
+
     pub(crate) fn set_flash(&mut self, key: &str, mark: String, value: Value, now: u64) {
         self.put(key.to_string(), value);
         self.mark_flash(key, mark, now);
@@ -402,6 +447,18 @@ impl State {
         }
         self.flash_old.remove(key);
         self.put(mark, Value::encode(&deadline).unwrap_or_else(|_| flag()));
+        true
+    }
+
+    /// Marks every one of `keys` (key, mark key, deadline) as temp data, or, if one of them has
+    /// no value, none of them (CodeIgniter's `markAsTempdata(array)`); false in that case.
+    pub(crate) fn mark_many_temp(&mut self, keys: Vec<(String, String, u64)>, now: u64) -> bool {
+        if keys.iter().any(|(k, _, _)| self.visible(k, now).is_none()) {
+            return false;
+        }
+        for (key, mark, deadline) in keys {
+            self.mark_temp(&key, mark, deadline, now);
+        }
         true
     }
 

@@ -91,10 +91,10 @@ async fn reserved_keys_are_rejected_and_hidden() {
 async fn push_appends_to_a_list() {
     let m = memory(Config::default());
     let s = m.load(None);
-    assert_eq!(s.push("hobbies", "chess".to_string()).await.unwrap(), 1);
+    assert_eq!(s.push("hobbies", "chess").await.unwrap(), 1);
     let id = s.save().await.unwrap().cookie.id().cloned().unwrap();
     let s = m.load(Some(id.as_str()));
-    assert_eq!(s.push("hobbies", "go".to_string()).await.unwrap(), 2);
+    assert_eq!(s.push("hobbies", &"go".to_string()).await.unwrap(), 2);
     s.save().await.unwrap();
     let s = m.load(Some(id.as_str()));
     assert_eq!(
@@ -103,9 +103,20 @@ async fn push_appends_to_a_list() {
     );
     s.set("scalar", &3u32).await.unwrap();
     assert!(matches!(
-        s.push("scalar", 4u32).await,
+        s.push("scalar", &4u32).await,
         Err(Error::Decode(_))
     ));
+    // a struct item (by reference, like `set`): the list decodes as a list of it
+    let cart = Cart {
+        items: vec!["apple".into()],
+        total_cents: 1,
+    };
+    assert_eq!(s.push("carts", &cart).await.unwrap(), 1);
+    assert_eq!(s.push("carts", &cart).await.unwrap(), 2);
+    assert_eq!(
+        s.get::<Vec<Cart>>("carts").await.unwrap().unwrap(),
+        [cart.clone(), cart]
+    );
 }
 
 #[tokio::test]

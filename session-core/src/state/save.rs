@@ -270,12 +270,12 @@ mod tests {
         assert!(out.wrote && !out.touched && !out.gone);
         assert!(matches!(out.cookie, CookieAction::Set { id: ref got, .. } if *got == id));
         assert_eq!(s.stored_id(), Some(id.clone()));
-        assert_eq!(s.deadline(), Some(1_005));
+        assert_eq!(s.stored_deadline(), Some(1_005));
         let again = s.written(id.clone(), 1_000, 10);
         assert!(matches!(again.cookie, CookieAction::Refresh { .. }));
         let touched = s.touched(id.clone(), 1_000, 20);
         assert!(touched.touched && !touched.wrote);
-        assert_eq!(s.deadline(), Some(1_020));
+        assert_eq!(s.stored_deadline(), Some(1_020));
         // dropping the session removes the cookie the client was given, once
         assert_eq!(s.drop_session().cookie, CookieAction::Remove);
         assert_eq!(s.stored_id(), None);
