@@ -216,10 +216,12 @@ impl Options {
 }
 
 /// The demo's session config: the core defaults (2 h idle timeout), plus an 8-hour absolute
-/// lifetime so a stolen cookie does not live forever.
+/// lifetime so a stolen cookie does not live forever, and expired sessions purged every minute
+/// by [`Manager::start_purge`] on the stores that need it (SQLite, files, sled).
 pub fn session_config() -> Config {
     Config {
         absolute_lifetime: Some(Duration::from_secs(8 * 3600)),
+        purge_interval: Some(Duration::from_secs(60)),
         ..Config::default()
     }
 }
@@ -259,22 +261,6 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await
-}
-
-/// For a store without native expiry (SQLite, files, sled): deletes expired sessions every
-/// `every`, forever. Spawn it; errors are printed and retried at the next round.
-pub async fn purge_loop(store: Arc<dyn Storage>, every: Duration) {
-    let caps = store.capabilities();
-    if !caps.purge || caps.native_expiry {
-        return;
-    }
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        if let Err(e) = store.purge_expired().await {
-            tracing::warn!(error = %e, "session-demo: purge failed");
-        }
-    }
 }
 
 #[cfg(test)]
@@ -325,6 +311,23 @@ mod tests {
         let long = "s".repeat(32);
         let o = parse(&[], &[("SESSION_SECRET", &long)]).expect("secret");
         assert_eq!(o.secret.as_deref(), Some(long.as_str()));
+    }
+
+    #[tokio::test]
+    async fn the_background_purge_runs_where_the_store_needs_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sqlite = StoreSpec::Sqlite(dir.path().join("s.sqlite3"))
+            .open()
+            .await
+            .expect("sqlite");
+        let manager = Manager::new(sqlite, session_config()).expect("manager");
+        let purge = manager.start_purge().expect("purge");
+        assert!(purge.is_running());
+        assert_eq!(purge.interval(), Some(Duration::from_secs(60)));
+        purge.stop().await;
+        let memory = StoreSpec::Memory.open().await.expect("memory");
+        let manager = Manager::new(memory, session_config()).expect("manager");
+        assert!(!manager.start_purge().expect("purge").is_running());
     }
 
     #[test]

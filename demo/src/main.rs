@@ -2,10 +2,9 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use session_demo::{
-    Options, app, cookie_config, metrics_handle, metrics_routes, purge_loop, serve, session_config,
+    Options, app, cookie_config, metrics_handle, metrics_routes, serve, session_config,
 };
 use session_kit::Manager;
 
@@ -46,9 +45,11 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     let metrics = metrics_handle()?;
     let store = options.store.open().await?;
     let manager = Manager::new(store.clone(), session_config())?;
-    let router =
-        app(manager, cookie_config(options.secret.as_deref()))?.merge(metrics_routes(metrics));
-    tokio::spawn(purge_loop(store.clone(), Duration::from_secs(60)));
+    let router = app(manager.clone(), cookie_config(options.secret.as_deref()))?
+        .merge(metrics_routes(metrics));
+    // deletes expired sessions every minute where the store does not expire them itself;
+    // stopped when `run` returns
+    let purge = manager.start_purge()?;
 
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -67,5 +68,10 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         println!("\nshutting down: finishing the requests in flight");
     })
     .await?;
+    let stats = purge.stop().await;
+    println!(
+        "purged {} expired sessions in {} rounds",
+        stats.purged, stats.rounds
+    );
     Ok(())
 }
