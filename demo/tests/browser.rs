@@ -105,13 +105,13 @@ async fn wait_text(c: &Client, css: &str, want: impl Fn(&str) -> bool) -> String
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut last = String::from("(no such element)");
     while Instant::now() < deadline {
-        if let Ok(e) = c.find(Locator::Css(css)).await {
-            if let Ok(t) = e.text().await {
-                if want(&t) {
-                    return t;
-                }
-                last = t;
+        if let Ok(e) = c.find(Locator::Css(css)).await
+            && let Ok(t) = e.text().await
+        {
+            if want(&t) {
+                return t;
             }
+            last = t;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -346,10 +346,10 @@ impl Shared {
             SessionEvent::LoggedIn { id, user } => {
                 let mut bound = Vec::new();
                 for conn in self.backend.session_conns(id).await? {
-                    if let Some(out) = self.backend.bind(&conn, user, BindMode::Add).await? {
-                        if out.bound {
-                            bound.push(conn);
-                        }
+                    if let Some(out) = self.backend.bind(&conn, user, BindMode::Add).await?
+                        && out.bound
+                    {
+                        bound.push(conn);
                     }
                 }
                 let notice = Notice::LoggedIn {
@@ -575,12 +575,11 @@ impl Hub {
             lock(&self.shared.local).remove(&id);
             return Err(e);
         }
-        if let (Some(sid), Some(m)) = (session, &self.shared.manager) {
-            if m.store().capabilities().owner_index {
-                if let Some(user) = m.store().index_owner(sid).await? {
-                    self.shared.backend.bind(&id, &user, BindMode::Add).await?;
-                }
-            }
+        if let (Some(sid), Some(m)) = (session, &self.shared.manager)
+            && m.store().capabilities().owner_index
+            && let Some(user) = m.store().index_owner(sid).await?
+        {
+            self.shared.backend.bind(&id, &user, BindMode::Add).await?;
         }
         Ok(id)
     }

@@ -62,10 +62,10 @@ impl ConnFilter {
         if self.user.is_some() && self.user.as_deref() != user {
             return false;
         }
-        if let Some(g) = &self.glob {
-            if !user.is_some_and(|u| g.matches(u)) {
-                return false;
-            }
+        if let Some(g) = &self.glob
+            && !user.is_some_and(|u| g.matches(u))
+        {
+            return false;
         }
         self.bound.is_none_or(|b| b == user.is_some())
     }

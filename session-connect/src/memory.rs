@@ -90,12 +90,12 @@ impl State {
         if let Some(user) = &rec.info.user {
             remove_from(&mut self.users, user, conn);
         }
-        if let Some(sid) = &rec.info.session {
-            if let Some(set) = self.sessions.get_mut(sid) {
-                set.remove(conn);
-                if set.is_empty() {
-                    self.sessions.remove(sid);
-                }
+        if let Some(sid) = &rec.info.session
+            && let Some(set) = self.sessions.get_mut(sid)
+        {
+            set.remove(conn);
+            if set.is_empty() {
+                self.sessions.remove(sid);
             }
         }
         let node = conn.node();
@@ -179,10 +179,10 @@ impl Backend for MemoryBackend {
         let ms = check::ttl_millis(lease)?;
         let now = check::now_millis();
         let mut st = self.lock()?;
-        if let Some((_, until)) = st.leases.get(node) {
-            if *until > now {
-                return Ok(false);
-            }
+        if let Some((_, until)) = st.leases.get(node)
+            && *until > now
+        {
+            return Ok(false);
         }
         st.leases.insert(node.clone(), (holder.clone(), now + ms));
         Ok(true)
@@ -190,12 +190,11 @@ impl Backend for MemoryBackend {
 
     async fn purge_node(&self, node: &NodeId, only_if_dead: bool) -> Result<u64> {
         let mut st = self.lock()?;
-        if only_if_dead {
-            if let Some(deadline) = st.nodes.get(node) {
-                if *deadline >= check::now_millis() {
-                    return Ok(0);
-                }
-            }
+        if only_if_dead
+            && let Some(deadline) = st.nodes.get(node)
+            && *deadline >= check::now_millis()
+        {
+            return Ok(0);
         }
         let conns: Vec<ConnId> = st
             .by_node

@@ -55,7 +55,7 @@ pub fn ttl_millis(ttl: Duration) -> Result<u64> {
         )));
     }
     let ms = ttl.as_millis() as u64;
-    Ok(if ttl.subsec_nanos() % 1_000_000 != 0 {
+    Ok(if !ttl.subsec_nanos().is_multiple_of(1_000_000) {
         ms + 1
     } else {
         ms

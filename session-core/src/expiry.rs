@@ -69,10 +69,10 @@ impl Timing {
         if r.retired.is_some_and(|until| until <= now) {
             return Verdict::Expired;
         }
-        if let (Some(abs), Some(m)) = (self.absolute, &r.meta) {
-            if m.started().saturating_add(abs) <= now {
-                return Verdict::Expired;
-            }
+        if let (Some(abs), Some(m)) = (self.absolute, &r.meta)
+            && m.started().saturating_add(abs) <= now
+        {
+            return Verdict::Expired;
         }
         if self.match_ip && r.meta.as_ref().map(|m| m.client.ip) != Some(client.ip) {
             return Verdict::Refused;

@@ -116,27 +116,27 @@ impl Session {
     /// if it is live and the client passes the fingerprint checks.
     async fn load_into(&self, st: &mut State) -> Result<()> {
         let ctx = self.ctx();
-        if let Some(id) = st.cookie_id() {
-            if let Some(loaded) = ctx.store.load(&id).await? {
-                let reserved = Reserved::read(&loaded.data, ctx.store.name())?;
-                // the clock only when the verdict or the rotation depends on it
-                let now = if ctx.timing.needs_clock(&reserved) {
-                    check::now_millis()
-                } else {
-                    0
-                };
-                match ctx.timing.verdict(&reserved, st.client(), now) {
-                    Verdict::Live => {
-                        let rotate = ctx.timing.rotation_due(&reserved, now);
-                        let deadline = loaded.expires_at.map(check::unix_millis);
-                        st.adopt(id, loaded.data, reserved, deadline);
-                        if rotate {
-                            st.regenerate(ctx.config.rotate_destroy_old);
-                        }
+        if let Some(id) = st.cookie_id()
+            && let Some(loaded) = ctx.store.load(&id).await?
+        {
+            let reserved = Reserved::read(&loaded.data, ctx.store.name())?;
+            // the clock only when the verdict or the rotation depends on it
+            let now = if ctx.timing.needs_clock(&reserved) {
+                check::now_millis()
+            } else {
+                0
+            };
+            match ctx.timing.verdict(&reserved, st.client(), now) {
+                Verdict::Live => {
+                    let rotate = ctx.timing.rotation_due(&reserved, now);
+                    let deadline = loaded.expires_at.map(check::unix_millis);
+                    st.adopt(id, loaded.data, reserved, deadline);
+                    if rotate {
+                        st.regenerate(ctx.config.rotate_destroy_old);
                     }
-                    Verdict::Expired => st.discard_at_save(id),
-                    Verdict::Refused => {}
                 }
+                Verdict::Expired => st.discard_at_save(id),
+                Verdict::Refused => {}
             }
         }
         st.set_loaded();

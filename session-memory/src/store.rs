@@ -366,14 +366,14 @@ impl Driver for MemoryStore {
         let mut purged = 0;
         for id in expired {
             let _guard = self.lock_stripe(&id);
-            if let Some(record) = self.sessions.get(&*id) {
-                if !record.is_live(SystemTime::now()) {
-                    if let Some(binding) = &record.owner {
-                        self.owners.unbind(&id, binding);
-                    }
-                    self.sessions.invalidate(&*id);
-                    purged += 1;
+            if let Some(record) = self.sessions.get(&*id)
+                && !record.is_live(SystemTime::now())
+            {
+                if let Some(binding) = &record.owner {
+                    self.owners.unbind(&id, binding);
                 }
+                self.sessions.invalidate(&*id);
+                purged += 1;
             }
         }
         self.prune(self.owners.all());

@@ -297,10 +297,11 @@ fn owner_of(cluster: &Cluster, slot: u16) -> String {
         }
         for range in &fields[8.min(fields.len())..] {
             let (a, b) = range.split_once('-').unwrap_or((range, range));
-            if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>()) {
-                if a <= slot && slot <= b {
-                    return fields[1].split('@').next().unwrap().to_owned();
-                }
+            if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>())
+                && a <= slot
+                && slot <= b
+            {
+                return fields[1].split('@').next().unwrap().to_owned();
             }
         }
     }

@@ -69,10 +69,11 @@ impl Cluster {
             }
             for range in &fields[8..] {
                 let (a, b) = range.split_once('-').unwrap_or((range, range));
-                if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>()) {
-                    if a <= slot && slot <= b {
-                        return fields[1].split('@').next().unwrap().to_owned();
-                    }
+                if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>())
+                    && a <= slot
+                    && slot <= b
+                {
+                    return fields[1].split('@').next().unwrap().to_owned();
                 }
             }
         }
