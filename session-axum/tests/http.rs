@@ -94,6 +94,34 @@ async fn cookie_has_safe_default_attributes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_age_follows_the_sessions_own_lifetime() {
+    let (_store, manager) = memory();
+    let app = app(layer(&manager, CookieConfig::default()));
+    let res = send(&app, "/remember", None).await;
+    let all = set_cookies(&res);
+    assert_eq!(all.len(), 1, "{all:?}");
+    let max_age: u64 = attr(&attributes(&all[0]), "max-age")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let month = 30 * 24 * 3600;
+    assert!(
+        (month - 10..=month).contains(&max_age),
+        "Max-Age follows the session's 30-day TTL, not the manager's 2 h: {max_age}"
+    );
+    // and the stored session says the same
+    let cookie = cookie_pair(&res);
+    let id = cookie.split_once('=').unwrap().1;
+    let s = manager.load(Some(id));
+    let expires = s.expires_at().await.unwrap().expect("stored");
+    let left = expires
+        .duration_since(std::time::SystemTime::now())
+        .unwrap()
+        .as_secs();
+    assert!((month - 10..=month).contains(&left), "{left}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cookie_attributes_follow_the_config() {
     let (_store, manager) = memory();
     let config = CookieConfig {

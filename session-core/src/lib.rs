@@ -9,6 +9,8 @@ pub mod driver;
 mod error;
 mod events;
 mod expiry;
+#[cfg(feature = "axum")]
+mod extract;
 mod id;
 mod manager;
 mod meta;
@@ -27,6 +29,8 @@ pub use storage::{Capabilities, ChangeSet, Loaded, ScanPage, Storage};
 pub use value::{Data, Value};
 
 pub use config::{Config, LockPolicy};
+#[cfg(feature = "axum")]
+pub use extract::MissingSessionLayer;
 pub use manager::{Manager, SessionInfo};
 pub use meta::{ClientInfo, MAX_USER_AGENT_LEN, SessionMeta};
 pub use outcome::{CookieAction, SaveOutcome};

@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use session_kit::axum::{CookieConfig, Error, Session, SessionLayer};
+use session_kit::axum::{CookieConfig, Error, SessionLayer};
 use session_kit::memory::MemoryStore;
-use session_kit::{Config, Manager};
+use session_kit::{Config, Manager, Session};
 
 async fn count(session: Session) -> Result<String, Error> {
     let n = session.get::<u64>("visits").await?.unwrap_or(0) + 1;

@@ -24,9 +24,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use session_kit::axum::{CookieConfig, Error, Session, SessionLayer};
+use session_kit::axum::{CookieConfig, Error, SessionLayer};
 use session_kit::memory::MemoryStore;
-use session_kit::{Config, Manager};
+use session_kit::{Config, Manager, Session};
 
 #[derive(Deserialize)]
 struct Login {

@@ -100,6 +100,16 @@ pub fn app(layer: SessionLayer) -> Router {
             }),
         )
         .route(
+            "/remember",
+            get(|s: Session| async move {
+                // "remember me": this session lives 30 days idle, whatever the manager says
+                s.set_idle_ttl(Some(std::time::Duration::from_secs(30 * 24 * 3600)))
+                    .await?;
+                s.set("name", "ada").await?;
+                Answer::Ok("remembered".into())
+            }),
+        )
+        .route(
             "/logout",
             get(|s: Session| async move {
                 s.logout().await?;
