@@ -29,7 +29,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
-use session_connect::{ConnMeta, Event, Hub, RedisBackend, Target};
+use session_kit::connect::{ConnMeta, Event, Hub, RedisBackend, Target};
 use tokio::sync::mpsc;
 
 #[derive(Deserialize)]
@@ -93,7 +93,7 @@ async fn chat(
     hub: Hub,
     user: String,
     peer: SocketAddr,
-) -> session_core::Result<()> {
+) -> session_kit::Result<()> {
     let (tx, mut rx) = mpsc::channel::<Event>(256);
     let conn = hub
         .open(ConnMeta::new("ws", Some(peer.ip())), None, tx)

@@ -34,10 +34,10 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
-use session_axum::{CookieConfig, Session, SessionLayer};
-use session_connect::{ConnMeta, Event, Hub, RedisBackend, Target};
-use session_core::{Config, Manager, SessionId, Storage};
-use session_redis::RedisStore;
+use session_kit::axum::{CookieConfig, Session, SessionLayer};
+use session_kit::connect::{ConnMeta, Event, Hub, RedisBackend, Target};
+use session_kit::redis::RedisStore;
+use session_kit::{Config, Manager, SessionId, Storage};
 use tokio::sync::mpsc;
 
 fn arg(name: &str) -> Option<String> {
@@ -55,10 +55,10 @@ struct App {
 
 /// Any error of the session layer or the registry: a 500 with its text (an example; a real
 /// app logs it and answers less).
-struct Failure(session_core::Error);
+struct Failure(session_kit::Error);
 
-impl From<session_core::Error> for Failure {
-    fn from(e: session_core::Error) -> Self {
+impl From<session_kit::Error> for Failure {
+    fn from(e: session_kit::Error) -> Self {
         Failure(e)
     }
 }
@@ -173,7 +173,7 @@ async fn serve_socket(
     session: SessionId,
     user: String,
     peer: SocketAddr,
-) -> session_core::Result<()> {
+) -> session_kit::Result<()> {
     let (tx, mut rx) = mpsc::channel::<Event>(256);
     // opened with a logged-in session: bound to its user at once
     let conn = hub
