@@ -210,15 +210,17 @@ impl TowerSessionsStore {
     }
 }
 
-#[async_trait]
-impl SessionStore for TowerSessionsStore {
-    /// Stores `record` under a fresh id (overwriting `record.id`, whatever the caller put there),
-    /// drawing another one while the store already holds a live session under it.
-    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        // Checked first so nothing is drawn for a record that cannot be stored.
+impl TowerSessionsStore {
+    /// [`SessionStore::create`] with the ids drawn from `next_id`.
+    async fn create_with(
+        &self,
+        record: &mut Record,
+        mut next_id: impl FnMut() -> session_store::Result<Id> + Send,
+    ) -> session_store::Result<()> {
+        // Checked first so that no id is drawn for a record that cannot be stored.
         encode(record)?;
         for _ in 0..MAX_CREATE_ATTEMPTS {
-            record.id = fresh_id()?;
+            record.id = next_id()?;
             let id = Self::session_id(&record.id)?;
             if self.storage.get_size(&id).await.map_err(from_storage)? > 0 {
                 tracing::warn!(
@@ -234,6 +236,15 @@ impl SessionStore for TowerSessionsStore {
             "{MAX_CREATE_ATTEMPTS} fresh session ids in a row were taken in the `{}` store",
             self.storage.name()
         )))
+    }
+}
+
+#[async_trait]
+impl SessionStore for TowerSessionsStore {
+    /// Stores `record` under a fresh id (overwriting `record.id`, whatever the caller put there),
+    /// drawing another one while the store already holds a live session under it.
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        self.create_with(record, fresh_id).await
     }
 
     /// Replaces the stored record (fields not in `record.data` are dropped) and moves its deadline
@@ -276,5 +287,109 @@ impl ExpiredDeletion for TowerSessionsStore {
             .await
             .map(|_| ())
             .map_err(from_storage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn record(expires_in: time::Duration) -> Record {
+        Record {
+            id: Id(7),
+            data: [("user".to_owned(), serde_json::json!("ada"))].into(),
+            expiry_date: OffsetDateTime::now_utc() + expires_in,
+        }
+    }
+
+    /// `create` skips ids the store holds a live session under, and gives up after
+    /// [`MAX_CREATE_ATTEMPTS`] taken ids (on the real memory driver; the ids come from a list
+    /// instead of the OS so that they collide).
+    #[tokio::test]
+    async fn create_draws_again_on_collision() {
+        let store = TowerSessionsStore::from_store(session_memory::MemoryStore::new());
+        let mut first = record(time::Duration::minutes(5));
+        store.create_with(&mut first, || Ok(Id(1))).await.unwrap();
+        assert_eq!(first.id, Id(1));
+
+        let mut ids = [Id(1), Id(1), Id(2)].into_iter();
+        let mut second = record(time::Duration::minutes(5));
+        second
+            .data
+            .insert("user".to_owned(), serde_json::json!("bob"));
+        store
+            .create_with(&mut second, || Ok(ids.next().unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(second.id, Id(2), "the taken id 1 was skipped twice");
+        let kept = store.load(&Id(1)).await.unwrap().unwrap();
+        assert_eq!(
+            kept.data["user"], "ada",
+            "the session under id 1 was not overwritten"
+        );
+        assert_eq!(
+            store.load(&Id(2)).await.unwrap().unwrap().data["user"],
+            "bob"
+        );
+
+        let mut draws = 0;
+        let mut third = record(time::Duration::minutes(5));
+        let err = store
+            .create_with(&mut third, || {
+                draws += 1;
+                Ok(Id(1))
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, session_store::Error::Backend(_)), "{err}");
+        assert_eq!(draws, MAX_CREATE_ATTEMPTS);
+        assert_eq!(
+            store.load(&Id(1)).await.unwrap().unwrap().data["user"],
+            "ada"
+        );
+    }
+
+    /// A record that cannot be stored draws no id and writes nothing.
+    #[tokio::test]
+    async fn create_refuses_before_drawing() {
+        let store = TowerSessionsStore::from_store(session_memory::MemoryStore::new());
+        let mut bad = record(time::Duration::minutes(5));
+        bad.data.insert("__s.meta".to_owned(), serde_json::json!(1));
+        let err = store
+            .create_with(&mut bad, || panic!("no id may be drawn"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, session_store::Error::Encode(_)), "{err}");
+    }
+
+    /// Fresh ids are distinct 128-bit values whose text is a valid `SessionId`.
+    #[test]
+    fn fresh_ids() {
+        let a = fresh_id().unwrap();
+        let b = fresh_id().unwrap();
+        assert_ne!(a, b);
+        let text = TowerSessionsStore::session_id(&a).unwrap();
+        assert_eq!(text.as_str(), a.to_string());
+        assert_eq!(text.as_str().len(), 22);
+        assert_eq!(text.as_str().parse::<Id>().unwrap(), a);
+    }
+
+    #[test]
+    fn ttl_follows_the_expiry_date() {
+        assert_eq!(ttl_until(OffsetDateTime::now_utc()).unwrap(), None);
+        let ttl = ttl_until(OffsetDateTime::now_utc() + time::Duration::seconds(60))
+            .unwrap()
+            .unwrap();
+        assert!(
+            ttl <= Duration::from_secs(60) && ttl > Duration::from_secs(59),
+            "{ttl:?}"
+        );
+        let far = OffsetDateTime::now_utc() + time::Duration::days(11 * 365);
+        assert!(matches!(
+            ttl_until(far),
+            Err(session_store::Error::Encode(_))
+        ));
     }
 }
