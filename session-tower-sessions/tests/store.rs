@@ -288,3 +288,30 @@ async fn redis_delete_expired_is_a_no_op() {
     })
     .await;
 }
+
+/// With the `deletion-task` feature, tower-sessions-core's `continuously_delete_expired` loop
+/// purges the SQLite table on its own.
+#[cfg(feature = "deletion-task")]
+#[tokio::test]
+async fn sqlite_continuous_deletion() {
+    with_sqlite(|store, path| async move {
+        let task = tokio::spawn(
+            store
+                .clone()
+                .continuously_delete_expired(Duration::from_millis(100)),
+        );
+        let mut short = record(time::Duration::milliseconds(150));
+        store.create(&mut short).await.unwrap();
+        let id = short.id.to_string();
+        assert_eq!(sqlite_rows(&path, &id), 1);
+        let mut waited = Duration::ZERO;
+        while sqlite_rows(&path, &id) > 0 {
+            assert!(waited < Duration::from_secs(3), "not purged within 3 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited += Duration::from_millis(50);
+        }
+        assert!(!task.is_finished(), "the loop keeps running");
+        task.abort();
+    })
+    .await;
+}
