@@ -48,6 +48,11 @@ pub use session_layers as layers;
 #[cfg(feature = "axum")]
 pub use session_axum as axum;
 
+/// A tower-sessions store over any driver (feature `tower-sessions`): a tower-sessions app keeps
+/// its `SessionManagerLayer` and moves to any of the drivers above.
+#[cfg(feature = "tower-sessions")]
+pub use session_tower_sessions as tower_sessions;
+
 /// The repository README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
