@@ -48,6 +48,11 @@ pub use session_layers as layers;
 #[cfg(feature = "axum")]
 pub use session_axum as axum;
 
+/// The actix-web 4 integration (feature `actix`): `session_kit::actix::SessionMiddleware`,
+/// cookie configuration and keys; handlers take [`Session`] itself.
+#[cfg(feature = "actix")]
+pub use session_actix as actix;
+
 /// The repository README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
