@@ -3,8 +3,9 @@
 use std::marker::PhantomData;
 
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
 use http::header::RETRY_AFTER;
+use http::{HeaderValue, StatusCode};
+use session_http::{Answer, log_error};
 
 /// A failed session call in a handler, as an axum response: handlers return
 /// `Result<_, session_axum::Error>` and use `?` on every session call.
@@ -77,18 +78,16 @@ pub struct DefaultResponse;
 
 impl ErrorResponse for DefaultResponse {
     fn response(error: &session_core::Error) -> Response {
-        match error {
-            session_core::Error::InvalidId(_) => {
-                (StatusCode::BAD_REQUEST, "invalid session id").into_response()
-            }
-            session_core::Error::Locked(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(RETRY_AFTER, "1")],
-                "session busy, retry",
-            )
-                .into_response(),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "session error").into_response(),
+        let answer = Answer::for_error(error);
+        let status =
+            StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, answer.body).into_response();
+        if let Some(after) = answer.retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static(after));
         }
+        response
     }
 }
 
@@ -138,23 +137,8 @@ impl<R> std::error::Error for Error<R> {
 
 impl<R: ErrorResponse> IntoResponse for Error<R> {
     fn into_response(self) -> Response {
-        log(&self.source);
+        log_error(&self.source);
         R::response(&self.source)
-    }
-}
-
-/// Logs `e` at the level its cause deserves: a client's bad id is `INFO`, contention `WARN`,
-/// anything else (the server's or the store's fault) `ERROR`.
-fn log(e: &session_core::Error) {
-    let kind = e.kind();
-    match e {
-        session_core::Error::InvalidId(_) => {
-            tracing::info!(kind, error = %e, "session call refused an invalid id");
-        }
-        session_core::Error::Locked(_) => {
-            tracing::warn!(kind, error = %e, "session call failed: locked");
-        }
-        _ => tracing::error!(kind, error = %e, "session call failed"),
     }
 }
 

@@ -11,6 +11,8 @@ mod events;
 mod expiry;
 #[cfg(feature = "axum")]
 mod extract;
+#[cfg(feature = "actix")]
+mod extract_actix;
 mod id;
 mod manager;
 mod meta;
@@ -31,6 +33,8 @@ pub use value::{Data, Value};
 pub use config::{Config, LockPolicy};
 #[cfg(feature = "axum")]
 pub use extract::MissingSessionLayer;
+#[cfg(feature = "actix")]
+pub use extract_actix::MissingSessionMiddleware;
 pub use manager::{Manager, SessionInfo};
 pub use meta::{ClientInfo, MAX_USER_AGENT_LEN, SessionMeta};
 pub use outcome::{CookieAction, SaveOutcome};

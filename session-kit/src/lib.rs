@@ -53,6 +53,11 @@ pub use session_axum as axum;
 #[cfg(feature = "tower-sessions")]
 pub use session_tower_sessions as tower_sessions;
 
+/// The actix-web 4 integration (feature `actix`): `session_kit::actix::SessionMiddleware`,
+/// cookie configuration and keys; handlers take [`Session`] itself.
+#[cfg(feature = "actix")]
+pub use session_actix as actix;
+
 /// The repository README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

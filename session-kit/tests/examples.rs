@@ -1,6 +1,8 @@
-//! Runs the facade's axum examples as real servers on loopback ports and uses them the way the
-//! examples' own docs say: the counter counts per visitor, and the login app logs in with a new
-//! id, shows a flash once, lists the user's sessions and logs out everywhere.
+//! Runs the facade's axum and actix-web examples as real servers on loopback ports and uses them
+//! the way the examples' own docs say: the counters count per visitor, and the login app logs
+//! in with a new id, shows a flash once, lists the user's sessions and logs out everywhere.
+//! Each example's test runs when its feature (`axum`, `actix`) is on.
+#![cfg(any(feature = "axum", feature = "actix"))]
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
@@ -21,8 +23,10 @@ impl Drop for Proc {
 }
 
 /// Builds example `name` (a no-op when up to date) and starts it on a free port; returns the
-/// process and the port once it says it is listening.
+/// process and the port once it says it is listening. Every example is built with the same
+/// features (one build of the facade for all of them).
 fn start(name: &str) -> (Proc, u16) {
+    let features = "axum,actix,memory";
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args([
@@ -30,7 +34,7 @@ fn start(name: &str) -> (Proc, u16) {
             "-p",
             "session-kit",
             "--features",
-            "axum,memory",
+            features,
             "--example",
             name,
         ])
@@ -119,11 +123,21 @@ impl Client {
     }
 }
 
+#[cfg(feature = "axum")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_counter_counts_per_visitor() {
-    let (_server, port) = tokio::task::spawn_blocking(built("axum_counter"))
-        .await
-        .unwrap();
+    counts_per_visitor("axum_counter").await;
+}
+
+#[cfg(feature = "actix")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_actix_counter_counts_per_visitor() {
+    counts_per_visitor("actix_counter").await;
+}
+
+/// The counter example `name` counts per visitor, and its reset removes the cookie.
+async fn counts_per_visitor(name: &'static str) {
+    let (_server, port) = tokio::task::spawn_blocking(built(name)).await.unwrap();
     let mut alice = Client::new(port);
     let mut bob = Client::new(port);
     assert_eq!(alice.send("GET", "/").await, (200, "visit number 1".into()));
@@ -135,6 +149,7 @@ async fn the_counter_counts_per_visitor() {
     assert_eq!(alice.send("GET", "/").await, (200, "visit number 1".into()));
 }
 
+#[cfg(feature = "axum")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_login_app_logs_in_flashes_lists_and_logs_out_everywhere() {
     let (_server, port) = tokio::task::spawn_blocking(built("axum_login"))

@@ -13,7 +13,7 @@ use session_core::{Error, Result};
 /// panics on input:
 ///
 /// ```
-/// use session_axum::Key;
+/// use session_http::Key;
 ///
 /// let key = Key::try_from_secret(b"a secret of at least thirty-two bytes!!")?;
 /// let err = Key::try_from_secret(b"too short").unwrap_err();

@@ -1,7 +1,6 @@
-//! The cookie, header and client-info settings of a [`SessionLayer`](crate::SessionLayer).
+//! The cookie, header and client-info settings of a session middleware ([`HttpSessions`](crate::HttpSessions)).
 
 use cookie::SameSite;
-use http::HeaderName;
 use session_core::{Error, Result};
 
 use crate::key::Key;
@@ -25,13 +24,15 @@ pub enum Protection {
     Private,
 }
 
-/// How the session cookie is written and read, and where the client's IP comes from.
+/// How the session cookie is written and read, and where the client's IP comes from: the
+/// configuration of every framework's session middleware (session-axum's `SessionLayer`,
+/// session-actix's `SessionMiddleware`).
 ///
 /// Every field is public and [`Default`] gives safe defaults, so a config is written with struct
 /// update syntax:
 ///
 /// ```
-/// use session_axum::{CookieConfig, Key, SameSite};
+/// use session_http::{CookieConfig, Key, SameSite};
 ///
 /// let config = CookieConfig {
 ///     name: "app_session".into(),
@@ -160,7 +161,8 @@ impl CookieConfig {
     /// domain (letters, digits, `.` and `-`), the `__Host-`/`__Secure-` prefix rules, that
     /// [`Protection::Private`] has a key, and that the [`header`](Self::header) is a header
     /// name that is not one HTTP itself uses for something else;
-    /// [`SessionLayer::with_config`](crate::SessionLayer::with_config) calls it.
+    /// [`HttpSessions::with_config`](crate::HttpSessions::with_config) (and so every
+    /// middleware made with a config) calls it.
     pub fn validate(&self) -> Result<()> {
         let bad = |what: String| Err(Error::InvalidInput(format!("CookieConfig: {what}")));
         if self.protection == Protection::Private && self.keys.is_empty() {
@@ -215,14 +217,18 @@ impl CookieConfig {
         Ok(())
     }
 
-    /// The [`header`](Self::header), parsed (lower-cased); `None` for a cookie.
-    pub(crate) fn header_name(&self) -> Result<Option<HeaderName>> {
+    /// The [`header`](Self::header), checked (a token, RFC 9110 `field-name`) and
+    /// lower-cased; `None` for a cookie.
+    pub(crate) fn header_name(&self) -> Result<Option<String>> {
         self.header
             .as_deref()
             .map(|h| {
-                HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
-                    Error::InvalidInput(format!("CookieConfig: header {h:?} is not a header name"))
-                })
+                if h.is_empty() || !h.chars().all(is_tchar) {
+                    return Err(Error::InvalidInput(format!(
+                        "CookieConfig: header {h:?} is not a header name"
+                    )));
+                }
+                Ok(h.to_ascii_lowercase())
             })
             .transpose()
     }
