@@ -62,7 +62,13 @@ Exit codes:
 #[command(name = "sessionctl", version, after_help = AFTER_HELP)]
 pub struct Cli {
     /// The store, as the application's store spec (see "Stores" below).
-    #[arg(long, short, global = true, env = "SESSIONCTL_STORE", value_name = "SPEC")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "SESSIONCTL_STORE",
+        value_name = "SPEC"
+    )]
     pub store: Option<String>,
     /// Print JSON for scripts instead of tables.
     #[arg(long, global = true)]
@@ -185,7 +191,11 @@ pub fn main() -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { error::USAGE } else { error::OK };
+            return if e.use_stderr() {
+                error::USAGE
+            } else {
+                error::OK
+            };
         }
     };
     let json = cli.json;
@@ -231,8 +241,10 @@ fn print_json(v: &Json) {
 fn spinner(what: &str) -> ProgressBar {
     let pb = ProgressBar::new_spinner();
     pb.set_style(
-        ProgressStyle::with_template("{spinner} {msg}: {human_pos} sessions ({per_sec}, {elapsed})")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ProgressStyle::with_template(
+            "{spinner} {msg}: {human_pos} sessions ({per_sec}, {elapsed})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     pb.set_message(what.to_owned());
     pb.enable_steady_tick(Duration::from_millis(200));
@@ -278,7 +290,8 @@ async fn on_store(cli: &Cli, spec: &Spec, store: Arc<dyn Storage>) -> Result<i32
                 out!("live sessions      {}", stats.live);
                 out!(
                     "logged-in users    {} ({} sessions)",
-                    stats.users, stats.logged_in_sessions
+                    stats.users,
+                    stats.logged_in_sessions
                 );
                 out!(
                     "approximate size   {} ({} bytes of ids, keys and values)",
@@ -442,18 +455,14 @@ async fn on_store(cli: &Cli, spec: &Spec, store: Arc<dyn Storage>) -> Result<i32
                         )
                     })?;
                     let mut r = BufReader::new(file);
-                    transfer::import(s, &mut r, *skip_existing, *dry_run, &|n| {
-                        pb.set_position(n)
-                    })
-                    .await
+                    transfer::import(s, &mut r, *skip_existing, *dry_run, &|n| pb.set_position(n))
+                        .await
                 }
                 None => {
                     let stdin = std::io::stdin();
                     let mut r = stdin.lock();
-                    transfer::import(s, &mut r, *skip_existing, *dry_run, &|n| {
-                        pb.set_position(n)
-                    })
-                    .await
+                    transfer::import(s, &mut r, *skip_existing, *dry_run, &|n| pb.set_position(n))
+                        .await
                 }
             };
             pb.finish_and_clear();
@@ -484,7 +493,10 @@ async fn migrate(cli: &Cli) -> Result<i32> {
         no_verify,
     } = &cli.command
     else {
-        return Err(CtlError::failed("internal error: not migrate", "report this"));
+        return Err(CtlError::failed(
+            "internal error: not migrate",
+            "report this",
+        ));
     };
     let from_spec: Spec = from.parse()?;
     let to_spec: Spec = to.parse()?;
@@ -554,7 +566,10 @@ fn print_tally(t: &Tally, dry_run: bool) {
 }
 
 fn print_migrate(r: &MigrateReport, from: &Spec, to: &Spec) {
-    out!("{from} -> {to}{}", if r.dry_run { " (dry run)" } else { "" });
+    out!(
+        "{from} -> {to}{}",
+        if r.dry_run { " (dry run)" } else { "" }
+    );
     print_tally(&r.tally, r.dry_run);
     if !r.whole_source {
         out!("stopped at --limit: run again to go on");
@@ -563,7 +578,8 @@ fn print_migrate(r: &MigrateReport, from: &Spec, to: &Spec) {
         let verdict = if c.complete() { "ok" } else { "INCOMPLETE" };
         out!(
             "check              {verdict}: {} of {} live source sessions are in the target",
-            c.in_target, c.source_live
+            c.in_target,
+            c.source_live
         );
         if let Some(n) = c.target_live {
             out!("target now holds   {n} live sessions");

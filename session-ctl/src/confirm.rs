@@ -19,7 +19,9 @@ pub fn confirm(yes: bool, question: &str) -> Result<()> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         return Err(CtlError::usage(
-            format!("refusing to go on without confirmation ({question}): standard input is not a terminal"),
+            format!(
+                "refusing to go on without confirmation ({question}): standard input is not a terminal"
+            ),
             "add --yes (-y) to confirm in a script",
         ));
     }

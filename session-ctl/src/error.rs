@@ -111,7 +111,11 @@ impl From<session_core::Error> for CtlError {
                 message,
                 "check that the server is up and reachable, then run the command again",
             ),
-            _ => Self::new(FAILED, message, "run the command again; report it if it persists"),
+            _ => Self::new(
+                FAILED,
+                message,
+                "run the command again; report it if it persists",
+            ),
         }
     }
 }

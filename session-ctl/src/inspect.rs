@@ -110,12 +110,7 @@ impl<'a> Scanner<'a> {
 /// meanwhile are left out.
 pub async fn load_many(store: &dyn Storage, ids: Vec<SessionId>) -> Result<Vec<Record>> {
     let loaded: Vec<Result<Option<Record>>> = stream::iter(ids)
-        .map(|id| async move {
-            Ok(store
-                .load(&id)
-                .await?
-                .map(|loaded| Record::new(id, loaded)))
-        })
+        .map(|id| async move { Ok(store.load(&id).await?.map(|loaded| Record::new(id, loaded))) })
         .buffered(CONCURRENCY)
         .collect()
         .await;

@@ -379,16 +379,24 @@ impl Spec {
     fn open_error(&self, e: session_core::Error) -> CtlError {
         let what = match self {
             Spec::File(_) => "check that the directory exists and is readable and writable",
-            Spec::Sqlite(_) => "check that the path is the application's database file and that you may read and write it",
-            Spec::Sled(_) => "sled lets one process open a database at a time: stop the application (or copy the directory) first",
+            Spec::Sqlite(_) => {
+                "check that the path is the application's database file and that you may read and write it"
+            }
+            Spec::Sled(_) => {
+                "sled lets one process open a database at a time: stop the application (or copy the directory) first"
+            }
             Spec::Redis { .. } | Spec::RedisCluster { .. } => {
                 "check that Redis runs there (redis-cli -u URL ping) and that the prefix is the application's"
             }
             Spec::Postgres { .. } => {
                 "check that PostgreSQL runs there (pg_isready), the user and database in the URL, and that the schema exists"
             }
-            Spec::MySql { .. } => "check that MySQL/MariaDB runs there, and the user and database in the URL",
-            Spec::Memcached { .. } => "check that memcached runs there (HOST:PORT) and that the prefix is the application's",
+            Spec::MySql { .. } => {
+                "check that MySQL/MariaDB runs there, and the user and database in the URL"
+            }
+            Spec::Memcached { .. } => {
+                "check that memcached runs there (HOST:PORT) and that the prefix is the application's"
+            }
         };
         let mut err = CtlError::from(e);
         err.message = format!("cannot open {self}: {}", err.message);

@@ -71,7 +71,10 @@ mod tests {
     fn columns_line_up() {
         let t = render(
             &["ID", "OWNER"],
-            &[vec!["a".into(), "ada".into()], vec!["bbbb".into(), "-".into()]],
+            &[
+                vec!["a".into(), "ada".into()],
+                vec!["bbbb".into(), "-".into()],
+            ],
         );
         assert_eq!(t, "ID    OWNER\na     ada\nbbbb  -\n");
         assert_eq!(when(Some(1_000)), "1970-01-01 00:00:01Z");

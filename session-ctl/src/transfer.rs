@@ -162,7 +162,9 @@ pub async fn put(
     };
     target.apply(id, changes, ttl).await?;
     if let Some(owner) = bind {
-        target.index_add(owner, id, ttl.max(OWNER_INDEX_TTL)).await?;
+        target
+            .index_add(owner, id, ttl.max(OWNER_INDEX_TTL))
+            .await?;
     }
     Ok(Put::Written {
         bound: bind.is_some(),

@@ -1,0 +1,78 @@
+//! The command line itself: usage errors, refused stores, unsupported commands, exit codes,
+//! every error saying what to do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{TestStore, expect, json, run};
+
+#[test]
+fn usage_errors_exit_2_and_say_what_to_do() {
+    for args in [
+        vec!["count"],                                         // no store
+        vec!["--store", "memory", "count"],                    // refused
+        vec!["--store", "nosuch:x", "count"],                  // unknown spec
+        vec!["--store", "redis://127.0.0.1?prefix=", "count"], // empty option
+        vec!["--store", "sqlite:x.db", "frobnicate"],          // unknown command
+        vec!["migrate", "--from", "sqlite:a", "--to", "sqlite:a"],
+    ] {
+        let (code, out, err) = run(&args);
+        assert_eq!(code, 2, "{args:?}: {out} {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        if args.get(2) != Some(&"frobnicate") {
+            assert!(err.contains("what to do:"), "{args:?}: {err}");
+        }
+    }
+    assert!(expect(0, &["--help"]).contains("Exit codes:"));
+}
+
+#[test]
+fn a_missing_store_path_is_not_found_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typo.sqlite3");
+    let spec = format!("sqlite:{}", path.display());
+    let (code, _, err) = run(&["--store", &spec, "count"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(!path.exists(), "reading created a database");
+}
+
+#[tokio::test]
+async fn errors_are_json_with_json() {
+    let ts = TestStore::sqlite().await;
+    let (code, _, err) = run(&[
+        "--json",
+        "--store",
+        &ts.spec,
+        "get",
+        "nosuchsessionid0000000000",
+    ]);
+    assert_eq!(code, 3);
+    let e: serde_json::Value = serde_json::from_str(err.trim()).unwrap();
+    assert_eq!(e["error"]["code"], 3);
+    assert!(e["error"]["hint"].as_str().unwrap().len() > 10, "{e}");
+    assert_eq!(json(&["--store", &ts.spec, "count"])["live"], 0);
+    ts.cleanup().await;
+}
+
+/// memcached cannot list its keys: the listing commands exit 4 and say so; `get` and `purge`
+/// work.
+#[tokio::test]
+async fn listing_memcached_is_unsupported_by_this_driver() {
+    let spec = common::memcached_spec().await;
+    for cmd in ["count", "stats", "list", "export"] {
+        let (code, _, err) = run(&["--store", &spec, cmd]);
+        assert_eq!(code, 4, "{cmd}: {err}");
+        assert!(
+            err.contains("unsupported by this driver (memcached)") && err.contains("what to do"),
+            "{cmd}: {err}"
+        );
+    }
+    let (code, _, err) = run(&["--store", &spec, "user", "ada"]);
+    assert_eq!(code, 4, "{err}");
+    let (code, _, err) = run(&["--store", &spec, "get", "nosuchsessionid0000000000"]);
+    assert_eq!(code, 3, "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let target = TestStore::new_sqlite_path(&dir);
+    let (code, _, err) = run(&["-y", "migrate", "--from", &spec, "--to", &target]);
+    assert_eq!(code, 4, "{err}");
+}
