@@ -17,8 +17,11 @@ use crate::time;
 /// How many `load`s run at once when a command reads many sessions.
 pub const CONCURRENCY: usize = 32;
 
-/// The page size asked of [`Storage::scan`] (a hint: drivers may return other sizes).
+/// The page size first asked of [`Storage::scan`] (a hint: drivers may return other sizes).
 pub const SCAN_PAGE: usize = 500;
+
+/// The largest page size [`Scanner`] asks for when pages come back short.
+pub const MAX_SCAN_PAGE: usize = 10_000;
 
 /// Fails with "unsupported by this driver" unless the store can scan.
 pub fn require_scan(store: &dyn Storage, command: &str) -> Result<()> {
@@ -54,6 +57,12 @@ pub fn require_owner_index(store: &dyn Storage, command: &str) -> Result<()> {
 
 /// Walks [`Storage::scan`] page by page, handing out each live id once (a driver may return an
 /// id twice, as Redis' `SCAN` does).
+///
+/// When a page comes back with less than half the ids asked for and the scan goes on, the next
+/// page asks for twice as many, up to [`MAX_SCAN_PAGE`]: on Redis, whose driver passes the page
+/// size as `SCAN`'s `COUNT` (keys examined, sessions or not), a keyspace full of other keys then
+/// costs one round trip per 10,000 keys instead of one per page size. A driver that fills its
+/// pages (SQLite, PostgreSQL, ...) keeps the size asked for.
 pub struct Scanner<'a> {
     store: &'a dyn Storage,
     cursor: Option<String>,
@@ -92,6 +101,9 @@ impl<'a> Scanner<'a> {
                 e => e.into(),
             })?;
         self.cursor = page.next;
+        if self.cursor.is_some() && page.ids.len() < self.page / 2 {
+            self.page = (self.page * 2).min(MAX_SCAN_PAGE);
+        }
         let new = page
             .ids
             .into_iter()
