@@ -257,3 +257,45 @@ async fn export_from_sqlite_import_into_redis() {
 async fn export_from_redis_import_into_sqlite() {
     export_then_import(TestStore::redis("export").await, TestStore::sqlite().await).await;
 }
+
+/// The embedded stores other than SQLite: migrate into a new file store, then into a new sled
+/// store, and read them with `count` and `get`.
+#[tokio::test]
+async fn migrate_into_new_file_and_sled_stores() {
+    let from = TestStore::sqlite().await;
+    let written = populate(&from.store, 50).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file_spec = format!("file:{}", dir.path().join("files").display());
+    let sled_spec = format!("sled:{}", dir.path().join("sled").display());
+    let (code, _, err) = run(&["--store", &file_spec, "count"]);
+    assert_eq!(code, 3, "no such store yet: {err}");
+
+    let report = json(&["-y", "migrate", "--from", &from.spec, "--to", &file_spec]);
+    assert_eq!(report["check"]["target_live"], 50, "{report}");
+    let report = json(&["-y", "migrate", "--from", &file_spec, "--to", &sled_spec]);
+    assert_eq!(report["check"]["target_live"], 50, "{report}");
+    assert_eq!(expect(0, &["--store", &sled_spec, "count"]).trim(), "50");
+    let (id, owner) = written.sessions.iter().find(|(_, o)| o.is_some()).unwrap();
+    let got = json(&["--store", &sled_spec, "get", id]);
+    assert_eq!(got["meta"]["owner"].as_str(), owner.as_deref());
+    let user = json(&["--store", &sled_spec, "user", owner.as_deref().unwrap()]);
+    assert!(
+        user["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == id.as_str()),
+        "{user}"
+    );
+    from.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_redis_to_mysql_keeps_values_deadlines_and_owners() {
+    migrate_all(
+        TestStore::redis("mysql").await,
+        TestStore::mysql("migrate").await,
+        500,
+    )
+    .await;
+}

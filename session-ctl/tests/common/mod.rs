@@ -65,6 +65,10 @@ enum Cleanup {
         store: session_postgres::PostgresStore,
         schema: String,
     },
+    MySql {
+        store: session_mysql::MySqlStore,
+        database: String,
+    },
 }
 
 impl TestStore {
@@ -122,6 +126,23 @@ impl TestStore {
         }
     }
 
+    /// The machine's MySQL/MariaDB, in a database of this test's own.
+    pub async fn mysql(kind: &str) -> TestStore {
+        let database = unique(kind);
+        mysql_admin(&format!("CREATE DATABASE `{database}`")).await;
+        let url = format!("{}/{database}", mysql_url());
+        let store = session_mysql::MySqlStore::builder()
+            .max_connections(4)
+            .open(&url)
+            .await
+            .unwrap_or_else(|e| panic!("MySQL at {url}: {START_MYSQL} ({e})"));
+        TestStore {
+            spec: url,
+            store: Arc::new(store.clone()),
+            cleanup: Cleanup::MySql { store, database },
+        }
+    }
+
     /// Deletes what the test left in the server (Redis keys, the PostgreSQL schema).
     pub async fn cleanup(self) {
         match self.cleanup {
@@ -133,6 +154,10 @@ impl TestStore {
                 store.close().await;
                 postgres_admin(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
             }
+            Cleanup::MySql { store, database } => {
+                store.close().await;
+                mysql_admin(&format!("DROP DATABASE IF EXISTS `{database}`")).await;
+            }
         }
     }
 }
@@ -143,6 +168,26 @@ pub async fn postgres_admin(sql: &str) {
     let mut conn = match sqlx::PgConnection::connect(&url).await {
         Ok(c) => c,
         Err(e) => panic!("PostgreSQL is not reachable at {url}; {START_POSTGRES} ({e})"),
+    };
+    conn.execute(sql).await.expect(sql);
+    let _ = conn.close().await;
+}
+
+/// The machine's MySQL/MariaDB: `MYSQL_URL`, or root@127.0.0.1:3306 (no database).
+pub fn mysql_url() -> String {
+    std::env::var("MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned())
+}
+
+const START_MYSQL: &str = "start it with: bash scripts/services (or start-stop-daemon --start \
+    --oknodo --background --exec /usr/sbin/mariadbd)";
+
+/// Runs one statement on MySQL/MariaDB as the admin, failing with how to start the server.
+pub async fn mysql_admin(sql: &str) {
+    use session_mysql::sqlx::{Connection as _, Executor as _, MySqlConnection};
+    let url = mysql_url();
+    let mut conn = match MySqlConnection::connect(&url).await {
+        Ok(c) => c,
+        Err(e) => panic!("MySQL/MariaDB is not reachable at {url}; {START_MYSQL} ({e})"),
     };
     conn.execute(sql).await.expect(sql);
     let _ = conn.close().await;
