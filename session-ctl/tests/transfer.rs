@@ -55,6 +55,15 @@ async fn same_sessions(source: &dyn Storage, target: &dyn Storage, written: &Wri
     }
 }
 
+/// How many sessions the big migrations move: 3,000, or `SESSIONCTL_TEST_SESSIONS` (the issue's
+/// 100,000: `SESSIONCTL_TEST_SESSIONS=100000 cargo test -p session-ctl --test transfer`).
+fn sessions() -> usize {
+    std::env::var("SESSIONCTL_TEST_SESSIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3000)
+}
+
 async fn migrate_all(from: TestStore, to: TestStore, n: usize) {
     let written = populate(&from.store, n).await;
     // a dry run writes nothing
@@ -90,7 +99,7 @@ async fn migrate_sqlite_to_redis_keeps_values_deadlines_and_owners() {
     migrate_all(
         TestStore::sqlite().await,
         TestStore::redis("migrate").await,
-        3000,
+        sessions(),
     )
     .await;
 }
@@ -100,7 +109,7 @@ async fn migrate_redis_to_postgres_keeps_values_deadlines_and_owners() {
     migrate_all(
         TestStore::redis("migrate").await,
         TestStore::postgres("migrate").await,
-        3000,
+        sessions(),
     )
     .await;
 }
