@@ -60,7 +60,7 @@ pub struct TestStore {
 
 enum Cleanup {
     Dir(#[allow(dead_code)] tempfile::TempDir),
-    Redis(session_redis::RedisStore),
+    Redis(Box<session_redis::RedisStore>),
     Postgres {
         store: session_postgres::PostgresStore,
         schema: String,
@@ -104,7 +104,7 @@ impl TestStore {
         TestStore {
             spec: format!("{url}?prefix={prefix}"),
             store: Arc::new(store.clone()),
-            cleanup: Cleanup::Redis(store),
+            cleanup: Cleanup::Redis(Box::new(store)),
         }
     }
 
