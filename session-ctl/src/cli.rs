@@ -241,10 +241,14 @@ fn print_json(v: &Json) {
 fn spinner(what: &str) -> ProgressBar {
     let pb = ProgressBar::new_spinner();
     pb.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg}: {human_pos} sessions ({per_sec}, {elapsed})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ProgressStyle::with_template("{spinner} {msg}: {human_pos} sessions ({rate}, {elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner())
+            .with_key(
+                "rate",
+                |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0}/s", state.per_sec());
+                },
+            ),
     );
     pb.set_message(what.to_owned());
     pb.enable_steady_tick(Duration::from_millis(200));
