@@ -106,15 +106,16 @@ pub enum Command {
         #[arg(long, conflicts_with_all = ["limit", "cursor"])]
         all: bool,
         /// Go on from a previous page (its `next`).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         cursor: Option<String>,
         /// Only the sessions of this user (through the owner index).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         owner: Option<String>,
     },
     /// One session: every value decoded from MessagePack to JSON, the metadata, the deadline.
     Get {
-        /// The session id.
+        /// The session id (it may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         id: String,
         /// Show every stored key's bytes instead (hex, or base64), reserved keys included.
         #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "hex")]
@@ -123,16 +124,19 @@ pub enum Command {
     /// The live sessions of a user (the owner index).
     User {
         /// The user (the owner the application logged in).
+        #[arg(allow_hyphen_values = true)]
         name: String,
     },
     /// Log a user out everywhere: destroy every session of theirs.
     LogoutUser {
         /// The user.
+        #[arg(allow_hyphen_values = true)]
         name: String,
     },
     /// Destroy one session.
     Destroy {
-        /// The session id.
+        /// The session id (it may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         id: String,
     },
     /// Delete the expired sessions; prints how many.
@@ -330,10 +334,10 @@ async fn on_store(cli: &Cli, spec: &Spec, store: Arc<dyn Storage>) -> Result<i32
                 let n = listing.sessions.len();
                 match &listing.next {
                     Some(c) => out!(
-                        "{n} sessions on this page; next page: sessionctl list --cursor {c}{}",
+                        "{n} sessions on this page; next page: sessionctl list --cursor={c}{}",
                         owner
                             .as_ref()
-                            .map(|o| format!(" --owner {o}"))
+                            .map(|o| format!(" --owner={o}"))
                             .unwrap_or_default()
                     ),
                     None => out!("{n} sessions (end of the list)"),

@@ -76,3 +76,39 @@ async fn listing_memcached_is_unsupported_by_this_driver() {
     let (code, _, err) = run(&["-y", "migrate", "--from", &spec, "--to", &target]);
     assert_eq!(code, 4, "{err}");
 }
+
+/// Session ids may start with `-` (URL-safe base64): `get`, `destroy` and `list --cursor` take
+/// them as values, not as options.
+#[tokio::test]
+async fn ids_starting_with_a_hyphen_are_ids() {
+    use session_core::{SessionId, Value};
+    let ts = TestStore::sqlite().await;
+    let ids = [
+        "-W_7l_YqRk4jX2WW8ksmF4yb_gJqFATX",
+        "-a000000000000000000000000000000",
+    ];
+    for id in ids {
+        let id = SessionId::parse(id).unwrap();
+        ts.store
+            .set(
+                &id,
+                "k",
+                Value::encode("v").unwrap(),
+                std::time::Duration::from_secs(600),
+            )
+            .await
+            .unwrap();
+    }
+    let got = json(&["--store", &ts.spec, "get", ids[0]]);
+    assert_eq!(got["values"]["k"], "v");
+    let page = json(&["--store", &ts.spec, "list", "--limit", "1"]);
+    let next = page["next"].as_str().unwrap().to_owned();
+    assert!(next.starts_with('-'), "{page}");
+    let rest = json(&["--store", &ts.spec, "list", "--cursor", &next]);
+    assert_eq!(rest["sessions"].as_array().unwrap().len(), 1, "{rest}");
+    let text = expect(0, &["--store", &ts.spec, "list", "--limit", "1"]);
+    assert!(text.contains(&format!("--cursor={next}")), "{text}");
+    expect(0, &["--store", &ts.spec, "-y", "destroy", ids[1]]);
+    assert_eq!(json(&["--store", &ts.spec, "count"])["live"], 1);
+    ts.cleanup().await;
+}
