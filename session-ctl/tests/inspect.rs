@@ -49,7 +49,10 @@ async fn reading_commands(ts: TestStore) {
             assert!(row["created_ms"].as_u64().is_some(), "{row}");
             assert!(row["last_seen_ms"].as_u64().is_some(), "{row}");
             assert!(row["deadline_ms"].as_u64().is_some(), "{row}");
-            assert!(seen.insert(id), "listed twice: {row}");
+            // Redis' SCAN may return a key twice across calls (a table resized by the other
+            // tests' writes meanwhile); each separate `list` run dedups only its own pages
+            let first = seen.insert(id);
+            assert!(first || store.name() == "redis", "listed twice: {row}");
         }
         pages += 1;
         assert!(pages < 100, "list does not end");
