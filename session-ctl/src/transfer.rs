@@ -18,7 +18,9 @@
 //!
 //! The owner of a session is the one the session layer recorded at login (`__s.user`); for a
 //! session without one, the source's owner index when it has one
-//! ([`Storage::index_owner`]).
+//! ([`Storage::index_owner`]). A session without an owner is unbound in the target
+//! ([`Storage::index_remove`]), in case an earlier run bound it to an owner who has logged out
+//! since.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -165,6 +167,9 @@ pub async fn put(
         target
             .index_add(owner, id, ttl.max(OWNER_INDEX_TTL))
             .await?;
+    } else if owner.is_none() && target.capabilities().owner_index {
+        // an earlier run may have bound it to an owner who has logged out since
+        target.index_remove(id).await?;
     }
     Ok(Put::Written {
         bound: bind.is_some(),

@@ -146,6 +146,21 @@ async fn a_migration_stopped_half_way_and_run_again_ends_complete() {
     let skip_all = json(&skip);
     assert_eq!(skip_all["written"], 0, "{skip_all}");
     same_sessions(from.store.as_ref(), to.store.as_ref(), &written).await;
+
+    // a user logged out in the source since: the next run unbinds the session in the target
+    let mut written = written;
+    let (id, owner) = written
+        .sessions
+        .iter_mut()
+        .find(|(_, o)| o.is_some())
+        .unwrap();
+    let sid = SessionId::parse(id).unwrap();
+    let manager = common::manager(from.store.clone());
+    assert_eq!(manager.logout_session(&sid).await.unwrap(), owner.clone());
+    *owner = None;
+    json(&args);
+    assert_eq!(to.store.index_owner(&sid).await.unwrap(), None);
+    same_sessions(from.store.as_ref(), to.store.as_ref(), &written).await;
     from.cleanup().await;
     to.cleanup().await;
 }
