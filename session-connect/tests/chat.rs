@@ -4,39 +4,12 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::procs::{example_binary, free_port, spawn_server};
-use futures_util::{SinkExt, StreamExt};
+use common::procs::{Ws, connect_welcomed, example_binary, free_port, next_text, spawn_server};
+use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 async fn tab(port: u16, user: &str) -> Ws {
-    let url = format!("ws://127.0.0.1:{port}/ws?user={user}");
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("websocket connect");
-    let welcome = next_text(&mut ws).await;
-    assert!(
-        welcome.starts_with(&format!("welcome {user} 127.0.0.1:{port}.")),
-        "{welcome}"
-    );
-    ws
-}
-
-async fn next_text(ws: &mut Ws) -> String {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("a message within 5 s")
-            .expect("socket open")
-            .expect("websocket message");
-        if let Message::Text(t) = msg {
-            return t.to_string();
-        }
-    }
+    connect_welcomed(format!("ws://127.0.0.1:{port}/ws?user={user}"), user, port).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,14 +7,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::procs::{example_binary, free_port, spawn_server};
+use common::procs::{Ws, connect_welcomed, example_binary, free_port, next_text, spawn_server};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// One HTTP/1.1 request over a fresh connection; returns the status, the session cookie the
 /// response set (if any) and the body.
@@ -73,28 +70,7 @@ async fn socket(port: u16, cookie: &str, user: &str) -> Ws {
         .expect("request");
     req.headers_mut()
         .insert("cookie", cookie.parse().expect("header value"));
-    let (mut ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("websocket connect");
-    let welcome = next_text(&mut ws).await;
-    assert!(
-        welcome.starts_with(&format!("welcome {user} 127.0.0.1:{port}.")),
-        "{welcome}"
-    );
-    ws
-}
-
-async fn next_text(ws: &mut Ws) -> String {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("a message within 5 s")
-            .expect("socket open")
-            .expect("websocket message");
-        if let Message::Text(t) = msg {
-            return t.to_string();
-        }
-    }
+    connect_welcomed(req, user, port).await
 }
 
 /// Asserts the server says goodbye with `reason` and closes the socket.

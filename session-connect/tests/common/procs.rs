@@ -4,6 +4,11 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// A child process killed (and reaped) when dropped, however the test ends.
 pub struct Proc(Child);
@@ -64,4 +69,40 @@ pub fn spawn_server(bin: &PathBuf, port: u16, prefix: &str) -> Proc {
         bin.display()
     );
     proc
+}
+
+/// A WebSocket to one of the example servers.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `request` (a URL or a request with headers) and reads the examples' greeting,
+/// `welcome <user> <connection id>`, checking the user and the node's address.
+pub async fn connect_welcomed(
+    request: impl IntoClientRequest + Unpin,
+    user: &str,
+    port: u16,
+) -> Ws {
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("websocket connect");
+    let welcome = next_text(&mut ws).await;
+    assert!(
+        welcome.starts_with(&format!("welcome {user} 127.0.0.1:{port}.")),
+        "{welcome}"
+    );
+    ws
+}
+
+/// The next text message of `ws`, waiting up to 5 s.
+pub async fn next_text(ws: &mut Ws) -> String {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a message within 5 s")
+            .expect("socket open")
+            .expect("websocket message");
+        if let Message::Text(t) = msg {
+            return t.to_string();
+        }
+    }
 }
