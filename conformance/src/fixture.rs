@@ -39,7 +39,18 @@ use session_core::Storage;
 /// ```
 pub struct Fixture {
     store: Arc<dyn Storage>,
+    neighbour: Option<Arc<dyn Storage>>,
     guards: Vec<Box<dyn Any + Send + Sync>>,
+}
+
+tokio::task_local! {
+    /// The neighbour of the store of the case running in this task, if its fixture has one.
+    static NEIGHBOUR: Option<Arc<dyn Storage>>;
+}
+
+/// The neighbour store of the running case's fixture ([`Fixture::neighbour`]), if it has one.
+pub(crate) fn current_neighbour() -> Option<Arc<dyn Storage>> {
+    NEIGHBOUR.try_with(Clone::clone).ok().flatten()
 }
 
 impl Fixture {
@@ -47,8 +58,25 @@ impl Fixture {
     pub fn new(store: Arc<dyn Storage>) -> Self {
         Fixture {
             store,
+            neighbour: None,
             guards: Vec::new(),
         }
+    }
+
+    /// Gives the case a *neighbour*: a second store of the same driver on the same backend
+    /// (another key prefix on the same Redis, another table in the same database, another
+    /// directory beside this one), as isolated from the store under test as two applications
+    /// sharing a backend would be.
+    ///
+    /// The scan cases fill the neighbour with a few thousand sessions before they scan the store
+    /// under test, and check that the scan finds none of them and costs pages in proportion to the
+    /// store's own sessions, not to everything the backend holds (a `SCAN MATCH` over a shared
+    /// Redis fails that). A driver that declares `scan` must give its fixtures a neighbour; the
+    /// scan cases fail without one. The teardown (of [`suite!`](crate::suite)) runs on the
+    /// neighbour too.
+    pub fn neighbour(mut self, neighbour: Arc<dyn Storage>) -> Self {
+        self.neighbour = Some(neighbour);
+        self
     }
 
     /// Keeps `guard` alive as long as the fixture (until the case's teardown has run).
@@ -62,9 +90,20 @@ impl Fixture {
         Arc::clone(&self.store)
     }
 
-    /// `run`, keeping this fixture (and its guards) alive until it finishes.
+    /// The neighbour store, if the fixture has one ([`neighbour`](Self::neighbour)).
+    pub fn neighbour_store(&self) -> Option<Arc<dyn Storage>> {
+        self.neighbour.clone()
+    }
+
+    /// `run` with this fixture's neighbour visible to the case (the scan cases read it).
+    pub(crate) fn scoped<F: Future>(&self, run: F) -> impl Future<Output = F::Output> + use<F> {
+        NEIGHBOUR.scope(self.neighbour.clone(), run)
+    }
+
+    /// `run` (with the neighbour visible), keeping this fixture (and its guards) alive until it
+    /// finishes.
     pub(crate) async fn keep_during<F: Future>(self, run: F) -> F::Output {
-        let out = run.await;
+        let out = self.scoped(run).await;
         drop(self);
         out
     }
@@ -80,6 +119,7 @@ impl std::fmt::Debug for Fixture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Fixture")
             .field("store", &self.store.name())
+            .field("neighbour", &self.neighbour.is_some())
             .field("guards", &self.guards.len())
             .finish()
     }

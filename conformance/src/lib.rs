@@ -190,7 +190,8 @@ macro_rules! __suite_tests {
 ///   one case (cases run in parallel): an `Arc<dyn Storage>`, or a [`Fixture`] that also owns
 ///   what the store needs alive until the teardown has run (a temp dir, a database);
 /// * `suite!(ctor, teardown)`: `teardown` is a path to an `async fn(Arc<dyn Storage>)` that runs
-///   after every case, whether it passed or failed (delete Redis keys, drop a database, ...).
+///   after every case, whether it passed or failed (delete Redis keys, drop a database, ...), on
+///   the store and on the fixture's [neighbour](Fixture::neighbour) if it has one.
 ///
 /// Each generated test runs on a multi-thread runtime with two workers. It builds a store with
 /// `ctor`, runs the case in a spawned task (so a failing case is caught), always runs `teardown`
@@ -327,13 +328,16 @@ pub mod __private {
     {
         for attempt in 1..=crate::STALL_ATTEMPTS {
             let fixture: Fixture = ctor().await.into();
-            let handle = tokio::spawn(case(fixture.store()));
+            let handle = tokio::spawn(fixture.scoped(case(fixture.store())));
             let abort = handle.abort_handle();
             let outcome = tokio::time::timeout(crate::CASE_TIMEOUT, handle).await;
             if outcome.is_err() {
                 abort.abort();
             }
             teardown(fixture.store()).await;
+            if let Some(neighbour) = fixture.neighbour_store() {
+                teardown(neighbour).await;
+            }
             // The guards (temp dirs, databases) go only after the teardown.
             drop(fixture);
             match outcome {

@@ -45,8 +45,8 @@ fn teardown_runs_and_the_failure_is_reraised() {
     ));
     assert_eq!(
         TEARDOWNS.load(Ordering::SeqCst),
-        before + 1,
-        "teardown after a pass"
+        before + 2,
+        "teardown after a pass, on the store and on its neighbour"
     );
 
     support::quiet::quiet_case_panics();
@@ -60,8 +60,8 @@ fn teardown_runs_and_the_failure_is_reraised() {
     }));
     assert_eq!(
         TEARDOWNS.load(Ordering::SeqCst),
-        before + 2,
-        "teardown must run after a failing case too"
+        before + 4,
+        "teardown must run after a failing case too, on both stores"
     );
     let payload = failed.expect_err("a failing case must fail the test");
     let message = payload

@@ -2,11 +2,9 @@
 
 mod support;
 
-use std::sync::Arc;
+use session_conformance::Fixture;
 
-use session_core::Storage;
-
-async fn new_store() -> Arc<dyn Storage> {
+async fn new_store() -> Fixture {
     support::reference().await
 }
 

@@ -123,9 +123,12 @@ impl Driver for MapStore {
     }
 }
 
-/// A fresh store per case: nothing to clean up.
-async fn new_store() -> Arc<dyn session_core::Storage> {
-    Arc::new(MapStore::default())
+/// A fresh store per case: nothing to clean up. Its neighbour, which the scan cases fill to check
+/// that a scan skips other data, is a second map (a driver on a shared backend gives another
+/// prefix, table or directory on the same backend).
+async fn new_store() -> session_conformance::Fixture {
+    session_conformance::Fixture::new(Arc::new(MapStore::default()))
+        .neighbour(Arc::new(MapStore::default()))
 }
 
 session_conformance::suite!(new_store);

@@ -55,14 +55,14 @@ pub fn require_owner_index(store: &dyn Storage, command: &str) -> Result<()> {
     ))
 }
 
-/// Walks [`Storage::scan`] page by page, handing out each live id once (a driver may return an
-/// id twice, as Redis' `SCAN` does).
+/// Walks [`Storage::scan`] page by page, handing out each live id once (the contract lets a
+/// driver return an id twice, for example one whose deadline moved during the walk).
 ///
 /// When a page comes back with less than half the ids asked for and the scan goes on, the next
-/// page asks for twice as many, up to [`MAX_SCAN_PAGE`]: on Redis, whose driver passes the page
-/// size as `SCAN`'s `COUNT` (keys examined, sessions or not), a keyspace full of other keys then
-/// costs one round trip per 10,000 keys instead of one per page size. A driver that fills its
-/// pages (SQLite, PostgreSQL, ...) keeps the size asked for.
+/// page asks for twice as many, up to [`MAX_SCAN_PAGE`], so a driver whose pages are not filled
+/// by the backend (a third-party driver on a key-value store's `SCAN`, say) costs fewer round
+/// trips. The drivers of this workspace fill their pages (Redis from its live index, the SQL
+/// drivers with `LIMIT`, ...), and keep the size asked for.
 pub struct Scanner<'a> {
     store: &'a dyn Storage,
     cursor: Option<String>,

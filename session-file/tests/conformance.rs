@@ -3,15 +3,22 @@
 
 use std::sync::Arc;
 
-use session_core::Storage;
+use session_conformance::Fixture;
 use session_file::FileStore;
 
-async fn new_store() -> Arc<dyn Storage> {
-    Arc::new(
-        FileStore::temporary()
-            .await
-            .expect("a store in a fresh temporary directory"),
-    )
+/// A store in a fresh temporary directory, and its neighbour (which the scan cases fill) in a
+/// sibling directory; the fixture deletes both when the case is done.
+async fn new_store() -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = FileStore::open(dir.path().join("sessions"))
+        .await
+        .expect("a store in a fresh directory");
+    let neighbour = FileStore::open(dir.path().join("other-app"))
+        .await
+        .expect("a neighbour store in a sibling directory");
+    Fixture::new(Arc::new(store))
+        .neighbour(Arc::new(neighbour))
+        .guard(dir)
 }
 
 session_conformance::suite!(new_store);

@@ -3,16 +3,18 @@
 
 use std::sync::Arc;
 
+use session_conformance::Fixture;
 use session_core::Storage;
 use session_layers::{MetricsLayer, TracingLayer};
 use session_memory::MemoryStore;
 
-async fn new_store() -> Arc<dyn Storage> {
-    Arc::new(
+async fn new_store() -> Fixture {
+    Fixture::new(Arc::new(
         MemoryStore::new()
             .layer(TracingLayer::new())
             .layer(MetricsLayer::new()),
-    )
+    ))
+    .neighbour(Arc::new(MemoryStore::new()))
 }
 
 session_conformance::suite!(new_store);

@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
-use session_core::Storage;
+use session_conformance::Fixture;
 use session_memory::MemoryStore;
 
 /// A fresh store for one case: nothing is shared between cases, so nothing needs cleaning up.
-async fn new_store() -> Arc<dyn Storage> {
-    Arc::new(MemoryStore::new())
+/// The neighbour the scan cases fill is a second store in the same process.
+async fn new_store() -> Fixture {
+    Fixture::new(Arc::new(MemoryStore::new())).neighbour(Arc::new(MemoryStore::new()))
 }
 
 session_conformance::suite!(new_store);

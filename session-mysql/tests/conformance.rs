@@ -4,5 +4,13 @@
 mod common;
 
 use common::Suite;
+use session_conformance::Fixture;
 
-session_conformance::suite!(Suite::new_store, Suite::teardown);
+/// A store in a fresh namespace, and its neighbour (which the scan cases fill) on another table
+/// of the same namespace.
+async fn new_store() -> Fixture {
+    let (store, neighbour) = Suite::new_store_and_neighbour().await;
+    Fixture::new(store).neighbour(neighbour)
+}
+
+session_conformance::suite!(new_store, Suite::teardown);

@@ -103,7 +103,7 @@ impl RedisStoreBuilder {
     /// [`Error::Backend`](session_core::Error::Backend) if the server cannot be reached
     /// ([`RedisClientBuilder::connect`]).
     pub async fn open(self, url: &str) -> Result<RedisStore> {
-        let keys = Keys::new(&self.prefix)?;
+        let keys = Keys::new(&self.prefix, false)?;
         let client = self.client.connect(url).await?;
         Ok(RedisStore::new(client, keys))
     }
@@ -117,7 +117,7 @@ impl RedisStoreBuilder {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let keys = Keys::new(&self.prefix)?;
+        let keys = Keys::new(&self.prefix, true)?;
         let client = self.client.connect_cluster(urls).await?;
         Ok(RedisStore::new(client, keys))
     }

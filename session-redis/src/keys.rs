@@ -1,6 +1,8 @@
 //! The key layout: every key of one session shares the hash tag `{<id>}`, so a session lives in
 //! one Redis Cluster slot and multi-key scripts on it never fail with `CROSSSLOT`.
 
+use std::sync::LazyLock;
+
 use session_core::driver::{Error, Result, SessionId};
 
 /// Characters a prefix may not hold: hash-tag braces (they would move the slot of every key) and
@@ -45,19 +47,87 @@ pub fn check_prefix(prefix: &str) -> Result<()> {
     Ok(())
 }
 
+/// Number of hash slots of a Redis Cluster.
+pub(crate) const SLOTS: u16 = 16_384;
+
+/// The hash slot of a hash tag (the text between the braces): CRC16 (XMODEM) modulo 16,384, as
+/// Redis Cluster computes it.
+pub(crate) fn slot_of(tag: &str) -> u16 {
+    crc16::State::<crc16::XMODEM>::calculate(tag.as_bytes()) % SLOTS
+}
+
+/// For every slot, the shortest lowercase hex string (at most 5 characters) whose hash tag falls
+/// in that slot: the tag of the slot's live index on a cluster, so the index entry of a session
+/// sits in the session's own slot. Computed once (about 300,000 CRCs, a few milliseconds).
+static SLOT_TAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    let mut tags = vec![String::new(); usize::from(SLOTS)];
+    let mut missing = usize::from(SLOTS);
+    let mut n = 0u32;
+    while missing > 0 {
+        let tag = format!("{n:x}");
+        let slot = &mut tags[usize::from(slot_of(&tag))];
+        if slot.is_empty() {
+            *slot = tag;
+            missing -= 1;
+        }
+        n += 1;
+    }
+    tags
+});
+
 /// Builds the Redis key names of one store.
 #[derive(Clone, Debug)]
 pub(crate) struct Keys {
     prefix: String,
+    /// Whether the store runs on a cluster: the live index is one key per slot there, one key on
+    /// a single node.
+    cluster: bool,
 }
 
 impl Keys {
-    /// Checks `prefix` ([`check_prefix`]) and makes the key builder.
-    pub(crate) fn new(prefix: &str) -> Result<Self> {
+    /// Checks `prefix` ([`check_prefix`]) and makes the key builder of a store on one server
+    /// (`cluster` false) or a cluster.
+    pub(crate) fn new(prefix: &str, cluster: bool) -> Result<Self> {
         check_prefix(prefix)?;
         Ok(Keys {
             prefix: prefix.to_owned(),
+            cluster,
         })
+    }
+
+    /// Whether the keys are a cluster's (a live index per slot).
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+
+    /// The live index that holds `id`: on one server `<prefix>:live`, on a cluster
+    /// `<prefix>:live:{<tag>}` with the tag of the session's own slot, so every script on the
+    /// session can update the index in the same step.
+    pub(crate) fn live(&self, id: &SessionId) -> String {
+        if self.cluster {
+            self.live_of_slot(slot_of(id.as_str()))
+        } else {
+            format!("{}:live", self.prefix)
+        }
+    }
+
+    /// The live index of one cluster slot: `<prefix>:live:{<tag of the slot>}`.
+    pub(crate) fn live_of_slot(&self, slot: u16) -> String {
+        format!(
+            "{}:live:{{{}}}",
+            self.prefix,
+            SLOT_TAGS[usize::from(slot % SLOTS)]
+        )
+    }
+
+    /// Every live index of the store: the one key of a single node, or one per slot of a
+    /// cluster, in slot order.
+    pub(crate) fn live_all(&self) -> Vec<String> {
+        if self.cluster {
+            (0..SLOTS).map(|slot| self.live_of_slot(slot)).collect()
+        } else {
+            vec![format!("{}:live", self.prefix)]
+        }
     }
 
     /// The prefix.
@@ -102,19 +172,6 @@ impl Keys {
     pub(crate) fn owner_set(&self, owner: &str) -> String {
         format!("{}:owner:{{{owner}}}", self.prefix)
     }
-
-    /// The `SCAN MATCH` pattern of the session hashes: `<prefix>:{*}:data`.
-    pub(crate) fn scan_pattern(&self) -> String {
-        format!("{}:{{*}}:data", self.prefix)
-    }
-
-    /// The session id of a session hash key found by `SCAN`, if it is one of ours.
-    pub(crate) fn id_of_data_key(&self, key: &[u8]) -> Option<SessionId> {
-        let key = std::str::from_utf8(key).ok()?;
-        let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix(":{")?;
-        let id = rest.strip_suffix("}:data")?;
-        SessionId::parse(id).ok()
-    }
 }
 
 #[cfg(test)]
@@ -123,19 +180,37 @@ mod tests {
 
     #[test]
     fn every_session_key_shares_the_hash_tag() {
-        let keys = Keys::new("app:sess").expect("valid prefix");
+        let keys = Keys::new("app:sess", false).expect("valid prefix");
         let id = SessionId::parse("abcdefghijklmnop").expect("valid id");
         assert_eq!(keys.data(&id), "app:sess:{abcdefghijklmnop}:data");
         assert_eq!(keys.owner_of(&id), "app:sess:{abcdefghijklmnop}:owner");
         assert_eq!(keys.lock(&id), "app:sess:{abcdefghijklmnop}:lock");
         assert_eq!(keys.owner_set("u1"), "app:sess:owner:{u1}");
-        assert_eq!(
-            keys.id_of_data_key(keys.data(&id).as_bytes()),
-            Some(id.clone())
-        );
-        assert_eq!(keys.id_of_data_key(keys.lock(&id).as_bytes()), None);
-        assert_eq!(keys.id_of_data_key(b"other:{abcdefghijklmnop}:data"), None);
-        assert_eq!(keys.id_of_data_key(b"app:sess:{a}b}:data"), None);
+    }
+
+    #[test]
+    fn the_live_index_of_a_session_shares_its_slot() {
+        // The reference value of Redis Cluster's CRC16: "123456789" is 0x31C3.
+        assert_eq!(slot_of("123456789"), 0x31C3);
+        let single = Keys::new("app", false).expect("valid prefix");
+        let cluster = Keys::new("app", true).expect("valid prefix");
+        for _ in 0..200 {
+            let id = SessionId::generate().expect("randomness");
+            assert_eq!(single.live(&id), "app:live");
+            let live = cluster.live(&id);
+            let tag = live
+                .strip_prefix("app:live:{")
+                .and_then(|t| t.strip_suffix('}'))
+                .expect("a tagged index key");
+            assert_eq!(slot_of(tag), slot_of(id.as_str()), "{live} for {id}");
+        }
+        let all = cluster.live_all();
+        assert_eq!(all.len(), usize::from(SLOTS));
+        for (slot, key) in all.iter().enumerate().step_by(997) {
+            let tag = &key["app:live:{".len()..key.len() - 1];
+            assert_eq!(usize::from(slot_of(tag)), slot);
+        }
+        assert_eq!(single.live_all(), vec!["app:live".to_owned()]);
     }
 
     #[test]
@@ -149,12 +224,12 @@ mod tests {
     fn bad_prefixes_are_rejected() {
         for bad in ["", "a{b", "a}b", "a*", "a?", "a[b]", "a b", "a\\b", "a\nb"] {
             assert!(
-                matches!(Keys::new(bad), Err(Error::InvalidInput(_))),
+                matches!(Keys::new(bad, false), Err(Error::InvalidInput(_))),
                 "{bad:?} accepted"
             );
         }
-        assert!(Keys::new(&"p".repeat(MAX_PREFIX_LEN + 1)).is_err());
-        assert!(Keys::new("session").is_ok());
-        assert!(Keys::new("tenant-1:sess").is_ok());
+        assert!(Keys::new(&"p".repeat(MAX_PREFIX_LEN + 1), false).is_err());
+        assert!(Keys::new("session", true).is_ok());
+        assert!(Keys::new("tenant-1:sess", false).is_ok());
     }
 }

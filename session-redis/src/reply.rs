@@ -78,18 +78,20 @@ fn unexpected_reply(value: &redis::Value) -> Error {
     Error::backend(NAME, format!("unexpected HGETALL reply: {kind}"))
 }
 
-/// The value of the deadline field for a write with a TTL of `ttl_ms`: unix milliseconds on the
-/// local clock, the clock `load`'s deadlines are compared with.
-pub(crate) fn deadline_of(ttl_ms: u64) -> u64 {
-    check::now_millis().saturating_add(ttl_ms)
-}
-
 /// The deadline a deadline field holds, if it is unix milliseconds in decimal and no later than
 /// this driver could have written ([`MAX_CLOCK_AHEAD`]); `None` sends `load` to `PTTL`.
 pub(crate) fn parse_deadline(raw: &[u8]) -> Option<SystemTime> {
     let ms: u64 = std::str::from_utf8(raw).ok()?.parse().ok()?;
     let latest = (check::MAX_TTL + MAX_CLOCK_AHEAD).as_millis() as u64;
     (ms <= check::now_millis().saturating_add(latest)).then(|| check::from_unix_millis(ms))
+}
+
+/// Whether a deadline field's value (if the hash holds one) names a deadline that has passed on
+/// the local clock: such a session is missing, whatever the server still holds. A hash without
+/// the field, or with a value this driver did not write, is judged by the server's expiry alone.
+pub(crate) fn is_past(raw: Option<&[u8]>) -> bool {
+    raw.and_then(parse_deadline)
+        .is_some_and(|at| at <= SystemTime::now())
 }
 
 #[cfg(test)]

@@ -5,12 +5,13 @@
 
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use session_core::driver::{Error, Result, ScanPage};
+use session_core::driver::{Error, Result, ScanPage, SessionId};
 
 use crate::NAME;
 use crate::client::RedisClient;
 use crate::conn::Conn;
-use crate::keys::check_prefix;
+use crate::keys::{SLOTS, check_prefix};
+use crate::scripts;
 use crate::store::RedisStore;
 
 /// The page size `scan` asks `SCAN` for at most, whatever the `limit` hint.
@@ -206,22 +207,230 @@ impl RedisClient {
     }
 }
 
+/// Slots whose live index a cluster `scan` or purge asks about in one go (concurrent commands
+/// on the cluster connection, which pipelines them per node).
+const SLOT_BATCH: u16 = 512;
+
+/// Where a `scan` page of the live index starts: a slot (always 0 on one server), and within it
+/// the entry after which to go on, if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct LiveCursor {
+    slot: u16,
+    after: Option<(u64, SessionId)>,
+}
+
+impl LiveCursor {
+    /// `<slot>` or `<slot>.<deadline>.<id>`.
+    fn parse(text: &str) -> Result<LiveCursor> {
+        let mut parts = text.splitn(3, '.');
+        let slot: u16 = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .filter(|s| *s < SLOTS)
+            .ok_or_else(bad_cursor)?;
+        let after = match (parts.next(), parts.next()) {
+            (None, None) => None,
+            (Some(at), Some(id)) => Some((
+                at.parse().map_err(|_| bad_cursor())?,
+                SessionId::parse(id).map_err(|_| bad_cursor())?,
+            )),
+            _ => return Err(bad_cursor()),
+        };
+        Ok(LiveCursor { slot, after })
+    }
+
+    fn text(&self) -> String {
+        match &self.after {
+            None => self.slot.to_string(),
+            Some((at, id)) => format!("{}.{at}.{id}", self.slot),
+        }
+    }
+}
+
+/// One page of one live index ([`scripts::SCAN_LIVE`]): the ids with their deadlines, and
+/// whether the index holds more after them.
+struct LivePage {
+    entries: Vec<(SessionId, u64)>,
+    more: bool,
+}
+
 impl RedisStore {
-    /// One page of `scan`: the client's [`scan_page`](RedisClient::scan_page) over the session
-    /// hashes (`<prefix>:{*}:data`), keys turned into ids.
+    /// One page of `scan`: the live index (one sorted set on a server, one per slot on a
+    /// cluster), read in order of slot, deadline and id, so a page costs round trips in
+    /// proportion to the sessions it returns, whatever else the database holds.
+    ///
+    /// The cursor is `<slot>` or `<slot>.<deadline>.<id>` (the last entry returned). On one server
+    /// a page is one script call. On a cluster, the slots after the cursor are counted
+    /// (`ZCOUNT`, 512 slots per step, concurrently) and only the slots that hold live sessions are
+    /// read, concurrently, as many as fill the page.
     pub(crate) async fn scan_page(&self, cursor: Option<&str>, limit: usize) -> Result<ScanPage> {
-        let page = self
-            .client
-            .scan_page(&self.keys.scan_pattern(), cursor, limit)
+        let limit = limit.clamp(1, MAX_SCAN_COUNT);
+        let mut at = match cursor {
+            None => LiveCursor {
+                slot: 0,
+                after: None,
+            },
+            Some(text) => LiveCursor::parse(text)?,
+        };
+        let last_slot = if self.keys.is_cluster() { SLOTS } else { 1 };
+        if at.slot >= last_slot {
+            return Err(bad_cursor());
+        }
+        let now = session_core::driver::check::now_millis();
+        let mut ids = Vec::new();
+        // The cursor's own slot first: go on after its entry.
+        if at.after.is_some() || !self.keys.is_cluster() {
+            let page = self
+                .live_page(at.slot, at.after.as_ref(), limit, now)
+                .await?;
+            let last = page.entries.last().map(|(id, at)| (*at, id.clone()));
+            ids.extend(page.entries.into_iter().map(|(id, _)| id));
+            if page.more {
+                let next = LiveCursor {
+                    slot: at.slot,
+                    after: last.or(at.after),
+                };
+                return Ok(ScanPage {
+                    ids,
+                    next: Some(next.text()),
+                });
+            }
+            at = LiveCursor {
+                slot: at.slot + 1,
+                after: None,
+            };
+        }
+        // Then whole slots (a cluster only), skipping the empty ones.
+        while at.slot < last_slot && ids.len() < limit {
+            let end = at.slot.saturating_add(SLOT_BATCH).min(last_slot);
+            let counts = self.live_counts(at.slot..end, now).await?;
+            let mut chosen = Vec::new();
+            let mut room = limit - ids.len();
+            for (slot, count) in (at.slot..end).zip(counts) {
+                if count == 0 {
+                    continue;
+                }
+                chosen.push((slot, room.min(count)));
+                room = room.saturating_sub(count);
+                if room == 0 {
+                    break;
+                }
+            }
+            let pages = futures_util::future::try_join_all(
+                chosen
+                    .iter()
+                    .map(|(slot, n)| self.live_page(*slot, None, *n, now)),
+            )
             .await?;
-        Ok(ScanPage {
-            ids: page
-                .keys
-                .iter()
-                .filter_map(|k| self.keys.id_of_data_key(k))
-                .collect(),
-            next: page.next,
-        })
+            at = LiveCursor {
+                slot: end,
+                after: None,
+            };
+            for ((slot, _), page) in chosen.iter().zip(pages) {
+                let last = page.entries.last().map(|(id, at)| (*at, id.clone()));
+                ids.extend(page.entries.into_iter().map(|(id, _)| id));
+                if page.more {
+                    // The page is full here (or the slot grew since it was counted): go on
+                    // within this slot, and drop nothing but what later slots returned.
+                    at = LiveCursor {
+                        slot: *slot,
+                        after: last,
+                    };
+                    break;
+                }
+                at = LiveCursor {
+                    slot: slot + 1,
+                    after: None,
+                };
+            }
+        }
+        let next = (at.slot < last_slot).then(|| at.text());
+        Ok(ScanPage { ids, next })
+    }
+
+    /// One call of [`scripts::SCAN_LIVE`] on the live index of `slot`.
+    async fn live_page(
+        &self,
+        slot: u16,
+        after: Option<&(u64, SessionId)>,
+        n: usize,
+        now: u64,
+    ) -> Result<LivePage> {
+        let key = self.live_key(slot);
+        let mut inv = scripts::SCAN_LIVE.call(&[&key]);
+        inv.arg(now);
+        match after {
+            Some((at, id)) => inv.arg(*at).arg(id.as_str()),
+            None => inv.arg("").arg(""),
+        };
+        inv.arg(n);
+        let reply: Vec<Vec<u8>> = self.client.eval(&scripts::SCAN_LIVE, &inv).await?;
+        let mut items = reply.into_iter();
+        let more = items.next().is_some_and(|m| m == b"1");
+        let mut entries = Vec::with_capacity(items.len() / 2);
+        while let (Some(id), Some(at)) = (items.next(), items.next()) {
+            let at = std::str::from_utf8(&at)
+                .ok()
+                .and_then(|t| t.parse::<f64>().ok())
+                .filter(|at| at.is_finite() && *at >= 0.0)
+                .ok_or_else(|| Error::corrupt(NAME, format!("live index {key}: a bad score")))?
+                as u64;
+            // An entry that is no id was not written by this driver: skip it.
+            if let Some(id) = std::str::from_utf8(&id)
+                .ok()
+                .and_then(|t| SessionId::parse(t).ok())
+            {
+                entries.push((id, at));
+            }
+        }
+        Ok(LivePage { entries, more })
+    }
+
+    /// The number of live entries (deadline after `now`) of the live index of each slot of
+    /// `slots`, concurrently.
+    async fn live_counts(&self, slots: std::ops::Range<u16>, now: u64) -> Result<Vec<usize>> {
+        futures_util::future::try_join_all(slots.map(|slot| {
+            let key = self.live_key(slot);
+            async move {
+                self.client
+                    .query::<usize>(
+                        redis::cmd("ZCOUNT")
+                            .arg(key)
+                            .arg(format!("({now}"))
+                            .arg("+inf"),
+                    )
+                    .await
+            }
+        }))
+        .await
+    }
+
+    /// The live index of `slot` (the one index of a single server for slot 0).
+    fn live_key(&self, slot: u16) -> String {
+        if self.keys.is_cluster() {
+            self.keys.live_of_slot(slot)
+        } else {
+            self.keys.live_all().swap_remove(0)
+        }
+    }
+
+    /// `purge_expired`: removes the entries of expired sessions from every live index
+    /// (`ZREMRANGEBYSCORE <index> -inf <now>`; 512 slots at a time on a cluster) and returns how
+    /// many went.
+    pub(crate) async fn purge_live_index(&self) -> Result<u64> {
+        let now = session_core::driver::check::now_millis();
+        let keys = self.keys.live_all();
+        let mut purged = 0u64;
+        for batch in keys.chunks(usize::from(SLOT_BATCH)) {
+            let counts = futures_util::future::try_join_all(batch.iter().map(|key| async move {
+                self.client
+                    .query::<u64>(redis::cmd("ZREMRANGEBYSCORE").arg(key).arg("-inf").arg(now))
+                    .await
+            }))
+            .await?;
+            purged += counts.iter().sum::<u64>();
+        }
+        Ok(purged)
     }
 
     /// Deletes every key under this store's prefix (sessions, owner keys and sets, locks) and

@@ -7,9 +7,13 @@
 //! keys of several sessions.
 //!
 //! Every script that sets the expiry of a session hash (apply, touch) also writes the hash's
-//! deadline field ([`DEADLINE_FIELD`]) in the same step, so `load` reads the deadline with the
-//! data in one `HGETALL`; a script that keeps the expiry (apply with `Expiry::Keep`, remove)
-//! leaves both as they are; and no script leaves a hash holding the deadline field alone.
+//! deadline field ([`DEADLINE_FIELD`]) and the session's entry in the live index in the same step,
+//! and sets the expiry as that absolute deadline (`PEXPIREAT`), so `load` reads the deadline with
+//! the data in one `HGETALL` and the server never keeps a session past it; a script that keeps
+//! the expiry (apply with `Expiry::Keep`, remove) leaves all three as they are; a script that
+//! deletes a session takes it out of the live index; and no script leaves a hash holding the
+//! deadline field alone. The live index of a session shares its hash slot (see `Keys::live`), so
+//! all of this runs unchanged on a cluster.
 
 use std::sync::LazyLock;
 
@@ -78,11 +82,18 @@ fn lua_literal(bytes: &[u8]) -> String {
     out
 }
 
+/// How many entries of expired sessions a write that adds to the live index removes from it.
+pub(crate) const TRIM_PER_WRITE: u32 = 2;
+
 /// A script whose body can use what every script on a session hash shares:
 ///
 /// * `D`: the name of the deadline field ([`DEADLINE_FIELD`]);
 /// * `has_keys(key)`: whether the hash `key` holds a session key (a field other than the deadline
 ///   field). One `HLEN` in the usual case; `HEXISTS` only for a hash of one field.
+/// * `trim(live, now)`: removes at most [`TRIM_PER_WRITE`] entries of expired sessions (deadline
+///   at or before `now`) from the live index `live`. Every write that adds to the index trims it,
+///   so the index never holds many more entries than live sessions, even where no purge runs:
+///   each session's entry is added by a write, and each write takes out up to two that expired.
 fn session_script(body: &str) -> Lua {
     let source = format!(
         r#"
@@ -91,39 +102,52 @@ local function has_keys(key)
   local n = redis.call('HLEN', key)
   return n > 1 or (n == 1 and redis.call('HEXISTS', key, D) == 0)
 end
+local function trim(live, now)
+  local old = redis.call('ZRANGEBYSCORE', live, '-inf', now, 'LIMIT', 0, {trim})
+  if #old > 0 then
+    redis.call('ZREM', live, unpack(old))
+  end
+end
 {body}"#,
+        trim = TRIM_PER_WRITE,
         field = lua_literal(DEADLINE_FIELD),
     );
     Lua::new(source)
 }
 
-/// Applies a change set and the expiry atomically.
+/// Applies a change set and the expiry atomically, and keeps the live index in step.
 ///
-/// `KEYS[1]` data hash, `KEYS[2]` owner key. `ARGV[1]` TTL in ms, or `0` to keep the expiry
-/// (`Expiry::Keep`), `ARGV[2]` clear ("1"/"0"), `ARGV[3]` only-if-exists ("1"/"0"), `ARGV[4]`
-/// number `n` of removed fields, then the `n` fields, then field/value pairs to set; with a TTL
-/// the last pair is always the deadline field and the deadline (unix ms, decimal). Returns 1 if
-/// the session exists afterwards, else 0.
+/// `KEYS[1]` data hash, `KEYS[2]` owner key, `KEYS[3]` live index (a sorted set of ids scored by
+/// deadline). `ARGV[1]` the deadline (unix ms, decimal), or `0` to keep the expiry
+/// (`Expiry::Keep`), `ARGV[2]` clear ("1"/"0"), `ARGV[3]` only-if-exists ("1"/"0"), `ARGV[4]` the
+/// session id, `ARGV[5]` now (unix ms, the clock the deadline was computed on), `ARGV[6]` number
+/// `n` of removed fields, then the `n` fields, then field/value pairs to set; with a deadline the
+/// last pair is always the deadline field and the deadline. Returns 1 if the session exists
+/// afterwards, else 0.
 ///
 /// The session exists when its hash holds a field other than the deadline field. Keeping the
 /// expiry implies only-if-exists. Fields are written 1000 arguments per `HSET`/`HDEL` call (an
 /// even number, so pairs never split; far below the limit of Lua's `unpack`). Order: clear,
-/// remove; then, if session keys are left, the set (with the deadline field, in the same `HSET`)
-/// and `PEXPIRE` on the hash and the owner key (so the owner binding expires with the session).
-/// If none are left, the hash is deleted (it may still hold the deadline field), and so is the
-/// owner key if the session existed before. Whether keys are left is known without asking the
-/// server unless the write removed keys and set none.
+/// remove; then, if session keys are left, the set (with the deadline field, in the same `HSET`),
+/// `PEXPIREAT` of the deadline on the hash and the owner key (so the owner binding expires with
+/// the session; an absolute time, so a server that runs the script late never stretches the
+/// session past the deadline the client recorded), and the id's score in the live index (which
+/// the write also trims, see `trim`). If none
+/// are left, the hash is deleted (it may still hold the deadline field), the id leaves the live
+/// index, and the owner key goes too if the session existed before. Whether keys are left is known
+/// without asking the server unless the write removed keys and set none.
 ///
-/// Keeping the expiry, no `PEXPIRE` runs and the deadline field is not written (`HSET` and
-/// `HDEL` leave a key's TTL alone); only a clear, which deletes the hash, reads its `PTTL` and
-/// deadline field first and puts both back, so the two stay as they were.
+/// Keeping the expiry, no `PEXPIREAT` runs and neither the deadline field nor the index is written
+/// (`HSET` and `HDEL` leave a key's TTL alone); only a clear, which deletes the hash, reads its
+/// `PTTL` and deadline field first and puts both back, so the two stay as they were.
 pub(crate) static APPLY: LazyLock<Lua> = LazyLock::new(|| {
     session_script(
         r#"
-local data, okey = KEYS[1], KEYS[2]
+local data, okey, live = KEYS[1], KEYS[2], KEYS[3]
 local keep = ARGV[1] == '0'
 local clear = ARGV[2] == '1'
-local removed = tonumber(ARGV[4])
+local id = ARGV[4]
+local removed = tonumber(ARGV[6])
 local existed = has_keys(data)
 if (keep or ARGV[3] == '1') and not existed then
   return 0
@@ -137,8 +161,8 @@ if clear then
   redis.call('DEL', data)
 end
 local step = 1000
-local last = 4 + removed
-local i = 5
+local last = 6 + removed
+local i = 7
 while i <= last do
   local j = math.min(i + step - 1, last)
   redis.call('HDEL', data, unpack(ARGV, i, j))
@@ -160,6 +184,7 @@ if not left then
   if existed then
     redis.call('DEL', okey)
   end
+  redis.call('ZREM', live, id)
   return 0
 end
 i = last + 1
@@ -179,45 +204,110 @@ if keep then
   end
   return 1
 end
-redis.call('PEXPIRE', data, ARGV[1])
-redis.call('PEXPIRE', okey, ARGV[1])
+redis.call('PEXPIREAT', data, ARGV[1])
+redis.call('PEXPIREAT', okey, ARGV[1])
+redis.call('ZADD', live, ARGV[1], id)
+trim(live, ARGV[5])
 return 1
 "#,
     )
 });
 
 /// Deletes one field; if that leaves no session key, deletes the hash (and its deadline field)
-/// and the owner key.
+/// and the owner key, and takes the id out of the live index.
 ///
-/// `KEYS[1]` data hash, `KEYS[2]` owner key, `ARGV[1]` field.
+/// `KEYS[1]` data hash, `KEYS[2]` owner key, `KEYS[3]` live index, `ARGV[1]` field, `ARGV[2]` id.
 pub(crate) static REMOVE: LazyLock<Lua> = LazyLock::new(|| {
     session_script(
         r#"
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 and not has_keys(KEYS[1]) then
   redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('ZREM', KEYS[3], ARGV[2])
 end
 return 0
 "#,
     )
 });
 
-/// Slides the expiry of an existing session (its hash, deadline field and owner key); no effect
-/// on a missing one.
+/// Slides the expiry of an existing session (its hash, deadline field, owner key and live index
+/// entry); no effect on a missing one.
 ///
-/// `KEYS[1]` data hash, `KEYS[2]` owner key, `ARGV[1]` TTL in ms, `ARGV[2]` the deadline (unix
-/// ms, decimal). Returns 1 if it slid. The deadline field is written before the `PEXPIRE`s
-/// (`HSET` keeps a key's TTL, and `PEXPIRE` replaces it), so a key of another type fails with
-/// `WRONGTYPE` before anything changed.
+/// `KEYS[1]` data hash, `KEYS[2]` owner key, `KEYS[3]` live index, `ARGV[1]` the deadline (unix
+/// ms, decimal), `ARGV[2]` the id, `ARGV[3]` now (unix ms). Returns 1 if it slid (and then trims
+/// the index, see `trim`). The deadline field is written before the
+/// `PEXPIREAT`s (`HSET` keeps a key's TTL, and `PEXPIREAT` replaces it), so a key of another type
+/// fails with `WRONGTYPE` before anything changed.
 pub(crate) static TOUCH: LazyLock<Lua> = LazyLock::new(|| {
     session_script(
         r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
-redis.call('HSET', KEYS[1], D, ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[1], D, ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+redis.call('PEXPIREAT', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[1], ARGV[2])
+trim(KEYS[3], ARGV[3])
 return 1
+"#,
+    )
+});
+
+/// One page of a live index, in order of deadline (then id), starting after a cursor entry.
+///
+/// `KEYS[1]` live index; `ARGV[1]` now (unix ms), `ARGV[2]` the cursor's deadline (`''` to start
+/// at the first live entry), `ARGV[3]` the cursor's id, `ARGV[4]` the page size `n`. Returns
+/// `{more, id1, deadline1, id2, deadline2, ...}`, all strings: at most `n` entries whose
+/// deadline is after now, and `more` `'1'` if the index holds entries after the last one returned.
+///
+/// The page starts right after the cursor's entry (found by `ZRANK`) while that entry still has
+/// the cursor's deadline; if it moved or went, after the entries with a lower deadline, or the
+/// same deadline and a lower or equal id. Never before the first live entry (entries of expired
+/// sessions stay in the index until a purge, and are skipped here). An entry whose deadline grows
+/// during a walk moves ahead and may be seen again; one live throughout is never missed.
+pub(crate) static SCAN_LIVE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        r#"
+local key, now, n = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[4])
+local first = redis.call('ZCOUNT', key, '-inf', now)
+if ARGV[2] ~= '' then
+  local at, id = tonumber(ARGV[2]), ARGV[3]
+  local score = redis.call('ZSCORE', key, id)
+  local from
+  if score and tonumber(score) == at then
+    from = redis.call('ZRANK', key, id) + 1
+  else
+    from = redis.call('ZCOUNT', key, '-inf', '(' .. ARGV[2])
+    while true do
+      local ties = redis.call('ZRANGE', key, from, from + 99, 'WITHSCORES')
+      local skipped = 0
+      for i = 1, #ties, 2 do
+        if tonumber(ties[i + 1]) == at and ties[i] <= id then
+          skipped = skipped + 1
+        else
+          break
+        end
+      end
+      from = from + skipped
+      if skipped < 100 then
+        break
+      end
+    end
+  end
+  if from > first then
+    first = from
+  end
+end
+local page = redis.call('ZRANGE', key, first, first + n - 1, 'WITHSCORES')
+local more = '0'
+if first + n < redis.call('ZCARD', key) then
+  more = '1'
+end
+local out = {more}
+for i = 1, #page do
+  out[#out + 1] = page[i]
+end
+return out
 "#,
     )
 });

@@ -4,14 +4,14 @@ use std::time::{Duration, SystemTime};
 
 use session_core::driver::{
     Capabilities, ChangeSet, Data, Driver, Expiry, Loaded, LockToken, Result, ScanPage, SessionId,
-    Ttl, Value, async_trait,
+    Ttl, Value, async_trait, check,
 };
 
 use crate::NAME;
 use crate::builder::RedisStoreBuilder;
 use crate::client::RedisClient;
 use crate::keys::{DEADLINE_FIELD, Keys};
-use crate::reply::{deadline_of, parse_deadline, parse_hash};
+use crate::reply::{is_past, parse_deadline, parse_hash};
 use crate::scripts;
 
 /// A session store on Redis: one hash per session, expired by Redis itself to the millisecond.
@@ -79,12 +79,19 @@ impl RedisStore {
         &self.client
     }
 
-    /// The apply script: clear, remove, set, expiry; returns whether the session exists after.
+    /// The apply script: clear, remove, set, expiry, live index; returns whether the session
+    /// exists after. A write whose deadline has passed by the time the server answers (a server
+    /// that ran it late) reports the session missing: the server deleted it at the deadline.
     async fn write(&self, id: &SessionId, changes: &ChangeSet, expiry: Expiry) -> Result<bool> {
-        let (data, owner) = (self.keys.data(id), self.keys.owner_of(id));
-        // ARGV: 4 fixed, the removed keys, the set pairs, the deadline pair (20 digits at most)
-        let args = 4 + changes.remove.len() + 2 * changes.set.len() + 2;
-        let bytes = 40
+        let (data, owner, live) = (
+            self.keys.data(id),
+            self.keys.owner_of(id),
+            self.keys.live(id),
+        );
+        // ARGV: 6 fixed, the removed keys, the set pairs, the deadline pair (20 digits at most)
+        let args = 6 + changes.remove.len() + 2 * changes.set.len() + 2;
+        let bytes = 60
+            + id.as_str().len()
             + changes.remove.iter().map(String::len).sum::<usize>()
             + changes
                 .set
@@ -93,11 +100,15 @@ impl RedisStore {
                 .sum::<usize>()
             + DEADLINE_FIELD.len()
             + 20;
-        let mut inv = scripts::APPLY.call_sized(&[&data, &owner], args, bytes);
-        // A TTL is at least 1 ms, so 0 is free to mean "keep the expiry".
-        inv.arg(expiry.ttl().map_or(0, Ttl::as_millis))
+        let mut inv = scripts::APPLY.call_sized(&[&data, &owner, &live], args, bytes);
+        // A deadline is at least now + 1 ms, so 0 is free to mean "keep the expiry".
+        let now = check::now_millis();
+        let deadline = expiry.ttl().map(|ttl| now.saturating_add(ttl.as_millis()));
+        inv.arg(deadline.unwrap_or(0))
             .arg(if changes.clear { "1" } else { "0" })
             .arg(if changes.only_if_exists { "1" } else { "0" })
+            .arg(id.as_str())
+            .arg(now)
             .arg(changes.remove.len());
         for key in &changes.remove {
             inv.arg(key.as_str());
@@ -105,11 +116,11 @@ impl RedisStore {
         for (key, value) in &changes.set {
             inv.arg(key.as_str()).arg(value.as_bytes());
         }
-        if let Some(ttl) = expiry.ttl() {
-            inv.arg(DEADLINE_FIELD).arg(deadline_of(ttl.as_millis()));
+        if let Some(deadline) = deadline {
+            inv.arg(DEADLINE_FIELD).arg(deadline);
         }
         let exists: i64 = self.client.eval(&scripts::APPLY, &inv).await?;
-        Ok(exists == 1)
+        Ok(exists == 1 && deadline.is_none_or(|at| at > check::now_millis()))
     }
 
     /// `HGETALL` of the session hash: its data and the raw value of its deadline field.
@@ -135,9 +146,10 @@ impl Driver for RedisStore {
         }
     }
 
-    /// One `HGETALL`: the deadline comes from the hash's deadline field. Only a hash without a
-    /// valid one (written before the field existed, or by another tool) costs a second command,
-    /// `PTTL`, read against the local clock.
+    /// One `HGETALL`: the deadline comes from the hash's deadline field, and a session whose
+    /// deadline has passed on the local clock is missing, whatever the server still holds. Only a
+    /// hash without a valid deadline field (written before the field existed, or by another tool)
+    /// costs a second command, `PTTL`, read against the local clock.
     async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
         let data_key = self.keys.data(id);
         let (data, deadline) = self.hgetall(&data_key).await?;
@@ -145,6 +157,7 @@ impl Driver for RedisStore {
             return Ok(None);
         }
         let expires_at = match deadline.as_deref().and_then(parse_deadline) {
+            Some(at) if at <= SystemTime::now() => return Ok(None),
             Some(at) => Some(at),
             None => {
                 let pttl: i64 = self.client.query(redis::cmd("PTTL").arg(&data_key)).await?;
@@ -166,47 +179,70 @@ impl Driver for RedisStore {
         self.write(id, &changes, expiry).await
     }
 
+    /// `DEL` of the hash and the owner key and `ZREM` from the live index, in one `MULTI` (all
+    /// three share the session's slot).
     async fn remove_all(&self, id: &SessionId) -> Result<()> {
-        let _: i64 = self
-            .client
-            .query(
-                redis::cmd("DEL")
-                    .arg(self.keys.data(id))
-                    .arg(self.keys.owner_of(id)),
-            )
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("DEL")
+            .arg(self.keys.data(id))
+            .arg(self.keys.owner_of(id))
+            .ignore()
+            .cmd("ZREM")
+            .arg(self.keys.live(id))
+            .arg(id.as_str())
+            .ignore();
+        let () = self.client.query_pipeline(&pipe).await?;
         Ok(())
     }
 
-    // Saves reading the whole hash: one `HGET` of the field.
+    // Saves reading the whole hash: one `HMGET` of the field and the deadline field (a session
+    // past its deadline on the local clock is missing).
     async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Value>> {
-        let raw: Option<Vec<u8>> = self
+        let (raw, deadline): (Option<Vec<u8>>, Option<Vec<u8>>) = self
             .client
-            .query(redis::cmd("HGET").arg(self.keys.data(id)).arg(key))
+            .query(
+                redis::cmd("HMGET")
+                    .arg(self.keys.data(id))
+                    .arg(key)
+                    .arg(DEADLINE_FIELD),
+            )
             .await?;
+        if is_past(deadline.as_deref()) {
+            return Ok(None);
+        }
         Ok(raw.map(Value::from))
     }
 
-    // Saves reading the whole hash: `HLEN` minus the deadline field (`HEXISTS`), one round trip.
+    // Saves reading the whole hash: `HLEN` minus the deadline field (`HGET`), one round trip; a
+    // session past its deadline on the local clock is missing.
     async fn get_size(&self, id: &SessionId) -> Result<usize> {
         let data_key = self.keys.data(id);
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("HLEN")
             .arg(&data_key)
-            .cmd("HEXISTS")
+            .cmd("HGET")
             .arg(&data_key)
             .arg(DEADLINE_FIELD);
-        let (fields, has_deadline): (usize, usize) = self.client.query_pipeline(&pipe).await?;
-        Ok(fields.saturating_sub(has_deadline))
+        let (fields, deadline): (usize, Option<Vec<u8>>) =
+            self.client.query_pipeline(&pipe).await?;
+        if is_past(deadline.as_deref()) {
+            return Ok(0);
+        }
+        Ok(fields.saturating_sub(usize::from(deadline.is_some())))
     }
 
     // Saves the apply script's existence check and argument framing: `HDEL`, then `HLEN` only if
     // a field went; the expiry and the deadline field are not touched.
     async fn remove(&self, id: &SessionId, key: &str) -> Result<()> {
-        let (data, owner) = (self.keys.data(id), self.keys.owner_of(id));
-        let mut inv = scripts::REMOVE.call(&[&data, &owner]);
-        inv.arg(key);
+        let (data, owner, live) = (
+            self.keys.data(id),
+            self.keys.owner_of(id),
+            self.keys.live(id),
+        );
+        let mut inv = scripts::REMOVE.call(&[&data, &owner, &live]);
+        inv.arg(key).arg(id.as_str());
         let _: i64 = self.client.eval(&scripts::REMOVE, &inv).await?;
         Ok(())
     }
@@ -223,11 +259,19 @@ impl Driver for RedisStore {
         self.write(id, &changes, Expiry::After(ttl)).await.map(drop)
     }
 
-    // Saves the apply script's framing: `EXISTS`, `HSET` of the deadline field, two `PEXPIRE`s.
+    // Saves the apply script's framing: `EXISTS`, `HSET` of the deadline field, two `PEXPIREAT`s,
+    // `ZADD` to the live index.
     async fn update_ttl(&self, id: &SessionId, ttl: Ttl) -> Result<()> {
-        let (data, owner) = (self.keys.data(id), self.keys.owner_of(id));
-        let mut inv = scripts::TOUCH.call(&[&data, &owner]);
-        inv.arg(ttl.as_millis()).arg(deadline_of(ttl.as_millis()));
+        let (data, owner, live) = (
+            self.keys.data(id),
+            self.keys.owner_of(id),
+            self.keys.live(id),
+        );
+        let mut inv = scripts::TOUCH.call(&[&data, &owner, &live]);
+        let now = check::now_millis();
+        inv.arg(now.saturating_add(ttl.as_millis()))
+            .arg(id.as_str())
+            .arg(now);
         let _: i64 = self.client.eval(&scripts::TOUCH, &inv).await?;
         Ok(())
     }
@@ -270,14 +314,19 @@ impl Driver for RedisStore {
     }
 
     async fn index_owner(&self, id: &SessionId) -> Result<Option<String>> {
+        let data = self.keys.data(id);
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("GET")
             .arg(self.keys.owner_of(id))
             .cmd("EXISTS")
-            .arg(self.keys.data(id));
-        let (owner, exists): (Option<String>, bool) = self.client.query_pipeline(&pipe).await?;
-        Ok(owner.filter(|_| exists))
+            .arg(&data)
+            .cmd("HGET")
+            .arg(&data)
+            .arg(DEADLINE_FIELD);
+        let (owner, exists, deadline): (Option<String>, bool, Option<Vec<u8>>) =
+            self.client.query_pipeline(&pipe).await?;
+        Ok(owner.filter(|_| exists && !is_past(deadline.as_deref())))
     }
 
     async fn try_lock(&self, id: &SessionId, lease: Ttl) -> Result<Option<LockToken>> {
@@ -304,9 +353,11 @@ impl Driver for RedisStore {
         Ok(released == 1)
     }
 
-    /// Redis expires sessions itself ([`Capabilities::native_expiry`]): nothing to purge.
+    /// Redis expires sessions itself ([`Capabilities::native_expiry`]); this trims the live index
+    /// of their entries (`ZREMRANGEBYSCORE`, every slot's index on a cluster) and returns how many
+    /// entries went.
     async fn purge_expired(&self) -> Result<u64> {
-        Ok(0)
+        self.purge_live_index().await
     }
 
     async fn scan(&self, cursor: Option<&str>, limit: usize) -> Result<ScanPage> {

@@ -10,9 +10,10 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use session_conformance::Fixture;
 use session_core::{Error, SessionId, Storage, Value};
 use session_redis::RedisStore;
 use session_redis::client::RedisClient;
@@ -108,8 +109,9 @@ async fn open_store() -> RedisStore {
         .expect("connect to the test cluster")
 }
 
-async fn new_store() -> Arc<dyn Storage> {
-    common::register(open_store().await)
+async fn new_store() -> Fixture {
+    Fixture::new(common::register(open_store().await))
+        .neighbour(common::register(open_store().await))
 }
 
 session_conformance::suite!(new_store, common::teardown);
@@ -133,13 +135,18 @@ async fn sessions_spread_over_every_master_and_scan_finds_them_all() {
     }
     let mut seen = std::collections::HashSet::new();
     let mut cursor: Option<String> = None;
-    let mut nodes_visited = std::collections::HashSet::new();
+    // The cursor starts with the slot the next page starts in; the three masters of the test
+    // cluster hold the slots 0-5460, 5461-10922 and 10923-16383.
+    let mut thirds_visited = std::collections::HashSet::new();
+    let mut pages = 0;
     for _ in 0..10_000 {
         let page = store.scan(cursor.as_deref(), 7).await.unwrap();
+        pages += 1;
         seen.extend(page.ids);
         match page.next {
             Some(next) => {
-                nodes_visited.insert(next.split('/').next().unwrap().to_owned());
+                let slot: u16 = next.split('.').next().unwrap().parse().unwrap();
+                thirds_visited.insert(slot / 5462);
                 cursor = Some(next);
             }
             None => break,
@@ -147,7 +154,12 @@ async fn sessions_spread_over_every_master_and_scan_finds_them_all() {
     }
     assert!(ids.iter().all(|id| seen.contains(id)));
     assert_eq!(seen.len(), ids.len());
-    assert_eq!(nodes_visited.len(), 3, "scan visits every master");
+    assert_eq!(
+        thirds_visited.len(),
+        3,
+        "scan walks the slots of every master"
+    );
+    assert!(pages <= 60 / 7 + 2, "{pages} pages of 7 for 60 sessions");
     let mut indexed = store.index_sessions("dave").await.unwrap();
     indexed.sort();
     ids.sort();

@@ -3,12 +3,14 @@
 
 mod common;
 
-use std::sync::Arc;
+use session_conformance::Fixture;
 
-use session_core::Storage;
-
-async fn new_store() -> Arc<dyn Storage> {
-    common::register(common::open_shared("conf").await)
+/// A store with a fresh prefix on the shared server, and its neighbour (which the scan cases
+/// fill) under another prefix on the same server.
+async fn new_store() -> Fixture {
+    Fixture::new(common::register(common::open_shared("conf").await)).neighbour(common::register(
+        common::open_shared("conf-neighbour").await,
+    ))
 }
 
 session_conformance::suite!(new_store, common::teardown);

@@ -8,11 +8,17 @@ mod common;
 
 use std::sync::Arc;
 
-use session_conformance::CoreOnly;
+use session_conformance::{CoreOnly, Fixture};
 
-async fn new_store() -> Arc<dyn session_core::Storage> {
+async fn new_store() -> Fixture {
     let store = common::open_shared("core").await;
-    common::register_as(store.clone(), Arc::new(CoreOnly(store)))
+    Fixture::new(common::register_as(
+        store.clone(),
+        Arc::new(CoreOnly(store)),
+    ))
+    .neighbour(common::register(
+        common::open_shared("core-neighbour").await,
+    ))
 }
 
 session_conformance::suite!(new_store, common::teardown);

@@ -122,3 +122,62 @@ async fn hung_server_times_out_instead_of_hanging() {
     };
     assert_eq!(size, 1, "the data survived the pause");
 }
+
+/// The report of issue 19: a server that runs a write late (`CLIENT PAUSE`) must not keep the
+/// session past the deadline the client recorded. A write of a 100 ms session held 400 ms by the
+/// server is gone when the call returns; a read held past a session's deadline finds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_server_never_serves_a_session_past_its_deadline() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = RedisServer::start(common::free_port(), dir.path(), true, &[]);
+    let store = RedisStore::builder()
+        .prefix("pausetest")
+        .response_timeout(Duration::from_secs(5))
+        .open(&server.url())
+        .await
+        .expect("store on the private server");
+
+    // A write delayed past its own deadline.
+    let id = SessionId::generate().unwrap();
+    let value = Value::encode("v").unwrap();
+    assert_eq!(server.cli(&["CLIENT", "PAUSE", "400", "ALL"]).trim(), "OK");
+    let started = Instant::now();
+    store
+        .set(&id, "k", value.clone(), Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "the pause did not hold the write ({:?})",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        store.load(&id).await.unwrap().is_none(),
+        "load after a late write"
+    );
+    assert_eq!(
+        store.get(&id, "k").await.unwrap(),
+        None,
+        "get after a late write"
+    );
+    assert_eq!(store.get_size(&id).await.unwrap(), 0);
+    let page = store.scan(None, 10).await.unwrap();
+    assert!(!page.ids.contains(&id), "scan after a late write");
+
+    // A read delayed past the deadline of a session written in time.
+    let id = SessionId::generate().unwrap();
+    store
+        .set(&id, "k", value.clone(), Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(store.get(&id, "k").await.unwrap(), Some(value.clone()));
+    assert_eq!(server.cli(&["CLIENT", "PAUSE", "500", "ALL"]).trim(), "OK");
+    let loaded = store.load(&id).await.unwrap();
+    assert!(
+        loaded.is_none(),
+        "load held past the deadline returned the session (expires_at {:?})",
+        loaded.and_then(|l| l.expires_at)
+    );
+    assert_eq!(store.get(&id, "k").await.unwrap(), None);
+}

@@ -94,18 +94,23 @@ async fn layout_is_one_hash_per_session_with_a_hash_tag_and_an_expiry() {
         .unwrap()
         .expect("free lock");
 
-    let keys = keys_with_ttl(&mut raw, &prefix).await;
+    let mut keys = keys_with_ttl(&mut raw, &prefix).await;
     let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
     let tag = format!("{{{}}}", id.as_str());
     assert_eq!(
         names,
         vec![
+            format!("{prefix}:live"),
             format!("{prefix}:owner:{{alice}}"),
             format!("{prefix}:{tag}:data"),
             format!("{prefix}:{tag}:lock"),
             format!("{prefix}:{tag}:owner"),
         ]
     );
+    // The live index is the one key without an expiry: it holds ids and deadlines, and writes
+    // trim it of expired entries.
+    let (live, live_ttl) = keys.remove(0);
+    assert_eq!(live_ttl, -1, "{live}");
     for (k, ttl_ms) in &keys {
         assert!(*ttl_ms > 0, "{k} has no expiry ({ttl_ms})");
     }
@@ -135,6 +140,12 @@ async fn layout_is_one_hash_per_session_with_a_hash_tag_and_an_expiry() {
         deadline.abs_diff(expiry) < 50,
         "the field ({deadline}) is the hash's real expiry ({expiry}) (one clock on this machine)"
     );
+    let score: Option<f64> = raw.zscore(&live, id.as_str()).await.unwrap();
+    assert_eq!(
+        score,
+        Some(deadline as f64),
+        "the live index scores the id with the deadline"
+    );
     // No read shows the deadline field.
     assert_eq!(store.get_size(&id).await.unwrap(), 2);
     let map = store.get_map(&id).await.unwrap();
@@ -158,6 +169,8 @@ async fn layout_is_one_hash_per_session_with_a_hash_tag_and_an_expiry() {
     assert!(owner_ttl > 500_000, "owner key slid with the session");
     let moved = deadline_field(&mut raw, &data_key).await.expect("deadline");
     assert_deadline_near(moved, slid);
+    let score: Option<f64> = raw.zscore(&live, id.as_str()).await.unwrap();
+    assert_eq!(score, Some(moved as f64), "the live index slid too");
     let expiry = server_expiry(&mut raw, &data_key).await;
     assert!(moved.abs_diff(expiry) < 50, "{moved} vs {expiry}");
     assert_eq!(
@@ -836,5 +849,116 @@ async fn scripts_are_loaded_again_after_the_server_forgets_them() {
         store.index_owner(&id).await.unwrap().as_deref(),
         Some("noscript-owner")
     );
+    store.clear_prefix().await.unwrap();
+}
+
+/// Listing follows the store's sessions, not the database: beside 40,023 keys of another
+/// application (with their own expiry), 25 sessions scan in pages of 4 in at most 7 pages, where
+/// `SCAN MATCH ... COUNT 4` needed more than 10,000.
+#[tokio::test]
+async fn scan_beside_forty_thousand_unrelated_keys_costs_pages_per_session() {
+    let store = common::open_shared("crowd").await;
+    let other = common::unique_prefix("otherapp");
+    let mut raw = raw().await;
+    for chunk in (0..40_023).collect::<Vec<u32>>().chunks(1000) {
+        let mut pipe = redis::pipe();
+        for i in chunk {
+            pipe.cmd("SET")
+                .arg(format!("{other}:cache:{i}"))
+                .arg("x")
+                .arg("EX")
+                .arg(600)
+                .ignore();
+        }
+        let () = pipe.query_async(&mut raw).await.unwrap();
+    }
+    let mut ids = std::collections::HashSet::new();
+    for _ in 0..25 {
+        let id = SessionId::generate().unwrap();
+        store
+            .set(&id, "k", v("x"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        ids.insert(id);
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store.scan(cursor.as_deref(), 4).await.unwrap();
+        pages += 1;
+        assert!(page.ids.len() <= 4, "a page of {} ids", page.ids.len());
+        seen.extend(page.ids);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+        assert!(pages <= 7, "more than 7 pages of 4 for 25 sessions");
+    }
+    assert_eq!(seen, ids);
+    let cleanup = session_redis::client::RedisClient::builder()
+        .connect(&common::redis_url())
+        .await
+        .unwrap();
+    assert_eq!(cleanup.clear_prefix(&other).await.unwrap(), 40_023);
+    store.clear_prefix().await.unwrap();
+}
+
+/// Writes trim the live index of expired entries (two per write), and `purge_expired` removes the
+/// rest and reports how many.
+#[tokio::test]
+async fn the_live_index_is_trimmed_by_writes_and_purged() {
+    let store = common::open_shared("trim").await;
+    let live = format!("{}:live", store.prefix());
+    let mut raw = raw().await;
+    for _ in 0..10 {
+        let id = SessionId::generate().unwrap();
+        store
+            .set(&id, "k", v("x"), Duration::from_millis(100))
+            .await
+            .unwrap();
+    }
+    let n: usize = raw.zcard(&live).await.unwrap();
+    assert_eq!(n, 10);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    for _ in 0..3 {
+        let id = SessionId::generate().unwrap();
+        store
+            .set(&id, "k", v("x"), Duration::from_secs(60))
+            .await
+            .unwrap();
+    }
+    let n: usize = raw.zcard(&live).await.unwrap();
+    assert_eq!(n, 10 - 3 * 2 + 3, "three writes trim six expired entries");
+    assert_eq!(store.purge_expired().await.unwrap(), 4);
+    let n: usize = raw.zcard(&live).await.unwrap();
+    assert_eq!(n, 3, "the live sessions' entries stay");
+    assert_eq!(store.purge_expired().await.unwrap(), 0);
+    store.clear_prefix().await.unwrap();
+}
+
+/// A session whose recorded deadline has passed on the local clock is missing for every read,
+/// even while the server still holds its hash (a server clock behind the client's, or a hash
+/// written by hand): `load`, `get`, `get_size`, `index_owner` and `scan` agree.
+#[tokio::test]
+async fn a_hash_past_its_recorded_deadline_is_missing_for_every_read() {
+    let store = common::open_shared("pastdeadline").await;
+    let mut raw = raw().await;
+    let id = SessionId::generate().unwrap();
+    let ttl = Duration::from_secs(60);
+    store.set(&id, "k", v("x"), ttl).await.unwrap();
+    store.index_add("erin", &id, ttl).await.unwrap();
+    assert_eq!(store.get_size(&id).await.unwrap(), 1);
+    // The deadline field says 5 s ago; the server's expiry is still a minute away.
+    let past = check::now_millis() - 5_000;
+    let () = raw
+        .hset(data_key(&store, &id), DEADLINE, past.to_string())
+        .await
+        .unwrap();
+    assert!(store.load(&id).await.unwrap().is_none(), "load");
+    assert_eq!(store.get(&id, "k").await.unwrap(), None, "get");
+    assert_eq!(store.get_size(&id).await.unwrap(), 0, "get_size");
+    assert_eq!(store.index_owner(&id).await.unwrap(), None, "index_owner");
+    assert!(store.get_map(&id).await.unwrap().is_empty(), "get_map");
     store.clear_prefix().await.unwrap();
 }

@@ -188,8 +188,32 @@ where
         shared
     }
 
-    /// Closes the pool of a store made by [`new_store`](Self::new_store) and drops its
-    /// namespace.
+    /// A fresh store in a new namespace of its own, and its neighbour for the conformance
+    /// suite's scan cases (`Fixture::neighbour`): a store on another table in the same namespace.
+    /// Both are remembered for [`teardown`](Self::teardown), which drops the namespace (the
+    /// second drop finds nothing left).
+    pub async fn new_store_and_neighbour() -> (Arc<dyn Storage>, Arc<dyn Storage>) {
+        let ns = Self::create_namespace("conf").await;
+        let mut stores = Vec::with_capacity(2);
+        for builder in [
+            SqlStore::<S::Dialect>::builder(),
+            SqlStore::<S::Dialect>::builder().table("other_app"),
+        ] {
+            let store = S::open_in(builder.max_connections(3), &ns)
+                .await
+                .unwrap_or_else(|e| panic!("{}", unreachable::<S>(e)));
+            let shared: Arc<dyn Storage> = Arc::new(store.clone());
+            let entry: Box<dyn Any + Send> = Box::new((store, ns.clone()));
+            registry().lock().unwrap().insert(addr_of(&shared), entry);
+            stores.push(shared);
+        }
+        let neighbour = stores.pop().expect("two stores");
+        let store = stores.pop().expect("two stores");
+        (store, neighbour)
+    }
+
+    /// Closes the pool of a store made by [`new_store`](Self::new_store) or
+    /// [`new_store_and_neighbour`](Self::new_store_and_neighbour) and drops its namespace.
     pub async fn teardown(store: Arc<dyn Storage>) {
         let found = registry().lock().unwrap().remove(&addr_of(&store));
         let entry = found.expect("teardown of a store that new_store did not make");

@@ -27,7 +27,9 @@ async fn new_store() -> Fixture {
         .await
         .expect("open a named table set in the same file");
     // Guards drop in order: the neighbour's threads stop before the directory goes.
-    Fixture::new(Arc::new(store)).guard(neighbour).guard(dir)
+    Fixture::new(Arc::new(store))
+        .neighbour(Arc::new(neighbour))
+        .guard(dir)
 }
 
 session_conformance::suite!(new_store);

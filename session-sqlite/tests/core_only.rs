@@ -10,10 +10,18 @@ use session_sqlite::SqliteStore;
 
 async fn new_store() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(dir.path().join("sessions.db"))
+    let path = dir.path().join("sessions.db");
+    let store = SqliteStore::open(&path)
         .await
         .expect("open a fresh database");
-    Fixture::new(Arc::new(CoreOnly(store))).guard(dir)
+    let neighbour = SqliteStore::builder()
+        .table("other_app")
+        .open(&path)
+        .await
+        .expect("open a second table set in the same file");
+    Fixture::new(Arc::new(CoreOnly(store)))
+        .neighbour(Arc::new(neighbour))
+        .guard(dir)
 }
 
 session_conformance::suite!(new_store);

@@ -211,7 +211,7 @@ pub async fn lock_is_per_session_and_creates_nothing(store: Store) {
     )
     .await;
     if store.capabilities().scan {
-        let found = scan_all(&store, 100).await;
+        let found = scan_all(&store, 100, 10_000).await;
         assert!(
             !found.contains(&a) && !found.contains(&b),
             "[{}] scan lists an id that was only locked, never written",

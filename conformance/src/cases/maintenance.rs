@@ -94,15 +94,17 @@ pub async fn purge_removes_expired_keeps_live(store: Store) {
     );
 }
 
-/// A declared scan works (a fresh store scans empty, a written session is found); an undeclared
-/// one returns `Unsupported`.
+/// A declared scan works (a fresh store scans empty, a written session is found, in a few pages
+/// while the neighbour on the same backend holds many sessions, and the neighbour's scan finds
+/// its own and not the store's); an undeclared one returns `Unsupported`.
 pub async fn scan_capability_is_honest(store: Store) {
     if !store.capabilities().scan {
         unsupported(store.scan(None, 10).await, "scan");
         return;
     }
     let name = store.name();
-    let empty = scan_all(&store, 10).await;
+    let (neighbour, crowd) = crowded_neighbour(&store).await;
+    let empty = scan_all(&store, 10, 3).await;
     assert!(
         empty.is_empty(),
         "[{name}] scan of a fresh store found {} sessions",
@@ -110,22 +112,34 @@ pub async fn scan_capability_is_honest(store: Store) {
     );
     let id = new_id();
     ok(store.set(&id, "k", val("v"), LONG).await, "set");
-    let found = scan_all(&store, 10).await;
+    let found = scan_all(&store, 10, 3).await;
     assert!(
         found.len() == 1 && found.contains(&id),
         "[{name}] scan after writing one session found {} sessions",
         found.len()
     );
+    let next_door = scan_all(&neighbour, 1_000, 20).await;
+    assert!(
+        !next_door.contains(&id),
+        "[{name}] the neighbour store's scan found a session of the store under test"
+    );
+    let missed = crowd.difference(&next_door).count();
+    assert_eq!(
+        missed, 0,
+        "[{name}] the neighbour store's scan missed {missed} of the {CROWD} sessions written to it"
+    );
 }
 
 /// Paging with a small `limit` returns every live session at least once and no expired or
-/// removed one, and the pages end.
+/// removed one, and the pages end, in a number that follows the store's own sessions while its
+/// neighbour on the same backend holds many more.
 pub async fn scan_pages_through_live_sessions(store: Store) {
     if !store.capabilities().scan {
         unsupported(store.scan(None, 10).await, "scan");
         return;
     }
     let name = store.name();
+    crowded_neighbour(&store).await;
     let live: BTreeSet<SessionId> = (0..25).map(|_| new_id()).collect();
     let expired: Vec<SessionId> = (0..5).map(|_| new_id()).collect();
     let removed: Vec<SessionId> = (0..3).map(|_| new_id()).collect();
@@ -139,7 +153,9 @@ pub async fn scan_pages_through_live_sessions(store: Store) {
         ok(store.remove_all(id).await, "remove_all");
     }
     sleep(ms(350)).await;
-    let found = scan_all(&store, 4).await;
+    // 25 live sessions in pages of 4: 7 pages if every page is full; twice that and two more
+    // leave room for short pages, and none for a walk over the neighbour's sessions.
+    let found = scan_all(&store, 4, 2 * 7 + 2).await;
     let missed: Vec<_> = live.difference(&found).collect();
     assert!(
         missed.is_empty(),

@@ -192,13 +192,48 @@ async fn exists(store: &Store, id: &SessionId) -> bool {
     ok(store.get_size(id).await, "get_size") > 0
 }
 
-/// Every id a full scan returns (only when the driver declares `scan`); the number of pages is
-/// bounded so that a cursor that never ends fails instead of hanging.
-async fn scan_all(store: &Store, limit: usize) -> BTreeSet<SessionId> {
+/// Sessions the scan cases write into the fixture's neighbour before they scan: enough that a
+/// scan whose cost follows the backend's whole keyspace (a `SCAN MATCH` with the page size as its
+/// `COUNT`) needs hundreds of pages, where one that follows the store's own sessions needs a few.
+const CROWD: usize = 1_500;
+
+/// The running case's neighbour store (see [`Fixture::neighbour`](crate::Fixture::neighbour)),
+/// filled with [`CROWD`] sessions of its own, 32 writes at a time, and their ids; fails the case
+/// if the fixture has none.
+async fn crowded_neighbour(store: &Store) -> (Store, BTreeSet<SessionId>) {
+    let name = store.name();
+    let neighbour = crate::fixture::current_neighbour().unwrap_or_else(|| {
+        panic!(
+            "[{name}] the scan cases need a neighbour store: build the fixture with \
+             Fixture::new(store).neighbour(other), where `other` is a second store of the same \
+             driver on the same backend (another prefix, table or directory), so the suite can \
+             check that a scan skips other data and costs pages in proportion to the store's own \
+             sessions"
+        )
+    });
+    let ids: Vec<SessionId> = (0..CROWD).map(|_| new_id()).collect();
+    for chunk in ids.chunks(32) {
+        let mut writes = tokio::task::JoinSet::new();
+        for id in chunk {
+            let (neighbour, id) = (Arc::clone(&neighbour), id.clone());
+            writes.spawn(async move { neighbour.set(&id, "k", val("neighbour"), LONG).await });
+        }
+        while let Some(joined) = writes.join_next().await {
+            let written = joined.unwrap_or_else(|e| panic!("[{name}] a neighbour write: {e}"));
+            ok(written, "set (on the neighbour store)");
+        }
+    }
+    (neighbour, ids.into_iter().collect())
+}
+
+/// Every id a full scan returns (only when the driver declares `scan`). The walk must end within
+/// `max_pages` pages: a cursor that never ends, or a scan whose pages do not follow the store's
+/// own sessions, fails instead of hanging.
+async fn scan_all(store: &Store, limit: usize, max_pages: usize) -> BTreeSet<SessionId> {
     let name = store.name();
     let mut seen = BTreeSet::new();
     let mut cursor: Option<String> = None;
-    for _ in 0..10_000 {
+    for _ in 0..max_pages {
         let page = ok(store.scan(cursor.as_deref(), limit).await, "scan");
         seen.extend(page.ids);
         match page.next {
@@ -212,5 +247,10 @@ async fn scan_all(store: &Store, limit: usize) -> BTreeSet<SessionId> {
             None => return seen,
         }
     }
-    panic!("[{name}] scan did not finish within 10,000 pages of {limit}")
+    panic!(
+        "[{name}] scan did not finish within {max_pages} pages of {limit} while the store held \
+         {} sessions (and its neighbour on the same backend {CROWD}): listing must cost in \
+         proportion to the store's own sessions, not to everything the backend holds",
+        seen.len()
+    )
 }

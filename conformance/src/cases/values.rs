@@ -253,7 +253,7 @@ pub async fn hostile_ids_never_reach_the_store(store: Store) {
     )
     .await;
     if store.capabilities().scan {
-        let found = scan_all(&store, 100).await;
+        let found = scan_all(&store, 100, 10_000).await;
         assert!(
             found.is_empty(),
             "[{name}] a fresh store on which only hostile ids were tried scans {} sessions",

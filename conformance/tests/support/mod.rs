@@ -6,6 +6,8 @@ pub mod quiet;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use session_conformance::Fixture;
 use std::time::{Duration, Instant, SystemTime};
 
 use session_core::driver::{
@@ -278,9 +280,14 @@ impl Driver for Minimal {
     }
 }
 
-/// A fresh correct store, as a suite constructor.
-pub async fn reference() -> Arc<dyn session_core::Storage> {
-    Arc::new(Reference::new())
+/// A fresh correct store, with a fresh one as its neighbour, as a suite constructor.
+pub async fn reference() -> Fixture {
+    beside_a_neighbour(Arc::new(Reference::new()))
+}
+
+/// A fixture of `store` with a fresh reference store as its neighbour (which the scan cases fill).
+pub fn beside_a_neighbour(store: Arc<dyn session_core::Storage>) -> Fixture {
+    Fixture::new(store).neighbour(Arc::new(Reference::new()))
 }
 
 /// A fresh store that declares no capability, as a suite constructor.
