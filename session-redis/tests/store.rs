@@ -962,3 +962,46 @@ async fn a_hash_past_its_recorded_deadline_is_missing_for_every_read() {
     assert!(store.get_map(&id).await.unwrap().is_empty(), "get_map");
     store.clear_prefix().await.unwrap();
 }
+
+/// Paging goes on correctly when the session a cursor names is deleted between two pages (the
+/// script then starts after the entries with a lower deadline, or the same deadline and a lower
+/// id), also among sessions that share a deadline to the millisecond.
+#[tokio::test]
+async fn scan_goes_on_when_the_cursors_session_is_gone() {
+    let store = common::open_shared("cursorgone").await;
+    let mut raw = raw().await;
+    let live = format!("{}:live", store.prefix());
+    let mut ids = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let id = SessionId::generate().unwrap();
+        store
+            .set(&id, "k", v("x"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        ids.insert(id);
+    }
+    // Twenty of them share one deadline (rescored by hand): ties ordered by id.
+    let shared = check::now_millis() + 30_000;
+    for id in ids.iter().take(20) {
+        let _: () = raw.zadd(&live, id.as_str(), shared).await.unwrap();
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut removed = std::collections::BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..40 {
+        let page = store.scan(cursor.as_deref(), 5).await.unwrap();
+        if let Some(last) = page.ids.last() {
+            store.remove_all(last).await.unwrap();
+            removed.insert(last.clone());
+        }
+        seen.extend(page.ids);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let missed: Vec<_> = ids.difference(&seen).collect();
+    assert!(missed.is_empty(), "missed {} sessions", missed.len());
+    assert!(removed.len() >= 8, "{} cursors removed", removed.len());
+    store.clear_prefix().await.unwrap();
+}
