@@ -1,13 +1,12 @@
 //! [`Error`]: a session error as an actix-web response, so handlers can use `?` on session
 //! calls.
 
-use std::marker::PhantomData;
-
 use actix_web::http::StatusCode;
 use actix_web::http::header::RETRY_AFTER;
 use actix_web::{HttpResponse, ResponseError};
 use session_http::{Answer, log_error};
 
+session_http::__session_error_wrapper! {
 /// A failed session call in a handler, as an actix-web response: handlers return
 /// `Result<_, session_actix::Error>` and use `?` on every session call.
 ///
@@ -29,9 +28,7 @@ use session_http::{Answer, log_error};
 /// `Retry-After: 1`, `session busy, retry`), anything else at `ERROR` (`500`,
 /// `session error`). The body never holds the cause. To answer differently, name your own
 /// [`ErrorResponse`] as the type parameter: `session_actix::Error<MyResponse>`.
-pub struct Error<R = DefaultResponse> {
-    source: session_core::Error,
-    respond: PhantomData<fn() -> R>,
+pub struct Error<R = DefaultResponse>;
 }
 
 /// How an [`Error`] answers: implement it on a type of yours and use `Error<YourType>` (a type
@@ -80,50 +77,6 @@ impl ErrorResponse for DefaultResponse {
         response
             .content_type("text/plain; charset=utf-8")
             .body(answer.body)
-    }
-}
-
-impl<R> Error<R> {
-    /// The error `source`, answered by `R`.
-    pub fn new(source: session_core::Error) -> Self {
-        Error {
-            source,
-            respond: PhantomData,
-        }
-    }
-
-    /// The session error.
-    pub fn inner(&self) -> &session_core::Error {
-        &self.source
-    }
-
-    /// The session error, taken out (nothing is logged then).
-    pub fn into_inner(self) -> session_core::Error {
-        self.source
-    }
-}
-
-impl<R> From<session_core::Error> for Error<R> {
-    fn from(source: session_core::Error) -> Self {
-        Error::new(source)
-    }
-}
-
-impl<R> std::fmt::Debug for Error<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Error").field(&self.source).finish()
-    }
-}
-
-impl<R> std::fmt::Display for Error<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.source.fmt(f)
-    }
-}
-
-impl<R> std::error::Error for Error<R> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
     }
 }
 

@@ -1,12 +1,11 @@
 //! [`Error`]: a session error as an axum response, so handlers can use `?` on session calls.
 
-use std::marker::PhantomData;
-
 use axum::response::{IntoResponse, Response};
 use http::header::RETRY_AFTER;
 use http::{HeaderValue, StatusCode};
 use session_http::{Answer, log_error};
 
+session_http::__session_error_wrapper! {
 /// A failed session call in a handler, as an axum response: handlers return
 /// `Result<_, session_axum::Error>` and use `?` on every session call.
 ///
@@ -32,9 +31,7 @@ use session_http::{Answer, log_error};
 ///
 /// The body never holds the cause (it is in the log). To answer differently, name your own
 /// [`ErrorResponse`] as the type parameter: `session_axum::Error<MyResponse>`.
-pub struct Error<R = DefaultResponse> {
-    source: session_core::Error,
-    respond: PhantomData<fn() -> R>,
+pub struct Error<R = DefaultResponse>;
 }
 
 /// How an [`Error`] answers: implement it on a type of yours and use `Error<YourType>` (a type
@@ -88,50 +85,6 @@ impl ErrorResponse for DefaultResponse {
                 .insert(RETRY_AFTER, HeaderValue::from_static(after));
         }
         response
-    }
-}
-
-impl<R> Error<R> {
-    /// The error `source`, answered by `R`.
-    pub fn new(source: session_core::Error) -> Self {
-        Error {
-            source,
-            respond: PhantomData,
-        }
-    }
-
-    /// The session error.
-    pub fn inner(&self) -> &session_core::Error {
-        &self.source
-    }
-
-    /// The session error, taken out (nothing is logged then).
-    pub fn into_inner(self) -> session_core::Error {
-        self.source
-    }
-}
-
-impl<R> From<session_core::Error> for Error<R> {
-    fn from(source: session_core::Error) -> Self {
-        Error::new(source)
-    }
-}
-
-impl<R> std::fmt::Debug for Error<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Error").field(&self.source).finish()
-    }
-}
-
-impl<R> std::fmt::Display for Error<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.source.fmt(f)
-    }
-}
-
-impl<R> std::error::Error for Error<R> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
     }
 }
 

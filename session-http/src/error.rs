@@ -58,3 +58,66 @@ pub fn log_error(e: &Error) {
         _ => tracing::error!(kind, error = %e, "session call failed"),
     }
 }
+
+/// Defines a framework crate's `Error<R = Default>` wrapper of a [`session_core::Error`] with
+/// everything that does not depend on the framework: the struct (a private `source` and a
+/// `PhantomData` of the responder `R`), `new`, `inner`, `into_inner`, `From<session_core::Error>`,
+/// `Debug`, `Display` and `std::error::Error`. The framework crate adds its response trait's
+/// impl (a foreign trait on a foreign type would break the orphan rule, hence a macro rather
+/// than a shared type). Not a public API of session-http: used by session-axum and
+/// session-actix.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __session_error_wrapper {
+    ($(#[$meta:meta])* pub struct $name:ident<R = $default:ty>;) => {
+        $(#[$meta])*
+        pub struct $name<R = $default> {
+            source: ::session_core::Error,
+            respond: ::std::marker::PhantomData<fn() -> R>,
+        }
+
+        impl<R> $name<R> {
+            /// The error `source`, answered by `R`.
+            pub fn new(source: ::session_core::Error) -> Self {
+                $name {
+                    source,
+                    respond: ::std::marker::PhantomData,
+                }
+            }
+
+            /// The session error.
+            pub fn inner(&self) -> &::session_core::Error {
+                &self.source
+            }
+
+            /// The session error, taken out (nothing is logged then).
+            pub fn into_inner(self) -> ::session_core::Error {
+                self.source
+            }
+        }
+
+        impl<R> ::std::convert::From<::session_core::Error> for $name<R> {
+            fn from(source: ::session_core::Error) -> Self {
+                $name::new(source)
+            }
+        }
+
+        impl<R> ::std::fmt::Debug for $name<R> {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_tuple(stringify!($name)).field(&self.source).finish()
+            }
+        }
+
+        impl<R> ::std::fmt::Display for $name<R> {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                ::std::fmt::Display::fmt(&self.source, f)
+            }
+        }
+
+        impl<R> ::std::error::Error for $name<R> {
+            fn source(&self) -> ::std::option::Option<&(dyn ::std::error::Error + 'static)> {
+                ::std::option::Option::Some(&self.source)
+            }
+        }
+    };
+}
