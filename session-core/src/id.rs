@@ -54,14 +54,20 @@ pub struct SessionId(Repr);
 /// Longest id kept inline (the size of a `SessionId` is this plus a length and a tag, rounded up).
 const INLINE_LEN: usize = 46;
 
-/// How a [`SessionId`] holds its characters. Always ASCII (checked before construction), and
-/// always inline when it fits, so one id has one representation.
+/// How a [`SessionId`] holds its characters, and whether it is a
+/// [handle](SessionId::into_handle). Always ASCII (checked before construction), and always
+/// inline when it fits, so one id has one representation. (The handle flag is a variant rather
+/// than a field so that an id stays the size it was.)
 #[derive(Clone)]
 enum Repr {
     /// An id of up to [`INLINE_LEN`] characters.
     Inline(ArrayString<INLINE_LEN>),
     /// An id longer than [`INLINE_LEN`].
     Heap(Arc<str>),
+    /// A handle of up to [`INLINE_LEN`] characters.
+    InlineHandle(ArrayString<INLINE_LEN>),
+    /// A handle longer than [`INLINE_LEN`].
+    HeapHandle(Arc<str>),
 }
 
 impl PartialEq for SessionId {
@@ -159,9 +165,51 @@ impl SessionId {
     /// The id as text (always ASCII, safe in URLs, file names and Redis keys).
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            Repr::Inline(text) => text,
-            Repr::Heap(text) => text,
+            Repr::Inline(text) | Repr::InlineHandle(text) => text,
+            Repr::Heap(text) | Repr::HeapHandle(text) => text,
         }
+    }
+
+    /// The same text, marked as a *handle*: the name under which a store keeps a session, as
+    /// its listing methods ([`Storage::index_sessions`](crate::Storage::index_sessions),
+    /// [`Storage::scan`](crate::Storage::scan)) return it, rather than the id a client
+    /// presents.
+    ///
+    /// For a plain driver the two are the same and nothing makes handles. A layer that keeps
+    /// sessions under another name (`session-at-rest` keeps each under a keyed hash of its id,
+    /// so that a copy of the backend holds no working id) lists what it stores as handles and,
+    /// when it is given a handle back, addresses that stored session directly, where an
+    /// ordinary id would be hashed first. That is how [`Manager`](crate::Manager) features built
+    /// on the owner index (the sessions of a user, "log out everywhere") keep working over such
+    /// a layer, while the text of a handle is worth nothing as a cookie:
+    /// [`parse`](Self::parse) and [`generate`](Self::generate) never make a handle, so text
+    /// from a client is always an ordinary id, even when it spells a handle.
+    ///
+    /// Only stores and layers should call this, on names they listed themselves: a handle made
+    /// from a client's text would let that client address a stored session by its stored
+    /// name. A handle compares, hashes, orders and displays as its text; whether an id is a
+    /// handle is not part of its equality.
+    ///
+    /// ```
+    /// use session_core::SessionId;
+    ///
+    /// let stored = SessionId::parse("stored-name-of-a-session")?.into_handle();
+    /// assert!(stored.is_handle());
+    /// // The same text from outside is an ordinary id.
+    /// assert!(!SessionId::parse(stored.as_str())?.is_handle());
+    /// # Ok::<(), session_core::Error>(())
+    /// ```
+    pub fn into_handle(self) -> SessionId {
+        SessionId(match self.0 {
+            Repr::Inline(text) => Repr::InlineHandle(text),
+            Repr::Heap(text) => Repr::HeapHandle(text),
+            handle => handle,
+        })
+    }
+
+    /// Whether this id is a handle (see [`into_handle`](Self::into_handle)).
+    pub fn is_handle(&self) -> bool {
+        matches!(self.0, Repr::InlineHandle(_) | Repr::HeapHandle(_))
     }
 
     /// A shortened form for display ("abcd…wxyz"), for pages and logs that must not show the full id.
@@ -180,7 +228,12 @@ impl fmt::Display for SessionId {
 impl fmt::Debug for SessionId {
     /// Debug output shows only the shortened id, so a `{:?}` in a log does not leak a live credential.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SessionId({})", self.short())
+        let what = if self.is_handle() {
+            "Handle"
+        } else {
+            "SessionId"
+        };
+        write!(f, "{what}({})", self.short())
     }
 }
 
@@ -429,6 +482,34 @@ mod tests {
                 assert_eq!(a.cmp(b), ta.as_str().cmp(tb.as_str()));
             }
         }
+        assert!(std::mem::size_of::<SessionId>() <= 56);
+    }
+
+    #[test]
+    fn handles_are_made_by_stores_only_and_compare_as_their_text() {
+        for text in ["h".repeat(INLINE_LEN), "H".repeat(INLINE_LEN + 1)] {
+            let id = SessionId::parse(&text).expect("valid");
+            assert!(!id.is_handle());
+            let handle = id.clone().into_handle();
+            assert!(handle.is_handle() && handle.clone().into_handle().is_handle());
+            assert_eq!(handle.as_str(), text);
+            assert_eq!(handle, id, "a handle equals the id of the same text");
+            assert!(format!("{handle:?}").starts_with("Handle("));
+            assert!(!format!("{handle:?}").contains(&text));
+            // Text from outside is never a handle, whatever it spells.
+            assert!(
+                !SessionId::parse(handle.as_str())
+                    .expect("valid")
+                    .is_handle()
+            );
+            assert!(
+                !IncomingId::parse(handle.as_str())
+                    .id()
+                    .expect("valid")
+                    .is_handle()
+            );
+        }
+        assert!(!SessionId::generate().expect("rng").is_handle());
         assert!(std::mem::size_of::<SessionId>() <= 56);
     }
 

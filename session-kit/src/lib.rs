@@ -43,6 +43,12 @@ pub use session_connect as connect;
 #[cfg(feature = "layers")]
 pub use session_layers as layers;
 
+/// Sessions safe at rest (feature `at-rest`): `session_kit::at_rest::HashedIdsLayer` stores each
+/// session under a keyed hash of its id, `session_kit::at_rest::EncryptionLayer` encrypts its
+/// values.
+#[cfg(feature = "at-rest")]
+pub use session_at_rest as at_rest;
+
 /// The HTTP layer for axum and tower (feature `axum`): `session_kit::axum::SessionLayer`, the
 /// `session_kit::axum::Session` extractor for handlers, cookie configuration and keys.
 #[cfg(feature = "axum")]
