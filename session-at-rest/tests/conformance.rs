@@ -16,11 +16,17 @@ use session_conformance::{Fixture, suite};
 use session_core::Storage;
 use session_core::driver::Intercepted;
 
+/// The neighbour of a memory store (which the scan cases fill): another memory store in both
+/// layers.
+fn memory_neighbour() -> Arc<dyn Storage> {
+    for_suite(session_memory::MemoryStore::new())
+}
+
 mod memory {
     use super::*;
 
-    async fn new_store() -> Arc<dyn Storage> {
-        for_suite(session_memory::MemoryStore::new())
+    async fn new_store() -> Fixture {
+        Fixture::new(for_suite(session_memory::MemoryStore::new())).neighbour(memory_neighbour())
     }
 
     suite!(new_store);
@@ -34,12 +40,13 @@ mod memory_layers {
     mod hashed_only {
         use super::*;
 
-        async fn new_store() -> Arc<dyn Storage> {
+        async fn new_store() -> Fixture {
             let store = session_memory::MemoryStore::new().layer(common::hashing());
-            Arc::new(Intercepted::new(
+            Fixture::new(Arc::new(Intercepted::new(
                 store,
                 common::Unhandle::new(common::hashing()),
-            ))
+            )))
+            .neighbour(memory_neighbour())
         }
 
         suite!(new_store);
@@ -48,8 +55,11 @@ mod memory_layers {
     mod encrypted_only {
         use super::*;
 
-        async fn new_store() -> Arc<dyn Storage> {
-            Arc::new(session_memory::MemoryStore::new().layer(common::encryption()))
+        async fn new_store() -> Fixture {
+            Fixture::new(Arc::new(
+                session_memory::MemoryStore::new().layer(common::encryption()),
+            ))
+            .neighbour(memory_neighbour())
         }
 
         suite!(new_store);
@@ -58,17 +68,18 @@ mod memory_layers {
     mod with_tracing_and_metrics {
         use super::*;
 
-        async fn new_store() -> Arc<dyn Storage> {
+        async fn new_store() -> Fixture {
             let store = session_memory::MemoryStore::new()
                 .layer(TracingLayer::new())
                 .layer(common::encryption())
                 .layer(MetricsLayer::new())
                 .layer(common::hashing())
                 .layer(TracingLayer::new());
-            Arc::new(Intercepted::new(
+            Fixture::new(Arc::new(Intercepted::new(
                 store,
                 common::Unhandle::new(common::hashing()),
-            ))
+            )))
+            .neighbour(memory_neighbour())
         }
 
         suite!(new_store);
@@ -78,11 +89,18 @@ mod memory_layers {
 mod file {
     use super::*;
 
-    async fn new_store() -> Arc<dyn Storage> {
-        let store = session_file::FileStore::temporary()
+    /// The store and its neighbour in sibling directories of one temp dir.
+    async fn new_store() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = session_file::FileStore::open(dir.path().join("sessions"))
             .await
-            .expect("a store in a fresh temporary directory");
-        for_suite(store)
+            .expect("a store in a fresh directory");
+        let neighbour = session_file::FileStore::open(dir.path().join("other-app"))
+            .await
+            .expect("a neighbour store in a sibling directory");
+        Fixture::new(for_suite(store))
+            .neighbour(for_suite(neighbour))
+            .guard(dir)
     }
 
     suite!(new_store);
@@ -91,9 +109,17 @@ mod file {
 mod sqlite {
     use super::*;
 
+    /// The neighbour is a second table set in the same file.
     async fn new_store() -> Fixture {
         let (store, dir) = common::sqlite().await;
-        Fixture::new(for_suite(store)).guard(dir)
+        let neighbour = session_sqlite::SqliteStore::builder()
+            .table("other_app")
+            .open(dir.path().join("sessions.db"))
+            .await
+            .expect("open a second table set in the same file");
+        Fixture::new(for_suite(store))
+            .neighbour(for_suite(neighbour))
+            .guard(dir)
     }
 
     suite!(new_store);
@@ -102,12 +128,21 @@ mod sqlite {
 mod sled {
     use super::*;
 
-    async fn new_store() -> Arc<dyn Storage> {
-        let store = session_sled::SledStore::builder()
-            .temporary()
-            .await
+    /// The neighbour is another namespace of the same database.
+    async fn new_store() -> Fixture {
+        let db = ::sled::Config::new()
+            .temporary(true)
+            .open()
             .expect("open a temporary sled database");
-        for_suite(store)
+        let store = session_sled::SledStore::builder()
+            .namespace("sessions")
+            .from_db(db.clone())
+            .expect("a store in the database");
+        let neighbour = session_sled::SledStore::builder()
+            .namespace("other-app")
+            .from_db(db)
+            .expect("a neighbour store in the same database");
+        Fixture::new(for_suite(store)).neighbour(for_suite(neighbour))
     }
 
     suite!(new_store);
@@ -119,9 +154,19 @@ mod redis {
     async fn new_store() -> Fixture {
         let store = common::redis("conf").await;
         let raw = store.clone();
+        let neighbour = common::redis("conf-neighbour").await;
+        let raw_neighbour = neighbour.clone();
+        let neighbour = for_suite(neighbour);
+        common::on_teardown(&neighbour, move || async move {
+            raw_neighbour
+                .clear_prefix()
+                .await
+                .expect("deleting the neighbour's keys");
+        });
         fixture(for_suite(store), move || async move {
             raw.clear_prefix().await.expect("deleting the case's keys");
         })
+        .neighbour(neighbour)
     }
 
     suite!(new_store, teardown);
@@ -137,10 +182,24 @@ mod postgres {
         let ns = Pg::create_namespace("atrest").await;
         let store = Pg::open_in(&ns).await;
         let raw = store.clone();
+        // The neighbour: another table in the same namespace.
+        let builder = session_sql::SqlStore::builder()
+            .max_connections(3)
+            .table("other_app");
+        let neighbour =
+            <common::Postgres as session_sql::testing::TestServer>::open_in(builder, &ns)
+                .await
+                .expect("open the neighbour's table");
+        let raw_neighbour = neighbour.clone();
+        let neighbour = for_suite(neighbour);
+        common::on_teardown(&neighbour, move || async move {
+            raw_neighbour.close().await;
+        });
         fixture(for_suite(store), move || async move {
             raw.close().await;
             Pg::drop_namespace(&ns).await;
         })
+        .neighbour(neighbour)
     }
 
     suite!(new_store, teardown);
@@ -156,10 +215,23 @@ mod mysql {
         let ns = My::create_namespace("atrest").await;
         let store = My::open_in(&ns).await;
         let raw = store.clone();
+        // The neighbour: another table in the same namespace.
+        let builder = session_sql::SqlStore::builder()
+            .max_connections(3)
+            .table("other_app");
+        let neighbour = <common::MySql as session_sql::testing::TestServer>::open_in(builder, &ns)
+            .await
+            .expect("open the neighbour's table");
+        let raw_neighbour = neighbour.clone();
+        let neighbour = for_suite(neighbour);
+        common::on_teardown(&neighbour, move || async move {
+            raw_neighbour.close().await;
+        });
         fixture(for_suite(store), move || async move {
             raw.close().await;
             My::drop_namespace(&ns).await;
         })
+        .neighbour(neighbour)
     }
 
     suite!(new_store, teardown);
