@@ -860,6 +860,11 @@ async fn the_redis_keyspace_holds_neither_ids_nor_values() {
                 client.query(redis::cmd("SMEMBERS").arg(key)).await.unwrap()
             }
             "string" => vec![client.query(redis::cmd("GET").arg(key)).await.unwrap()],
+            // The driver's live index: the sessions' stored names, scored by deadline.
+            "zset" => client
+                .query(redis::cmd("ZRANGE").arg(key).arg(0).arg(-1))
+                .await
+                .unwrap(),
             other => panic!("unexpected {other} at {name}"),
         };
         for item in &contents {
