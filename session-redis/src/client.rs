@@ -330,14 +330,15 @@ impl RedisClient {
 
     /// Runs `cmd`, an `EVALSHA` of `lua` made by [`Lua::call`], with the operation timeout. A
     /// server that does not know the script (`NOSCRIPT`: the first call, or after a restart,
-    /// failover or `SCRIPT FLUSH`) gets it with `SCRIPT LOAD`, and `cmd` runs again.
+    /// failover or `SCRIPT FLUSH`) gets the same call as `EVAL` with the script's source, which
+    /// also caches it there: one more round trip, on the node the keys route to (a
+    /// `SCRIPT LOAD` would go to every node of a cluster, and fail while one is down).
     pub(crate) async fn eval<T: FromRedisValue>(&self, lua: &Lua, cmd: &Cmd) -> Result<T> {
         let mut conn = self.conn();
         self.run(async move {
             match cmd.query_async(&mut conn).await {
                 Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    let _: String = lua.load().query_async(&mut conn).await?;
-                    cmd.query_async(&mut conn).await
+                    lua.eval(cmd).query_async(&mut conn).await
                 }
                 other => other,
             }
