@@ -70,6 +70,13 @@ pub const DEFAULT_CONNECTIONS: usize = 2;
 /// The most connections one client opens ([`RedisClientBuilder::connections`] clamps to it).
 pub const MAX_CONNECTIONS: usize = 64;
 
+/// The shortest pause before redis-rs's cluster client retries a request (a node down, a slot map
+/// being refreshed), in ms. redis-rs's default is 1,280 ms, which held requests to every master
+/// that long while one failed over (`tests/cluster_failover.rs`).
+const CLUSTER_MIN_RETRY_WAIT_MS: u64 = 50;
+/// The longest such pause, in ms (the operation timeout bounds the whole call anyway).
+const CLUSTER_MAX_RETRY_WAIT_MS: u64 = 1000;
+
 /// Options of a [`RedisClient`]: timeouts and reconnection. Made by [`RedisClient::builder`];
 /// [`RedisStoreBuilder`](crate::RedisStoreBuilder) holds one and forwards its setters.
 #[derive(Clone, Debug)]
@@ -196,6 +203,8 @@ impl RedisClientBuilder {
             .connection_timeout(self.connect_timeout)
             .response_timeout(self.response_timeout)
             .overall_response_timeout(Some(op_timeout))
+            .min_retry_wait(CLUSTER_MIN_RETRY_WAIT_MS)
+            .max_retry_wait(CLUSTER_MAX_RETRY_WAIT_MS)
             .build()
             .map_err(backend)?;
         let open = async {

@@ -96,6 +96,24 @@ pub(crate) fn backend(e: RedisError) -> Error {
             ),
         );
     }
+    if e.is_connection_dropped() || e.is_connection_refusal() {
+        return Error::backend(
+            NAME,
+            format!(
+                "lost the connection to Redis (server down or restarting, or a failover under \
+                 way?): {e}"
+            ),
+        );
+    }
+    if e.is_timeout() {
+        return Error::backend(
+            NAME,
+            format!(
+                "no reply from Redis within the response timeout (server down, hung, or a \
+                 failover under way?): {e}"
+            ),
+        );
+    }
     Error::backend(NAME, e)
 }
 
