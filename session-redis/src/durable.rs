@@ -10,10 +10,7 @@
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
-use redis::cluster_routing::SingleNodeRoutingInfo;
-use redis::{
-    Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
-};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
 use crate::conn::Conn;
 
@@ -147,34 +144,12 @@ impl Wait {
         }
     }
 
-    /// `cmd` and `WAIT` in one pipeline. On a cluster, a write that the node redirects (`MOVED`,
-    /// `ASK`: not executed) is sent once more, with its `WAIT`, to the node named.
+    /// `cmd` and `WAIT` in one pipeline. On a cluster redis-rs routes the pipeline by the
+    /// command's keys and follows a `MOVED`/`ASK` answer to it, pipeline and all.
     async fn send_command(self, conn: &mut Conn, cmd: &Cmd) -> RedisResult<Value> {
         let mut pipe = redis::pipe();
         pipe.add_command(cmd.clone()).add_command(self.command());
         let mut replies = conn.req_packed_commands(&pipe, 0, 2).await?;
-        if let (Conn::Cluster(cluster), Some(Value::ServerError(e))) = (&mut *conn, replies.first())
-        {
-            let e = RedisError::from(e.clone());
-            if let Some((addr, _slot)) = e.redirect_node()
-                && let Some((host, port)) = addr.rsplit_once(':')
-                && let Ok(port) = port.parse::<u16>()
-            {
-                let ask = e.kind() == ErrorKind::Server(ServerErrorKind::Ask);
-                let mut again = redis::pipe();
-                if ask {
-                    again.cmd("ASKING");
-                }
-                again.add_command(cmd.clone()).add_command(self.command());
-                let route = SingleNodeRoutingInfo::ByAddress {
-                    host: host.to_owned(),
-                    port,
-                };
-                replies = cluster
-                    .route_pipeline(again, usize::from(ask), 2, route)
-                    .await?;
-            }
-        }
         let acked = replies.pop();
         let reply = replies.pop().unwrap_or(Value::Nil);
         if matches!(reply, Value::ServerError(_)) {
