@@ -373,7 +373,7 @@ impl RedisClientBuilder {
             .map_err(|_| timed_out(op_timeout))?
             .map_err(backend)?;
         let source = Source::Cluster {
-            node,
+            node: Box::new(node),
             connect_timeout: self.connect_timeout,
             response_timeout: self.response_timeout,
         };
@@ -581,7 +581,8 @@ pub(crate) enum Source {
     /// A cluster: the settings of its first url (credentials, scheme, database, TLS), whose
     /// address is replaced by the master's that owns a channel's slot.
     Cluster {
-        node: redis::ConnectionInfo,
+        /// Boxed: it is most of the client's size otherwise (a store is moved around by value).
+        node: Box<redis::ConnectionInfo>,
         connect_timeout: Duration,
         response_timeout: Duration,
     },
