@@ -1,5 +1,5 @@
-//! [`RedisStoreBuilder`]: key prefix, timeouts, reconnection; opens a [`RedisStore`] on one
-//! server or a cluster.
+//! [`RedisStoreBuilder`]: key prefix, timeouts, reconnection, replica acknowledgements; opens a
+//! [`RedisStore`] on one server, on the master named by Redis Sentinel, or on a cluster.
 
 use std::time::Duration;
 
@@ -96,6 +96,31 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Every write must be acknowledged by `replicas` replicas within `timeout` (Redis `WAIT`),
+    /// or it fails with [`Error::Backend`](session_core::Error::Backend) saying it was applied
+    /// on the master but may be lost in a failover. Off by default; see
+    /// [`RedisClientBuilder::wait_for_replicas`] and the crate documentation ("Failover and
+    /// durability").
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.client = self.client.wait_for_replicas(replicas, timeout);
+        self
+    }
+
+    /// Sentinel only: the credentials of the master found through
+    /// [`open_sentinel`](Self::open_sentinel) (`None` as user name for a plain `requirepass`);
+    /// see [`RedisClientBuilder::sentinel_master_auth`].
+    pub fn sentinel_master_auth(mut self, username: Option<&str>, password: &str) -> Self {
+        self.client = self.client.sentinel_master_auth(username, password);
+        self
+    }
+
+    /// Sentinel only: the database selected on the master found through
+    /// [`open_sentinel`](Self::open_sentinel) (default 0).
+    pub fn sentinel_master_db(mut self, db: i64) -> Self {
+        self.client = self.client.sentinel_master_db(db);
+        self
+    }
+
     /// Connects to one server (or a proxy): `redis://[user:password@]host[:port][/db]`,
     /// `rediss://` for TLS (needs a TLS feature of redis-rs, see the crate documentation), or
     /// `redis+unix:///path`. Fails with [`Error::InvalidInput`](session_core::Error::InvalidInput)
@@ -105,6 +130,39 @@ impl RedisStoreBuilder {
     pub async fn open(self, url: &str) -> Result<RedisStore> {
         let keys = Keys::new(&self.prefix, false)?;
         let client = self.client.connect(url).await?;
+        Ok(RedisStore::new(client, keys))
+    }
+
+    /// Connects to the master that Redis Sentinel calls `master_name`, through any of the
+    /// `sentinels` (`redis://[user:password@]host:port`, usually port 26379). After a failover
+    /// the store moves to the promoted replica by itself: each connection asks the sentinels
+    /// again once it fails or finds the server demoted (see
+    /// [`RedisClientBuilder::connect_sentinel`] and the crate documentation, "Redis Sentinel").
+    /// Fails with [`Error::InvalidInput`](session_core::Error::InvalidInput) for a bad prefix, no
+    /// sentinel or an empty name, and [`Error::Backend`](session_core::Error::Backend) if no
+    /// master is found.
+    ///
+    /// ```no_run
+    /// use session_redis::RedisStore;
+    ///
+    /// # async fn demo() -> session_core::Result<()> {
+    /// let store = RedisStore::builder()
+    ///     .prefix("myapp:sess")
+    ///     .sentinel_master_auth(None, "master-password")
+    ///     .open_sentinel(
+    ///         ["redis://10.0.0.1:26379", "redis://10.0.0.2:26379", "redis://10.0.0.3:26379"],
+    ///         "mymaster",
+    ///     )
+    ///     .await?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    pub async fn open_sentinel<I, S>(self, sentinels: I, master_name: &str) -> Result<RedisStore>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let keys = Keys::new(&self.prefix, false)?;
+        let client = self.client.connect_sentinel(sentinels, master_name).await?;
         Ok(RedisStore::new(client, keys))
     }
 

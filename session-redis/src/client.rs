@@ -7,8 +7,11 @@
 //! [`clear_prefix`](crate::RedisStore::clear_prefix) go through the methods below. What it gives:
 //!
 //! * connection set-up: URL forms, TLS, connect and response timeouts, reconnection with
-//!   backoff on one server, slot routing on a cluster ([`RedisClientBuilder::connect`],
-//!   [`RedisClientBuilder::connect_cluster`]);
+//!   backoff on one server, the master named by Redis Sentinel (asked again after every
+//!   failure), slot routing on a cluster ([`RedisClientBuilder::connect`],
+//!   [`RedisClientBuilder::connect_sentinel`], [`RedisClientBuilder::connect_cluster`]);
+//! * optionally, writes acknowledged by replicas (`WAIT`,
+//!   [`RedisClientBuilder::wait_for_replicas`]);
 //! * every call bounded by the operation timeout, its errors mapped to the framework's
 //!   ([`RedisClient::run`], [`query`](RedisClient::query),
 //!   [`query_pipeline`](RedisClient::query_pipeline), [`invoke`](RedisClient::invoke));
@@ -44,14 +47,16 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster::ClusterClient;
 use redis::{
-    Cmd, ErrorKind, FromRedisValue, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult,
-    ScriptInvocation, ServerErrorKind, Value,
+    AsyncConnectionConfig, Cmd, ErrorKind, FromRedisValue, IntoConnectionInfo, Pipeline,
+    RedisConnectionInfo, RedisFuture, RedisResult, ScriptInvocation, ServerErrorKind, Value,
 };
 use session_core::driver::{Error, Result};
 
 use crate::NAME;
-use crate::conn::{Conn, Pool, backend, timed_out};
+use crate::conn::{Conn, Pool, Server, backend, timed_out};
+use crate::durable::{Handle, Wait};
 use crate::scripts::Lua;
+use crate::sentinel::{Discovery, SentinelConn};
 
 pub use crate::keys::{MAX_PREFIX_LEN, check_prefix};
 pub use crate::scan::KeyPage;
@@ -70,7 +75,15 @@ pub const DEFAULT_CONNECTIONS: usize = 2;
 /// The most connections one client opens ([`RedisClientBuilder::connections`] clamps to it).
 pub const MAX_CONNECTIONS: usize = 64;
 
-/// Options of a [`RedisClient`]: timeouts and reconnection. Made by [`RedisClient::builder`];
+/// The shortest pause before redis-rs's cluster client retries a request (a node down, a slot map
+/// being refreshed), in ms. redis-rs's default is 1,280 ms, which held requests to every master
+/// that long while one failed over (`tests/cluster_failover.rs`).
+const CLUSTER_MIN_RETRY_WAIT_MS: u64 = 50;
+/// The longest such pause, in ms (the operation timeout bounds the whole call anyway).
+const CLUSTER_MAX_RETRY_WAIT_MS: u64 = 1000;
+
+/// Options of a [`RedisClient`]: timeouts, reconnection, the master's settings behind Redis
+/// Sentinel, replica acknowledgements. Made by [`RedisClient::builder`];
 /// [`RedisStoreBuilder`](crate::RedisStoreBuilder) holds one and forwards its setters.
 #[derive(Clone, Debug)]
 pub struct RedisClientBuilder {
@@ -79,6 +92,39 @@ pub struct RedisClientBuilder {
     operation_timeout: Option<Duration>,
     reconnect_retries: usize,
     connections: usize,
+    sentinel_master: MasterSettings,
+    wait: Option<Wait>,
+}
+
+/// How to log in to the master found through Redis Sentinel (its URL is not known in advance).
+#[derive(Clone, Default)]
+struct MasterSettings {
+    username: Option<String>,
+    password: Option<String>,
+    db: i64,
+}
+
+impl std::fmt::Debug for MasterSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MasterSettings")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("db", &self.db)
+            .finish()
+    }
+}
+
+impl MasterSettings {
+    fn connection_info(&self) -> RedisConnectionInfo {
+        let mut info = RedisConnectionInfo::default().set_db(self.db);
+        if let Some(username) = &self.username {
+            info = info.set_username(username);
+        }
+        if let Some(password) = &self.password {
+            info = info.set_password(password);
+        }
+        info
+    }
 }
 
 impl Default for RedisClientBuilder {
@@ -89,6 +135,8 @@ impl Default for RedisClientBuilder {
             operation_timeout: None,
             reconnect_retries: DEFAULT_RECONNECT_RETRIES,
             connections: DEFAULT_CONNECTIONS,
+            sentinel_master: MasterSettings::default(),
+            wait: None,
         }
     }
 }
@@ -115,9 +163,49 @@ impl RedisClientBuilder {
 
     /// Reconnection attempts after a lost connection, with exponential backoff from 100 ms,
     /// before pending calls fail (default [`DEFAULT_RECONNECT_RETRIES`]). Single node only; the
-    /// cluster client reconnects per node on its own.
+    /// cluster client reconnects per node on its own, and a client of
+    /// [`connect_sentinel`](Self::connect_sentinel) asks the sentinels again on the next call.
     pub fn reconnect_retries(mut self, retries: usize) -> Self {
         self.reconnect_retries = retries;
+        self
+    }
+
+    /// Every write must be acknowledged by `replicas` replicas within `timeout` (Redis `WAIT`),
+    /// or it fails with [`Error::Backend`] saying it was applied on the master but may be lost
+    /// in a failover. Off by default (Redis replicates asynchronously: a write the master
+    /// acknowledged may be missing from the replica promoted after the master fails).
+    ///
+    /// Each command that may write (anything but known reads; every script) is sent in one
+    /// pipeline with `WAIT <replicas> <timeout>`: the same round trip, plus the time the
+    /// replicas take to acknowledge. The client's response timeout is lengthened by `timeout`
+    /// (the reply to a write comes after the `WAIT`), and so is the default operation timeout.
+    /// `replicas` 0 turns it off; a zero `timeout` counts as 1 ms (`WAIT` with 0 would block
+    /// until the replicas answer). See the crate documentation ("Failover and durability") for
+    /// what it guarantees.
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.wait = (replicas > 0).then_some(Wait { replicas, timeout });
+        self
+    }
+
+    /// The replica acknowledgement this builder's clients ask for
+    /// ([`wait_for_replicas`](Self::wait_for_replicas)): replicas and timeout, or `None`.
+    pub fn replica_acknowledgement(&self) -> Option<(u32, Duration)> {
+        self.wait.map(|w| (w.replicas, w.timeout))
+    }
+
+    /// Sentinel only: the credentials of the master (and replicas) found through
+    /// [`connect_sentinel`](Self::connect_sentinel) (`AUTH [username] password`; `None` as user
+    /// name for a plain `requirepass`). The sentinels' own credentials go in their URLs.
+    pub fn sentinel_master_auth(mut self, username: Option<&str>, password: &str) -> Self {
+        self.sentinel_master.username = username.map(str::to_owned);
+        self.sentinel_master.password = Some(password.to_owned());
+        self
+    }
+
+    /// Sentinel only: the database selected on the master found through
+    /// [`connect_sentinel`](Self::connect_sentinel) (default 0).
+    pub fn sentinel_master_db(mut self, db: i64) -> Self {
+        self.sentinel_master.db = db;
         self
     }
 
@@ -139,11 +227,19 @@ impl RedisClientBuilder {
         self.connections
     }
 
+    /// The time a reply may take: the response timeout, plus the `WAIT` timeout when writes wait
+    /// for replicas (their reply comes after it).
+    fn reply_timeout(&self) -> Duration {
+        self.response_timeout + self.wait.map_or(Duration::ZERO, |w| w.timeout)
+    }
+
     /// The operation timeout this builder gives its clients: the one set with
-    /// [`operation_timeout`](Self::operation_timeout), else connect + 2 × response timeout.
+    /// [`operation_timeout`](Self::operation_timeout), else connect + 2 × response timeout
+    /// (each response timeout lengthened by the `WAIT` timeout of
+    /// [`wait_for_replicas`](Self::wait_for_replicas)).
     pub fn effective_operation_timeout(&self) -> Duration {
         self.operation_timeout
-            .unwrap_or(self.connect_timeout + self.response_timeout * 2)
+            .unwrap_or(self.connect_timeout + self.reply_timeout() * 2)
     }
 
     /// Connects to one server (or a proxy): `redis://[user:password@]host[:port][/db]`,
@@ -154,7 +250,7 @@ impl RedisClientBuilder {
         let client = redis::Client::open(url).map_err(backend)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.response_timeout))
+            .set_response_timeout(Some(self.reply_timeout()))
             .set_number_of_retries(self.reconnect_retries)
             .set_max_delay(self.connect_timeout);
         let op_timeout = self.effective_operation_timeout();
@@ -163,7 +259,7 @@ impl RedisClientBuilder {
             for _ in 0..self.connections {
                 let manager =
                     ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
-                conns.push(Conn::Single(manager));
+                conns.push(Conn::Single(Server::Direct(manager)));
             }
             Ok::<_, redis::RedisError>(conns)
         };
@@ -171,7 +267,72 @@ impl RedisClientBuilder {
             .await
             .map_err(|_| timed_out(op_timeout))?
             .map_err(backend)?;
-        Ok(RedisClient::new(conns, Source::Single(client), op_timeout))
+        Ok(self.client(conns, Source::Single(client), op_timeout))
+    }
+
+    /// Connects to the master that Redis Sentinel names `master_name`, through any of the
+    /// `sentinels` (`redis://[user:password@]host:port` each, the sentinels' own credentials).
+    /// The master's credentials and database are
+    /// [`sentinel_master_auth`](Self::sentinel_master_auth) and
+    /// [`sentinel_master_db`](Self::sentinel_master_db).
+    ///
+    /// The sentinels are asked in the order given (the first that answers `SENTINEL MASTERS`
+    /// wins; redis-rs's `SentinelClient`), and the address they name is checked with `ROLE`. Each
+    /// connection of the pool asks them again when it fails (I/O error, timeout, dropped
+    /// connection) or the server answers `READONLY` (demoted to a replica; that call is sent once
+    /// more, to the new master), and when another connection of the client found the master at
+    /// a new address. So after a failover the same client writes to the promoted replica. Fails
+    /// with [`Error::InvalidInput`] for no sentinel or an empty name, and [`Error::Backend`] if a
+    /// URL does not parse or no master is found within the operation timeout.
+    pub async fn connect_sentinel<I, S>(
+        &self,
+        sentinels: I,
+        master_name: &str,
+    ) -> Result<RedisClient>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let sentinels = sentinels
+            .into_iter()
+            .map(|url| url.as_ref().into_connection_info())
+            .collect::<RedisResult<Vec<_>>>()
+            .map_err(backend)?;
+        if sentinels.is_empty() {
+            return Err(Error::InvalidInput(
+                "a Sentinel connection needs at least one sentinel url".into(),
+            ));
+        }
+        if master_name.is_empty() {
+            return Err(Error::InvalidInput(
+                "a Sentinel connection needs the master's name".into(),
+            ));
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.reply_timeout()));
+        let discovery = Discovery::new(
+            sentinels,
+            master_name,
+            self.sentinel_master.connection_info(),
+            config,
+        )
+        .map_err(backend)?;
+        let discovery = Arc::new(discovery);
+        let op_timeout = self.effective_operation_timeout();
+        let open = async {
+            let mut conns = Vec::with_capacity(self.connections);
+            for _ in 0..self.connections {
+                let conn = SentinelConn::connect(discovery.clone()).await?;
+                conns.push(Conn::Single(Server::Sentinel(conn)));
+            }
+            Ok::<_, redis::RedisError>(conns)
+        };
+        let conns = tokio::time::timeout(op_timeout, open)
+            .await
+            .map_err(|_| timed_out(op_timeout))?
+            .map_err(backend)?;
+        Ok(self.client(conns, Source::Sentinel(discovery), op_timeout))
     }
 
     /// Connects to a Redis Cluster through any of its nodes (`redis://host:port` each, same
@@ -194,8 +355,10 @@ impl RedisClientBuilder {
         let node = urls[0].as_str().into_connection_info().map_err(backend)?;
         let client = ClusterClient::builder(urls)
             .connection_timeout(self.connect_timeout)
-            .response_timeout(self.response_timeout)
+            .response_timeout(self.reply_timeout())
             .overall_response_timeout(Some(op_timeout))
+            .min_retry_wait(CLUSTER_MIN_RETRY_WAIT_MS)
+            .max_retry_wait(CLUSTER_MAX_RETRY_WAIT_MS)
             .build()
             .map_err(backend)?;
         let open = async {
@@ -210,11 +373,23 @@ impl RedisClientBuilder {
             .map_err(|_| timed_out(op_timeout))?
             .map_err(backend)?;
         let source = Source::Cluster {
-            node,
+            node: Box::new(node),
             connect_timeout: self.connect_timeout,
             response_timeout: self.response_timeout,
         };
-        Ok(RedisClient::new(conns, source, op_timeout))
+        Ok(self.client(conns, source, op_timeout))
+    }
+
+    /// A client on `conns` (not empty: the builder opens at least one).
+    fn client(&self, conns: Vec<Conn>, source: Source, op_timeout: Duration) -> RedisClient {
+        #[allow(clippy::expect_used)] // the builder clamps the count to at least 1
+        let pool = Pool::new(conns).expect("a client has at least one connection");
+        RedisClient {
+            pool: Arc::new(pool),
+            source,
+            op_timeout,
+            wait: self.wait,
+        }
     }
 }
 
@@ -224,7 +399,8 @@ impl RedisClientBuilder {
 ///
 /// Cloning is cheap: clones share its connections ([`RedisClientBuilder::connections`], taken in
 /// turn by successive calls), each a multiplexed connection (one server: a [`ConnectionManager`]
-/// that reconnects in the background) or a cluster connection (routed by slot, following
+/// that reconnects in the background; through Sentinel: a connection to the master that asks the
+/// sentinels again after a failure) or a cluster connection (routed by slot, following
 /// `MOVED`/`ASK`). Every call is bounded by the operation timeout and fails with
 /// [`Error::Backend`] past it; a redis-rs error becomes [`Error::Backend`], except `WRONGTYPE` (a
 /// key holding another Redis type than the command expects), which is [`Error::Corrupt`].
@@ -234,33 +410,35 @@ pub struct RedisClient {
     /// Where subscription connections are opened.
     pub(crate) source: Source,
     pub(crate) op_timeout: Duration,
+    /// `WAIT` after every write, if asked for.
+    wait: Option<Wait>,
 }
 
 impl std::fmt::Debug for RedisClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisClient")
             .field("cluster", &self.is_cluster())
+            .field("sentinel", &self.is_sentinel())
             .field("connections", &self.pool.len())
             .field("operation_timeout", &self.op_timeout)
+            .field("wait", &self.wait)
             .finish_non_exhaustive()
     }
 }
 
 impl RedisClient {
-    /// A client on `conns` (not empty: the builder opens at least one).
-    fn new(conns: Vec<Conn>, source: Source, op_timeout: Duration) -> RedisClient {
-        #[allow(clippy::expect_used)] // the builder clamps the count to at least 1
-        let pool = Pool::new(conns).expect("a client has at least one connection");
-        RedisClient {
-            pool: Arc::new(pool),
-            source,
-            op_timeout,
-        }
-    }
-
     /// The connection for the next call (round robin over the pool).
     pub(crate) fn conn(&self) -> Conn {
         self.pool.pick().clone()
+    }
+
+    /// The connection for the next call, following each write with `WAIT` if the client asks
+    /// for replica acknowledgements.
+    fn handle(&self) -> Handle {
+        Handle {
+            conn: self.conn(),
+            wait: self.wait,
+        }
     }
 
     /// A builder with the default timeouts.
@@ -271,6 +449,27 @@ impl RedisClient {
     /// Whether this client talks to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self.pool.first(), Conn::Cluster(_))
+    }
+
+    /// Whether this client finds its server through Redis Sentinel
+    /// ([`RedisClientBuilder::connect_sentinel`]).
+    pub fn is_sentinel(&self) -> bool {
+        matches!(self.source, Source::Sentinel(_))
+    }
+
+    /// Sentinel only: the address (`host:port`) of the master the sentinels named last, which
+    /// the client's connections use or move to on their next call; `None` for other clients.
+    pub fn sentinel_master(&self) -> Option<String> {
+        match &self.source {
+            Source::Sentinel(discovery) => discovery.last_master(),
+            _ => None,
+        }
+    }
+
+    /// The replica acknowledgement this client asks for after every write
+    /// ([`RedisClientBuilder::wait_for_replicas`]): replicas and timeout, or `None`.
+    pub fn replica_acknowledgement(&self) -> Option<(u32, Duration)> {
+        self.wait.map(|w| (w.replicas, w.timeout))
     }
 
     /// How many connections this client's calls take in turn
@@ -287,9 +486,10 @@ impl RedisClient {
     /// A handle on one of the shared connections (the next in turn), for redis-rs calls that
     /// take a [`ConnectionLike`] (`query_async`, `invoke_async`, ...); pass the future to
     /// [`run`](Self::run) to get the timeout and the error mapping. Commands sent through one
-    /// handle reach the server in the order they were sent.
+    /// handle reach the server in the order they were sent; writes are followed by `WAIT` if
+    /// the client asks for it ([`RedisClientBuilder::wait_for_replicas`]).
     pub fn connection(&self) -> Connection {
-        Connection(self.conn())
+        Connection(self.handle())
     }
 
     /// Awaits one exchange with the operation timeout and maps its error to the framework's.
@@ -310,34 +510,35 @@ impl RedisClient {
 
     /// Runs one command (routed by its first key on a cluster).
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
-        let mut conn = self.conn();
+        let mut conn = self.handle();
         self.run(cmd.query_async(&mut conn)).await
     }
 
     /// Runs a pipeline (`MULTI`/`EXEC` if it is atomic) in one round trip. On a cluster every
     /// key of the pipeline must be in one slot.
     pub async fn query_pipeline<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T> {
-        let mut conn = self.conn();
+        let mut conn = self.handle();
         self.run(pipe.query_async(&mut conn)).await
     }
 
     /// Runs a Lua script with its keys and arguments (`EVALSHA`, loading the script when the
     /// server does not know it). On a cluster every key must be in one slot.
     pub async fn invoke<T: FromRedisValue>(&self, script: &ScriptInvocation<'_>) -> Result<T> {
-        let mut conn = self.conn();
+        let mut conn = self.handle();
         self.run(script.invoke_async(&mut conn)).await
     }
 
     /// Runs `cmd`, an `EVALSHA` of `lua` made by [`Lua::call`], with the operation timeout. A
     /// server that does not know the script (`NOSCRIPT`: the first call, or after a restart,
-    /// failover or `SCRIPT FLUSH`) gets it with `SCRIPT LOAD`, and `cmd` runs again.
+    /// failover or `SCRIPT FLUSH`) gets the same call as `EVAL` with the script's source, which
+    /// also caches it there: one more round trip, on the node the keys route to (a
+    /// `SCRIPT LOAD` would go to every node of a cluster, and fail while one is down).
     pub(crate) async fn eval<T: FromRedisValue>(&self, lua: &Lua, cmd: &Cmd) -> Result<T> {
-        let mut conn = self.conn();
+        let mut conn = self.handle();
         self.run(async move {
             match cmd.query_async(&mut conn).await {
                 Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    let _: String = lua.load().query_async(&mut conn).await?;
-                    cmd.query_async(&mut conn).await
+                    lua.eval(cmd).query_async(&mut conn).await
                 }
                 other => other,
             }
@@ -355,6 +556,13 @@ impl RedisClient {
     pub async fn pubsub(&self) -> Result<redis::aio::PubSub> {
         match &self.source {
             Source::Single(client) => self.run(client.get_async_pubsub()).await,
+            Source::Sentinel(discovery) => {
+                self.run(async {
+                    let (client, _) = discovery.master().await?;
+                    client.get_async_pubsub().await
+                })
+                .await
+            }
             Source::Cluster { .. } => Err(Error::unsupported(
                 NAME,
                 "a plain pub/sub connection on a Redis Cluster (use subscribe)",
@@ -368,10 +576,13 @@ impl RedisClient {
 pub(crate) enum Source {
     /// One server: the plain client of its url.
     Single(redis::Client),
+    /// The master named by Redis Sentinel, asked for each new subscription.
+    Sentinel(Arc<Discovery>),
     /// A cluster: the settings of its first url (credentials, scheme, database, TLS), whose
     /// address is replaced by the master's that owns a channel's slot.
     Cluster {
-        node: redis::ConnectionInfo,
+        /// Boxed: it is most of the client's size otherwise (a store is moved around by value).
+        node: Box<redis::ConnectionInfo>,
         connect_timeout: Duration,
         response_timeout: Duration,
     },
@@ -380,12 +591,13 @@ pub(crate) enum Source {
 /// A handle on a [`RedisClient`]'s shared connection ([`RedisClient::connection`]): what redis-rs
 /// calls take as a [`ConnectionLike`]. Cheap to clone.
 #[derive(Clone)]
-pub struct Connection(Conn);
+pub struct Connection(Handle);
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
-            .field("cluster", &matches!(self.0, Conn::Cluster(_)))
+            .field("cluster", &matches!(self.0.conn, Conn::Cluster(_)))
+            .field("wait", &self.0.wait)
             .finish()
     }
 }

@@ -1,5 +1,5 @@
-//! One connection type for a single node and a cluster, so pipelines and scripts are written
-//! once; and how its errors become the framework's.
+//! One connection type for a single node (direct or through Redis Sentinel) and a cluster, so
+//! pipelines and scripts are written once; and how its errors become the framework's.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -10,14 +10,24 @@ use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 use session_core::driver::Error;
 
 use crate::NAME;
+use crate::sentinel::SentinelConn;
 
 /// A cheap-to-clone handle on the shared multiplexed connection(s).
 #[derive(Clone)]
 pub(crate) enum Conn {
-    /// One server (or a proxy) through a reconnecting multiplexed connection.
-    Single(ConnectionManager),
+    /// One server: one keyspace, whichever way the server is found.
+    Single(Server),
     /// A Redis Cluster: commands are routed by the slot of their keys.
     Cluster(ClusterConnection),
+}
+
+/// How a single-server connection finds its server.
+#[derive(Clone)]
+pub(crate) enum Server {
+    /// A fixed address (or a proxy), through a reconnecting multiplexed connection.
+    Direct(ConnectionManager),
+    /// The master that Redis Sentinel names, asked again after every failure.
+    Sentinel(SentinelConn),
 }
 
 /// The client's connections: one or more [`Conn`]s of the same kind (all single node or all
@@ -53,6 +63,34 @@ impl Pool {
     /// How many connections the pool holds.
     pub(crate) fn len(&self) -> usize {
         self.conns.len()
+    }
+}
+
+impl ConnectionLike for Server {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Server::Direct(c) => c.req_packed_command(cmd),
+            Server::Sentinel(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Server::Direct(c) => c.req_packed_commands(cmd, offset, count),
+            Server::Sentinel(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Server::Direct(c) => c.get_db(),
+            Server::Sentinel(c) => c.get_db(),
+        }
     }
 }
 
@@ -93,6 +131,24 @@ pub(crate) fn backend(e: RedisError) -> Error {
             NAME,
             format!(
                 "a key holds another Redis type than expected (written by something else): {e}"
+            ),
+        );
+    }
+    if e.is_connection_dropped() || e.is_connection_refusal() {
+        return Error::backend(
+            NAME,
+            format!(
+                "lost the connection to Redis (server down or restarting, or a failover under \
+                 way?): {e}"
+            ),
+        );
+    }
+    if e.is_timeout() {
+        return Error::backend(
+            NAME,
+            format!(
+                "no reply from Redis within the response timeout (server down, hung, or a \
+                 failover under way?): {e}"
             ),
         );
     }

@@ -4,11 +4,13 @@
 mod builder;
 pub mod client;
 mod conn;
+mod durable;
 mod index;
 mod keys;
 mod reply;
 mod scan;
 mod scripts;
+mod sentinel;
 mod store;
 mod subscribe;
 

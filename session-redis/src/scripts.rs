@@ -1,5 +1,5 @@
 //! The Lua scripts of the driver. Each runs atomically on the server in one round trip
-//! (`EVALSHA`; on `NOSCRIPT` the driver sends `SCRIPT LOAD` and runs it again).
+//! (`EVALSHA`; on `NOSCRIPT` the driver runs it again as `EVAL` with its source).
 //!
 //! Every script that writes session keys declares them in `KEYS`, and all of them share the
 //! session's hash tag, so the scripts run unchanged on Redis Cluster. The one exception is
@@ -25,8 +25,8 @@ use crate::keys::DEADLINE_FIELD;
 ///
 /// redis-rs's `ScriptInvocation` copies every key and argument into its own `Vec` before building
 /// the command; [`Lua::call`] writes them straight into one [`Cmd`] buffer (on the apply path
-/// that saved about 6,000 instructions per call, callgrind). The caller loads the script with
-/// [`Lua::load`] and retries when the server answers `NOSCRIPT` (see `RedisStore::eval`).
+/// that saved about 6,000 instructions per call, callgrind). When the server answers `NOSCRIPT`
+/// the caller sends the same call as `EVAL` with [`Lua::eval`] (see `RedisClient::eval`).
 pub(crate) struct Lua {
     sha: String,
     source: String,
@@ -61,10 +61,17 @@ impl Lua {
         cmd
     }
 
-    /// `SCRIPT LOAD <source>`.
-    pub(crate) fn load(&self) -> Cmd {
-        let mut cmd = redis::cmd("SCRIPT");
-        cmd.arg("LOAD").arg(&self.source);
+    /// `call`, an `EVALSHA` of this script made by [`call`](Self::call), as `EVAL <source>` with
+    /// the same keys and arguments: it runs on whichever node the keys route to (and leaves the
+    /// script cached there), so no `SCRIPT LOAD` to every node of a cluster is needed.
+    pub(crate) fn eval(&self, call: &Cmd) -> Cmd {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(&self.source);
+        for arg in call.args_iter().skip(2) {
+            if let redis::Arg::Simple(bytes) = arg {
+                cmd.arg(bytes);
+            }
+        }
         cmd
     }
 }

@@ -1,13 +1,15 @@
 //! Pub/sub on [`RedisClient`] for one server and for a cluster: [`RedisClient::subscribe`] opens
 //! a [`Subscription`] on dedicated connections, [`RedisClient::publish`] publishes to match.
 //!
-//! One server: `SUBSCRIBE` on one dedicated connection and `PUBLISH` (any Redis version, proxies).
+//! One server: `SUBSCRIBE` on one dedicated connection and `PUBLISH` (any Redis version, proxies;
+//! through Sentinel, to the master the sentinels name when the subscription opens).
 //! A cluster: sharded pub/sub (Redis 7.0+): each channel lives in the slot its name hashes to
 //! (hash tags included, like a key), `SPUBLISH` goes to that slot's master, and the subscription
 //! opens one RESP3 connection per master owning a channel, with one `SSUBSCRIBE` per slot. A
 //! plain `PUBLISH` on a cluster would be broadcast to every node over the cluster bus.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 
 use futures_util::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSubStream};
@@ -119,15 +121,12 @@ impl RedisClient {
         let channels: Vec<&str> = channels.iter().map(AsRef::as_ref).collect();
         match (&self.source, self.conn()) {
             (Source::Single(client), _) => {
-                let open = async {
-                    let mut pubsub = client.get_async_pubsub().await?;
-                    pubsub.subscribe(&channels).await?;
-                    Ok(pubsub)
-                };
-                let pubsub = self.run(open).await?;
-                Ok(Subscription {
-                    inner: Inner::Single(pubsub.into_on_message()),
-                })
+                self.subscribe_single(async { Ok(client.clone()) }, &channels)
+                    .await
+            }
+            (Source::Sentinel(discovery), _) => {
+                let master = async { Ok(discovery.master().await?.0) };
+                self.subscribe_single(master, &channels).await
             }
             (
                 Source::Cluster {
@@ -161,6 +160,24 @@ impl RedisClient {
         };
         self.query(redis::cmd(command).arg(channel).arg(payload))
             .await
+    }
+
+    /// `SUBSCRIBE` on a new connection to the one server (`client`: the url's, or the master the
+    /// sentinels name now), within the operation timeout.
+    async fn subscribe_single(
+        &self,
+        client: impl Future<Output = redis::RedisResult<redis::Client>>,
+        channels: &[&str],
+    ) -> Result<Subscription> {
+        let open = async {
+            let mut pubsub = client.await?.get_async_pubsub().await?;
+            pubsub.subscribe(channels).await?;
+            Ok(pubsub)
+        };
+        let pubsub = self.run(open).await?;
+        Ok(Subscription {
+            inner: Inner::Single(pubsub.into_on_message()),
+        })
     }
 
     async fn subscribe_sharded(

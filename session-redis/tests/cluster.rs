@@ -9,82 +9,19 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use session_conformance::Fixture;
 use session_core::{Error, SessionId, Storage, Value};
 use session_redis::RedisStore;
 use session_redis::client::RedisClient;
 
-use common::RedisServer;
+use common::topology::Cluster;
 
-struct Cluster {
-    nodes: Vec<RedisServer>,
-}
-
-impl Cluster {
-    fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(RedisServer::url).collect()
-    }
-}
-
+/// Three masters, no replicas; `cluster-node-timeout` 5 s (no node fails here).
 fn start_cluster() -> Cluster {
-    let mut nodes = Vec::new();
-    let mut ports = Vec::new();
-    while ports.len() < 3 {
-        let port = common::free_port();
-        if !ports.contains(&port) {
-            ports.push(port);
-        }
-    }
-    for port in &ports {
-        let dir = tempfile::Builder::new()
-            .prefix("session-redis-cluster-")
-            .tempdir()
-            .expect("temp dir")
-            .keep();
-        let conf = format!("nodes-{port}.conf");
-        nodes.push(RedisServer::start(
-            *port,
-            &dir,
-            true,
-            &[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                &conf,
-                "--cluster-node-timeout",
-                "5000",
-            ],
-        ));
-    }
-    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let created = Command::new("redis-cli")
-        .args(["--cluster", "create"])
-        .args(&addrs)
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("redis-cli must be installed (apt-get install redis-tools)");
-    assert!(
-        created.status.success(),
-        "redis-cli --cluster create failed: {}",
-        String::from_utf8_lossy(&created.stdout)
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !nodes
-        .iter()
-        .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the cluster did not reach cluster_state:ok"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Cluster { nodes }
+    Cluster::start(3, 0, 5000)
 }
 
 /// Starts the cluster on first use (on a blocking thread) and returns it.
@@ -299,25 +236,12 @@ async fn sharded_subscriptions_reach_every_master_and_end_when_a_connection_drop
     assert_eq!(msg.get_payload_bytes(), b"back");
 }
 
-/// `host:port` of the master serving `slot`, from `CLUSTER SHARDS`-free `CLUSTER NODES`.
+/// `host:port` of the master serving `slot`, from `CLUSTER NODES`.
 fn owner_of(cluster: &Cluster, slot: u16) -> String {
-    let text = cluster.nodes[0].cli(&["CLUSTER", "NODES"]);
-    for line in text.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if !fields.get(2).is_some_and(|f| f.contains("master")) {
-            continue;
-        }
-        for range in &fields[8.min(fields.len())..] {
-            let (a, b) = range.split_once('-').unwrap_or((range, range));
-            if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>())
-                && a <= slot
-                && slot <= b
-            {
-                return fields[1].split('@').next().unwrap().to_owned();
-            }
-        }
-    }
-    panic!("no master serves slot {slot}");
+    let master = cluster
+        .master_of_slot(slot)
+        .expect("a master serves every slot");
+    format!("127.0.0.1:{}", master.port)
 }
 
 /// Kills every client connection with sharded subscriptions, on every node; returns how many.

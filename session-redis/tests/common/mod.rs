@@ -1,6 +1,11 @@
 //! Shared test support: the Redis URL, unique prefixes, the conformance teardown registry, and
-//! private `redis-server` processes that never outlive the test binary.
+//! private `redis-server` processes that never outlive the test binary (single servers here;
+//! clusters with replicas and Sentinel groups in `topology`; writers that record what was
+//! acknowledged during a fault in `writers`).
 #![allow(dead_code, clippy::unwrap_used)]
+
+pub mod topology;
+pub mod writers;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -113,16 +118,47 @@ pub struct RedisServer {
     wrapper: Child,
     pid: u32,
     killed: bool,
+    /// `requirepass`, given to `redis-cli`.
+    password: Option<String>,
+}
+
+/// How [`RedisServer::launch`] starts a server beyond its port and directory.
+#[derive(Default, Clone, Copy)]
+pub struct Launch<'a> {
+    /// Delete the directory when the server is gone.
+    pub cleanup: bool,
+    /// A configuration file, given first (`redis-server <file> --sentinel` runs a sentinel).
+    pub config: Option<&'a Path>,
+    /// The server's `requirepass` (also `masterauth`), which `cli` then logs in with.
+    pub password: Option<&'a str>,
 }
 
 impl RedisServer {
     /// Starts a server on `port` with `extra` arguments, and waits until it answers PING.
     pub fn start(port: u16, dir: &Path, cleanup: bool, extra: &[&str]) -> RedisServer {
+        Self::launch(
+            port,
+            dir,
+            Launch {
+                cleanup,
+                ..Launch::default()
+            },
+            extra,
+        )
+    }
+
+    /// Starts a server as `how` says, with `extra` arguments, and waits until it answers PING.
+    pub fn launch(port: u16, dir: &Path, how: Launch<'_>, extra: &[&str]) -> RedisServer {
+        let cleanup = how.cleanup;
         std::fs::create_dir_all(dir).expect("server directory");
         let pid_file = dir.join(format!("watchdog-{port}.pid"));
         let _ = std::fs::remove_file(&pid_file);
         let port_text = port.to_string();
-        let mut args: Vec<&str> = vec![
+        let mut args: Vec<&str> = Vec::new();
+        if let Some(config) = how.config {
+            args.push(config.to_str().expect("utf-8 config path"));
+        }
+        args.extend_from_slice(&[
             "--port",
             &port_text,
             "--bind",
@@ -135,7 +171,10 @@ impl RedisServer {
             "no",
             "--dir",
             dir.to_str().expect("utf-8 temp path"),
-        ];
+        ]);
+        if let Some(password) = how.password {
+            args.extend_from_slice(&["--requirepass", password, "--masterauth", password]);
+        }
         args.extend_from_slice(extra);
         let wrapper = Command::new("sh")
             .arg("-c")
@@ -174,11 +213,13 @@ impl RedisServer {
             wrapper,
             pid,
             killed: false,
+            password: how.password.map(str::to_owned),
         };
         while !server.cli(&["PING"]).contains("PONG") {
             assert!(
                 Instant::now() < deadline,
-                "redis-server on port {port} did not answer PING"
+                "redis-server on port {port} did not answer PING (are redis-server and redis-cli \
+                 installed? apt-get install redis-server redis-tools)"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -190,16 +231,37 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Whether the server has not been killed.
+    pub fn is_running(&self) -> bool {
+        !self.killed
+    }
+
     /// Runs `redis-cli -p <port> args...` and returns its output ("" if it failed).
     pub fn cli(&self, args: &[&str]) -> String {
-        Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(args)
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        if let Some(password) = &self.password {
+            cmd.args(["-a", password, "--no-auth-warning"]);
+        }
+        cmd.args(args)
             .stdin(Stdio::null())
             .stderr(Stdio::null())
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
+    }
+
+    /// One field of `INFO <section>` (e.g. `master_repl_offset`), if the server answers.
+    pub fn info_field(&self, section: &str, field: &str) -> Option<String> {
+        let text = self.cli(&["INFO", section]);
+        text.lines()
+            .find_map(|line| line.trim().strip_prefix(field)?.strip_prefix(':'))
+            .map(str::to_owned)
     }
 
     /// Sends `signal` (e.g. `STOP`, `CONT`) to the server process.
