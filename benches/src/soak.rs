@@ -16,7 +16,7 @@
 //! keys, bound to the user in the owner index), so the population keeps its size.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -208,6 +208,10 @@ pub struct Window {
     /// How late each operation started after its due time, in nanoseconds: the dispatcher's
     /// wake-up and spawn, plus the wait for a free slot when `max_in_flight` operations run.
     pub lag: Histogram<u64>,
+    /// Each operation from its start to its end, in nanoseconds: the session layer and the
+    /// store, without the wait to start (on a machine short of CPU, that wait is most of the
+    /// tail of [`latency`](Self::latency)).
+    pub service: Histogram<u64>,
     /// Resident memory at the end of the window, in bytes (0 where unknown).
     pub rss: u64,
     /// Highest resident memory seen during the window (sampled every second), in bytes.
@@ -236,6 +240,7 @@ impl Window {
             error_texts: BTreeMap::new(),
             latency: histogram()?,
             lag: histogram()?,
+            service: histogram()?,
             rss: 0,
             rss_max: 0,
             in_flight_max: 0,
@@ -255,6 +260,11 @@ impl Window {
     /// How late operations started at quantile `q`, in microseconds.
     pub fn lag_us(&self, q: f64) -> f64 {
         self.lag.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    /// Service time (start to end) at quantile `q`, in microseconds.
+    pub fn service_us(&self, q: f64) -> f64 {
+        self.service.value_at_quantile(q) as f64 / 1000.0
     }
 
     /// The largest latency, in microseconds.
@@ -405,6 +415,8 @@ impl Tally {
             .saturating_record(nanos(end.saturating_duration_since(due)));
         w.lag
             .saturating_record(nanos(began.saturating_duration_since(due)));
+        w.service
+            .saturating_record(nanos(end.saturating_duration_since(began)));
     }
 }
 
@@ -412,10 +424,15 @@ impl Tally {
 /// soon as it is complete (about a second after its end). Returns every window. Operations
 /// that end after the last window's end count in the last window. (`config.sessions` is not
 /// used here: the population is what [`Population::create`] made.)
+///
+/// Setting `stop` ends the run early: no further operation starts, and once the running ones
+/// have ended the windows up to the current one are handed out (the current one with its
+/// length so far), so an interrupted run still reports what it measured.
 pub async fn soak(
     manager: Manager,
     population: Population,
     config: &SoakConfig,
+    stop: Arc<AtomicBool>,
     mut each: impl FnMut(&Window),
 ) -> Result<Vec<Window>> {
     let sessions = population.len();
@@ -424,7 +441,7 @@ pub async fn soak(
     }
     let population = Arc::new(population);
     let total = (config.rate * config.duration.as_secs_f64()).round() as u64;
-    let count = config
+    let mut count = config
         .duration
         .as_nanos()
         .div_ceil(config.window.as_nanos().max(1)) as usize;
@@ -448,13 +465,16 @@ pub async fn soak(
     let dispatcher = {
         let (tally, permits, in_flight) = (tally.clone(), permits.clone(), in_flight.clone());
         let (manager, population, mix) = (manager.clone(), population.clone(), config.mix);
-        let rate = config.rate;
+        let (rate, stop) = (config.rate, stop.clone());
         let runtime = tokio::runtime::Handle::current();
         std::thread::Builder::new()
             .name("soak-dispatch".into())
             .spawn(move || {
                 let mut pick = Pick::new(0x50a4);
                 for issued in 0..total {
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(Some(Instant::now()));
+                    }
                     let due = start + Duration::from_secs_f64(issued as f64 / rate);
                     let wait = due.saturating_duration_since(Instant::now());
                     if !wait.is_zero() {
@@ -475,7 +495,7 @@ pub async fn soak(
                         drop(permit);
                     });
                 }
-                Ok::<_, crate::BoxError>(())
+                Ok::<_, crate::BoxError>(None)
             })?
     };
 
@@ -488,6 +508,7 @@ pub async fn soak(
     let end_of = |k: usize| start + (config.window * (k as u32 + 1)).min(config.duration);
     let mut end_rss: Vec<Option<u64>> = vec![None; count];
     let mut dispatcher = Some(dispatcher);
+    let mut stopped: Option<Instant> = None;
     let mut done = Vec::with_capacity(count);
     while done.len() < count {
         sampler.tick().await;
@@ -510,9 +531,21 @@ pub async fn soak(
         if dispatcher.as_ref().is_some_and(|d| d.is_finished())
             && let Some(d) = dispatcher.take()
         {
-            d.join().map_err(|_| "the dispatcher thread panicked")??;
+            stopped = d.join().map_err(|_| "the dispatcher thread panicked")??;
         }
         let drained = dispatcher.is_none() && in_flight.load(Ordering::Relaxed) == 0;
+        if drained && let Some(at) = stopped {
+            // stopped early: the window it stopped in is the last, as long as it ran
+            let ran = at.saturating_duration_since(start);
+            let k = ((ran.as_nanos() / config.window.as_nanos().max(1)) as usize).min(count - 1);
+            count = count.min(k + 1).max(done.len());
+            let mut windows = tally.windows.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(w) = windows.get_mut(count - 1) {
+                w.length = w
+                    .length
+                    .min(ran.saturating_sub(config.window * (count as u32 - 1)));
+            }
+        }
         while let Some(k) = Some(done.len()).filter(|&k| k < count) {
             let settled = k + 1 < count && now >= end_of(k) + Duration::from_secs(1);
             if !(settled || drained) {
@@ -535,6 +568,8 @@ pub struct Verdict {
     pub rss: (u64, u64),
     /// p99 latency of the first and of the last window, in microseconds.
     pub p99_us: (f64, f64),
+    /// p99 service time (start to end) of the first and of the last window, in microseconds.
+    pub service_p99_us: (f64, f64),
     /// Least-squares slope of the windows' end memory, in bytes per window.
     pub rss_slope: f64,
     /// Memory grew: the last window ends more than 10 % and more than 8 MiB above the first.
@@ -569,6 +604,7 @@ pub fn verdict(windows: &[Window]) -> Option<Verdict> {
     Some(Verdict {
         rss: (r0, r1),
         p99_us: (p0, p1),
+        service_p99_us: (first.service_us(0.99), last.service_us(0.99)),
         rss_slope,
         memory_grew: r1 as f64 > r0 as f64 * 1.10 && r1.saturating_sub(r0) > 8 << 20,
         latency_grew: p1 > p0 * 1.5 && p1 - p0 > 200.0,
@@ -654,9 +690,12 @@ mod tests {
             max_in_flight: 64,
         };
         let mut seen = Vec::new();
-        let windows = soak(manager.clone(), population, &config, |w| seen.push(w.index))
-            .await
-            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let windows = soak(manager.clone(), population, &config, stop, |w| {
+            seen.push(w.index)
+        })
+        .await
+        .unwrap();
         assert_eq!(seen, vec![1, 2, 3], "each window handed out once, in order");
         assert_eq!(windows.len(), 3);
         // exactly rate x duration operations, each counted once, none failed
@@ -666,11 +705,10 @@ mod tests {
             .map(|i| windows.iter().map(|w| w.by_op[i]).sum())
             .collect();
         assert!(by_op.iter().all(|&n| n > 0), "{by_op:?}");
-        assert!(
-            windows
-                .iter()
-                .all(|w| w.rss > 0 && w.latency.len() == w.ops)
-        );
+        assert!(windows.iter().all(|w| w.rss > 0
+            && w.latency.len() == w.ops
+            && w.lag.len() == w.ops
+            && w.service.len() == w.ops));
         // logins replaced sessions: some of the first population's ids are gone from the store
         let mut gone = 0;
         for id in &before {

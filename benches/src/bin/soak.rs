@@ -3,7 +3,11 @@
 //! memory, p50/p99 latency, operations done and errors, and at the end whether memory or p99
 //! latency grew from the first minute to the last. See the crate README.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{SignalKind, signal};
 
 use session_benches::soak::{self, Mix, Population, SoakConfig, Window, mib};
 use session_benches::stores::{self, StoreOptions, StoreSpec};
@@ -92,8 +96,9 @@ fn print_window(label: &str, unit: &str, w: &Window) {
         .collect();
     println!(
         "{unit}={} store={label} ops={} ops_per_sec={:.1} reads={} writes={} logins={} \
-         p50_us={:.0} p99_us={:.0} p999_us={:.0} max_us={:.0} late_p99_us={:.0} errors={} \
-         missing={} rss_mib={:.1} rss_max_mib={:.1} in_flight_max={}{}",
+         p50_us={:.0} p99_us={:.0} p999_us={:.0} max_us={:.0} late_p99_us={:.0} \
+         service_p50_us={:.0} service_p99_us={:.0} errors={} missing={} rss_mib={:.1} \
+         rss_max_mib={:.1} in_flight_max={}{}",
         w.index,
         w.ops,
         w.ops_per_sec(),
@@ -105,6 +110,8 @@ fn print_window(label: &str, unit: &str, w: &Window) {
         w.quantile_us(0.999),
         w.max_us(),
         w.lag_us(0.99),
+        w.service_us(0.50),
+        w.service_us(0.99),
         w.errors,
         w.missing,
         mib(w.rss),
@@ -120,11 +127,14 @@ fn print_window(label: &str, unit: &str, w: &Window) {
 
 fn print_table(unit: &str, windows: &[Window]) {
     println!();
-    println!("| {unit} | ops | ops/s | p50 µs | p99 µs | p99.9 µs | max µs | errors | RSS MiB |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {unit} | ops | ops/s | p50 µs | p99 µs | p99.9 µs | max µs | late p99 µs | \
+         service p50 / p99 µs | errors | RSS MiB |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for w in windows {
         println!(
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.1} |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} / {:.0} | {} | {:.1} |",
             w.index,
             w.ops,
             w.ops_per_sec(),
@@ -132,6 +142,9 @@ fn print_table(unit: &str, windows: &[Window]) {
             w.quantile_us(0.99),
             w.quantile_us(0.999),
             w.max_us(),
+            w.lag_us(0.99),
+            w.service_us(0.50),
+            w.service_us(0.99),
             w.errors,
             mib(w.rss),
         );
@@ -186,13 +199,35 @@ async fn run(args: Args) -> Result<()> {
             population.len(),
             began.elapsed().as_secs_f64()
         );
-        let windows = soak::soak(manager, population, c, |w| print_window(&label, unit, w)).await?;
+        // Ctrl-C or SIGTERM ends the run early; the windows so far and the cleanup still happen.
+        let stop = Arc::new(AtomicBool::new(false));
+        let signals = {
+            let stop = stop.clone();
+            let mut term = signal(SignalKind::terminate())?;
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                eprintln!(
+                    "soak: stopping early (signal); cleaning up after the running operations"
+                );
+                stop.store(true, Ordering::Relaxed);
+            })
+        };
+        let windows = soak::soak(manager, population, c, stop, |w| {
+            print_window(&label, unit, w)
+        })
+        .await;
+        signals.abort();
+        let windows = windows?;
         print_table(unit, &windows);
         if let Some(v) = soak::verdict(&windows) {
             println!(
                 "summary store={label} ops={} errors={} min_ops_per_sec={:.1} \
                  rss_first_mib={:.1} rss_last_mib={:.1} rss_slope_mib_per_{unit}={:+.2} \
-                 p99_first_us={:.0} p99_last_us={:.0} memory={} latency={}",
+                 p99_first_us={:.0} p99_last_us={:.0} service_p99_first_us={:.0} \
+                 service_p99_last_us={:.0} memory={} latency={}",
                 v.ops,
                 v.errors,
                 v.min_ops_per_sec,
@@ -201,6 +236,8 @@ async fn run(args: Args) -> Result<()> {
                 v.rss_slope / (1 << 20) as f64,
                 v.p99_us.0,
                 v.p99_us.1,
+                v.service_p99_us.0,
+                v.service_p99_us.1,
                 if v.memory_grew { "GREW" } else { "flat" },
                 if v.latency_grew { "GREW" } else { "flat" },
             );

@@ -106,9 +106,9 @@ pub fn log_tail(path: &Path, max: u64) -> String {
     };
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let _ = file.seek(SeekFrom::Start(len.saturating_sub(max)));
-    let mut text = String::new();
-    let _ = file.read_to_string(&mut text);
-    text
+    let mut bytes = Vec::new();
+    let _ = file.read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Runs a setup program (`initdb`, `mariadb-install-db`) to completion, its output appended to
