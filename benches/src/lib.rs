@@ -7,6 +7,7 @@ pub mod raw;
 pub mod raw_server;
 pub mod redis_stats;
 pub mod run;
+pub mod soak;
 pub mod stores;
 pub mod targets;
 

@@ -165,6 +165,15 @@ impl Dialect for MySqlDialect {
                 .is_some_and(|e| e.number() == 1213)
     }
 
+    /// Class `08` (with 1053, server shutdown in progress, SQLSTATE `08S01`), and MariaDB's 1927
+    /// (connection killed, SQLSTATE `70100`).
+    fn is_connection_lost(error: &dyn DatabaseError) -> bool {
+        error.code().is_some_and(|code| code.starts_with("08"))
+            || error
+                .try_downcast_ref::<MySqlDatabaseError>()
+                .is_some_and(|e| matches!(e.number(), 1053 | 1927))
+    }
+
     fn rows_affected(result: &MySqlQueryResult) -> u64 {
         result.rows_affected()
     }

@@ -72,6 +72,15 @@ impl Dialect for PostgresDialect {
         matches!(error.code().as_deref(), Some("40P01" | "40001"))
     }
 
+    /// Class `08`, and `57P01` (admin shutdown: a fast shutdown, `pg_terminate_backend`, or the
+    /// postmaster gone), `57P02` (crash shutdown: another backend crashed), `57P03` (cannot
+    /// connect now: starting up or shutting down).
+    fn is_connection_lost(error: &dyn DatabaseError) -> bool {
+        error.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+        })
+    }
+
     fn rows_affected(result: &PgQueryResult) -> u64 {
         result.rows_affected()
     }

@@ -77,6 +77,14 @@ pub trait Dialect: Sized + Send + Sync + 'static {
     /// deadlocks and serialization failures. The store tries up to five times.
     fn is_retryable(error: &dyn DatabaseError) -> bool;
 
+    /// Whether `error` says the server ended the connection (it is shutting down, crashed, or
+    /// an administrator killed the session), so that a read may be tried again on another
+    /// connection. The default: SQLSTATE class `08` (connection exception). I/O errors count
+    /// as lost connections without asking.
+    fn is_connection_lost(error: &dyn DatabaseError) -> bool {
+        error.code().is_some_and(|code| code.starts_with("08"))
+    }
+
     /// How many rows a statement changed.
     fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
 

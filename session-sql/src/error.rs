@@ -1,5 +1,5 @@
-//! Errors of the database as session errors, and the retry of deadlocks and serialization
-//! failures.
+//! Errors of the database as session errors, the retry of deadlocks and serialization
+//! failures, and the retry of reads whose connection went away.
 
 use std::future::Future;
 use std::time::Duration;
@@ -37,6 +37,32 @@ fn is_retryable<D: Dialect>(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(db) => D::is_retryable(db.as_ref()),
         _ => false,
+    }
+}
+
+/// Whether `e` says the connection went away under the statement: an I/O error, or a database
+/// error the dialect calls a lost connection.
+fn is_connection_lost<D: Dialect>(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => D::is_connection_lost(db.as_ref()),
+        _ => false,
+    }
+}
+
+/// Runs the read `f`, and once more when it failed because its connection went away (the
+/// server restarted, crashed or ended the session): the pool then checks its idle connections
+/// and connects again, waiting for the server up to the acquire timeout. Reads only: a write
+/// whose connection died may have been committed, and is reported, not repeated.
+pub(crate) async fn read<D, T, F, Fut>(mut f: F) -> Result<T>
+where
+    D: Dialect,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = sqlx::Result<T>>,
+{
+    match f().await {
+        Err(e) if is_connection_lost::<D>(&e) => f().await.map_err(db_error::<D>),
+        other => other.map_err(db_error::<D>),
     }
 }
 

@@ -10,7 +10,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 
 use crate::builder::SqlStoreBuilder;
 use crate::clock::{deadline, now};
-use crate::error::{db_error, retry};
+use crate::error::{db_error, read, retry};
 use crate::statements::Statements;
 use crate::{Dialect, Tables};
 
@@ -120,10 +120,10 @@ where
     /// The schema version recorded in the version table; equal to the driver's
     /// `SCHEMA_VERSION` once opened.
     pub async fn schema_version(&self) -> Result<i64> {
-        let row = sqlx::query(&self.inner.sql.version)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(db_error::<D>)?;
+        let row = read::<D, _, _, _>(|| {
+            sqlx::query(&self.inner.sql.version).fetch_optional(&self.inner.pool)
+        })
+        .await?;
         let version = row.map(|row| row.try_get(0)).transpose();
         Ok(version.map_err(db_error::<D>)?.unwrap_or(0))
     }
@@ -161,12 +161,13 @@ where
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
-        let rows = sqlx::query(&self.inner.sql.load)
-            .bind(id.as_str())
-            .bind(now())
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(db_error::<D>)?;
+        let rows = read::<D, _, _, _>(|| {
+            sqlx::query(&self.inner.sql.load)
+                .bind(id.as_str())
+                .bind(now())
+                .fetch_all(&self.inner.pool)
+        })
+        .await?;
         let mut data = Data::with_capacity(rows.len());
         let mut deadline = None;
         for row in rows {
@@ -200,13 +201,14 @@ where
 
     // Reads one row instead of every value of the session.
     async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Value>> {
-        let row = sqlx::query(&self.inner.sql.get)
-            .bind(id.as_str())
-            .bind(key)
-            .bind(now())
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(db_error::<D>)?;
+        let row = read::<D, _, _, _>(|| {
+            sqlx::query(&self.inner.sql.get)
+                .bind(id.as_str())
+                .bind(key)
+                .bind(now())
+                .fetch_optional(&self.inner.pool)
+        })
+        .await?;
         row.map(|row| row.try_get::<Vec<u8>, _>(0).map(Value::from))
             .transpose()
             .map_err(db_error::<D>)
@@ -214,13 +216,14 @@ where
 
     // Counts on the server instead of reading every value of the session.
     async fn get_size(&self, id: &SessionId) -> Result<usize> {
-        let n: i64 = sqlx::query(&self.inner.sql.size)
-            .bind(id.as_str())
-            .bind(now())
-            .fetch_one(&self.inner.pool)
-            .await
-            .and_then(|row| row.try_get(0))
-            .map_err(db_error::<D>)?;
+        let row = read::<D, _, _, _>(|| {
+            sqlx::query(&self.inner.sql.size)
+                .bind(id.as_str())
+                .bind(now())
+                .fetch_one(&self.inner.pool)
+        })
+        .await?;
+        let n: i64 = row.try_get(0).map_err(db_error::<D>)?;
         usize::try_from(n).map_err(|_| Error::corrupt(D::NAME, format!("negative key count {n}")))
     }
 
@@ -261,11 +264,12 @@ where
 
     async fn index_sessions(&self, owner: &str) -> Result<Vec<SessionId>> {
         let now = now();
-        let rows = sqlx::query(&self.inner.sql.index_sessions)
-            .bind(owner)
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(db_error::<D>)?;
+        let rows = read::<D, _, _, _>(|| {
+            sqlx::query(&self.inner.sql.index_sessions)
+                .bind(owner)
+                .fetch_all(&self.inner.pool)
+        })
+        .await?;
         let mut live = Vec::with_capacity(rows.len());
         let mut dead = false;
         for row in rows {
@@ -289,12 +293,13 @@ where
     }
 
     async fn index_owner(&self, id: &SessionId) -> Result<Option<String>> {
-        let row = sqlx::query(&self.inner.sql.index_owner)
-            .bind(id.as_str())
-            .bind(now())
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(db_error::<D>)?;
+        let row = read::<D, _, _, _>(|| {
+            sqlx::query(&self.inner.sql.index_owner)
+                .bind(id.as_str())
+                .bind(now())
+                .fetch_optional(&self.inner.pool)
+        })
+        .await?;
         match row {
             Some(row) => Ok(Some(text::<D>(
                 row.try_get(0).map_err(db_error::<D>)?,
@@ -362,13 +367,14 @@ where
             ));
         }
         let page = limit.clamp(1, MAX_SCAN_PAGE);
-        let rows = sqlx::query(&self.inner.sql.scan)
-            .bind(after)
-            .bind(now())
-            .bind(i64::try_from(page).unwrap_or(1))
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(db_error::<D>)?;
+        let rows = read::<D, _, _, _>(|| {
+            sqlx::query(&self.inner.sql.scan)
+                .bind(after)
+                .bind(now())
+                .bind(i64::try_from(page).unwrap_or(1))
+                .fetch_all(&self.inner.pool)
+        })
+        .await?;
         let ids = rows
             .into_iter()
             .map(|row| session_id::<D>(row.try_get(0).map_err(db_error::<D>)?))

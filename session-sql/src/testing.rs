@@ -13,6 +13,8 @@
 //! // tests/store.rs: the shared driver tests, one #[tokio::test] each
 //! session_sql::sql_driver_tests!(common::Server);
 //! ```
+//!
+//! [`outage`] holds the server-fault scenario, run on a server process the test owns.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -33,6 +35,8 @@ use sqlx::{
 };
 
 use crate::{ConnectOptions, Dialect, SqlStore, SqlStoreBuilder, migrate};
+
+pub mod outage;
 
 /// One dialect's test server: where it is, how to start it, and how to make a namespace.
 #[async_trait]
