@@ -4,6 +4,8 @@
 mod builder;
 pub mod client;
 mod conn;
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 mod keys;
 mod reply;
