@@ -13,6 +13,8 @@ mod expiry;
 mod extract;
 #[cfg(feature = "actix")]
 mod extract_actix;
+#[doc(hidden)]
+pub mod fuzzing;
 mod id;
 mod manager;
 mod meta;

@@ -94,11 +94,17 @@ pub(crate) fn flag() -> Value {
 }
 
 /// `__s.meta` as stored (times in unix milliseconds).
+///
+/// `pub` only for the fuzz targets (`session_core::fuzzing`); the module is private.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct StoredMeta {
+pub struct StoredMeta {
+    /// When the session was created.
     pub created: u64,
+    /// When its owner logged in, if they did.
     pub auth: Option<u64>,
+    /// When the current id was issued.
     pub issued: u64,
+    /// The client the session was created from.
     pub client: ClientInfo,
 }
 
@@ -120,8 +126,10 @@ impl StoredMeta {
 
 /// `__s.seen` as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct StoredSeen {
+pub struct StoredSeen {
+    /// The last write or touch (unix ms).
     pub at: u64,
+    /// The IP of that request.
     pub ip: Option<IpAddr>,
 }
 
@@ -138,10 +146,14 @@ fn decode_reserved<T: serde::de::DeserializeOwned>(
 
 /// The reserved keys of a loaded session, decoded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Reserved {
+pub struct Reserved {
+    /// `__s.meta`.
     pub meta: Option<StoredMeta>,
+    /// `__s.seen`.
     pub seen: Option<StoredSeen>,
+    /// `__s.user`: the owner after a login.
     pub user: Option<String>,
+    /// `__s.retired`: the end of an old id's grace period (unix ms).
     pub retired: Option<u64>,
     /// The session's own idle TTL in ms (`None`: the manager's).
     pub ttl: Option<u64>,
@@ -153,7 +165,7 @@ impl Reserved {
     ///
     /// One pass over the keys rather than four hash lookups: a session holds a handful of keys,
     /// and [`State::adopt`](crate::state::State) walks them right after anyway.
-    pub(crate) fn read(data: &Data, backend: &'static str) -> Result<Self> {
+    pub fn read(data: &Data, backend: &'static str) -> Result<Self> {
         let mut r = Reserved::default();
         for (key, value) in data {
             if !is_reserved(key) {
@@ -179,7 +191,7 @@ impl Reserved {
     }
 
     /// The public metadata view; `None` for a session without `__s.meta`.
-    pub(crate) fn public(&self) -> Option<SessionMeta> {
+    pub fn public(&self) -> Option<SessionMeta> {
         let m = self.meta.as_ref()?;
         let seen_at = self.seen.as_ref().map_or(m.issued, |s| s.at);
         Some(SessionMeta {

@@ -5,6 +5,8 @@ compile_error!("session-file needs a Unix file system (modes 0600/0700, flock, i
 
 mod builder;
 mod disk;
+#[doc(hidden)]
+pub mod fuzzing;
 mod nowait;
 mod paths;
 mod record;

@@ -5,6 +5,8 @@ mod builder;
 pub mod client;
 mod conn;
 mod durable;
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 mod keys;
 mod reply;

@@ -445,7 +445,7 @@ impl RedisStore {
 }
 
 /// `(host, port)` of every master that serves slots, from a `CLUSTER NODES` reply.
-fn parse_cluster_masters(text: &str) -> Vec<Node> {
+pub(crate) fn parse_cluster_masters(text: &str) -> Vec<Node> {
     text.lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();

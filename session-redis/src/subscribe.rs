@@ -284,7 +284,7 @@ fn at_address(template: &ConnectionAddr, host: String, port: u16) -> ConnectionA
 
 /// `(first slot, last slot, master host, master port)` of each range of a `CLUSTER SLOTS` reply;
 /// ranges whose master has no usable address are left out.
-fn parse_cluster_slots(reply: Value) -> Vec<(u16, u16, String, u16)> {
+pub(crate) fn parse_cluster_slots(reply: Value) -> Vec<(u16, u16, String, u16)> {
     let Value::Array(ranges) = reply else {
         return Vec::new();
     };

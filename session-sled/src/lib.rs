@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 mod builder;
+#[doc(hidden)]
+pub mod fuzzing;
 mod merge;
 mod store;
 mod trees;

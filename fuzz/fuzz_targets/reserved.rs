@@ -1,0 +1,8 @@
+//! Fuzz target `reserved`: the check in `session-core/tests/fuzz_checks/reserved.rs` (documented there), shared with
+//! session-core's `tests/fuzz_regressions.rs`.
+#![no_main]
+
+#[path = "../../session-core/tests/fuzz_checks/reserved.rs"]
+mod check;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| check::check(data));

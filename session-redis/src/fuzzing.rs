@@ -1,0 +1,42 @@
+//! Entry points for the fuzz targets (`fuzz/` at the workspace root) and their regression
+//! tests: the driver's private reply parsers. Hidden from the docs and not part of the API; it
+//! may change in any release.
+
+use std::time::SystemTime;
+
+use session_core::driver::{Data, Result, SessionId};
+
+/// The field of a session hash that holds the deadline (never a session key).
+pub const DEADLINE_FIELD: &[u8] = crate::keys::DEADLINE_FIELD;
+
+/// An `HGETALL` reply (RESP2 array or RESP3 map) split into the session's data and the raw
+/// deadline field, as `load` reads it.
+pub fn parse_hash(reply: redis::Value) -> Result<(Data, Option<Vec<u8>>)> {
+    crate::reply::parse_hash(reply)
+}
+
+/// The deadline a deadline field holds, if `load` believes it.
+pub fn parse_deadline(raw: &[u8]) -> Option<SystemTime> {
+    crate::reply::parse_deadline(raw)
+}
+
+/// `(host, port)` of every master that serves slots, from a `CLUSTER NODES` reply.
+pub fn parse_cluster_masters(text: &str) -> Vec<(String, u16)> {
+    crate::scan::parse_cluster_masters(text)
+}
+
+/// `(first slot, last slot, host, port)` of each range of a `CLUSTER SLOTS` reply.
+pub fn parse_cluster_slots(reply: redis::Value) -> Vec<(u16, u16, String, u16)> {
+    crate::subscribe::parse_cluster_slots(reply)
+}
+
+/// The key of the session hash of `id` under `prefix` (`None`: an invalid prefix).
+pub fn data_key(prefix: &str, id: &SessionId) -> Option<String> {
+    crate::keys::Keys::new(prefix).ok().map(|k| k.data(id))
+}
+
+/// The session id of a key `SCAN` found under `prefix`, if it is a session hash of that store
+/// (`None` also for an invalid prefix).
+pub fn id_of_data_key(prefix: &str, key: &[u8]) -> Option<SessionId> {
+    crate::keys::Keys::new(prefix).ok()?.id_of_data_key(key)
+}

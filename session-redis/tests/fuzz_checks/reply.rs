@@ -1,0 +1,206 @@
+//! The check of the `redis_reply` fuzz target (and of its regression test): what the Redis
+//! driver reads from the server, where a foreign tool (or a corrupt server) may have written
+//! anything.
+//!
+//! Every input is used as:
+//!
+//! * raw RESP bytes (redis-rs's own parser, as the connection reads them): the parsed value goes
+//!   to the `HGETALL` reader, which must agree with a model (names and values must be strings,
+//!   the deadline field is split off, any other name that is not UTF-8 is `Error::Corrupt`,
+//!   a reply of another shape is `Error::Backend`), and to the `CLUSTER SLOTS` reader;
+//! * a deadline field value (`parse_deadline`: a believed deadline is the decimal number it
+//!   holds, no later than the driver could have written); a `CLUSTER NODES` reply (only
+//!   masters, with a port); a key found by `SCAN` (an id it yields is the id whose hash key it
+//!   is);
+//! * a structured hash (`arbitrary`), written as a RESP2 array or a RESP3 map, which must read
+//!   back as the model says.
+
+use arbitrary::{Arbitrary, Unstructured};
+use redis::Value;
+use session_core::driver::{Data, Error, Value as SessionValue, check};
+use session_redis::fuzzing::{
+    DEADLINE_FIELD, data_key, id_of_data_key, parse_cluster_masters, parse_cluster_slots,
+    parse_deadline, parse_hash,
+};
+
+/// What `parse_hash` must return, as an outcome that can be compared.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Ok(Data, Option<Vec<u8>>),
+    Corrupt,
+    Backend,
+}
+
+fn outcome(r: session_core::Result<(Data, Option<Vec<u8>>)>) -> Outcome {
+    match r {
+        Ok((data, deadline)) => Outcome::Ok(data, deadline),
+        Err(Error::Corrupt {
+            backend: "redis", ..
+        }) => Outcome::Corrupt,
+        Err(Error::Backend {
+            backend: "redis", ..
+        }) => Outcome::Backend,
+        Err(other) => panic!("an error of another kind: {other:?}"),
+    }
+}
+
+/// The model of `parse_hash`.
+fn model(reply: &Value) -> Outcome {
+    let pairs: Vec<(&Value, &Value)> = match reply {
+        Value::Nil => return Outcome::Ok(Data::new(), None),
+        Value::Array(items) if items.len() % 2 == 0 => {
+            items.chunks(2).map(|p| (&p[0], &p[1])).collect()
+        }
+        Value::Map(pairs) => pairs.iter().map(|(k, v)| (k, v)).collect(),
+        _ => return Outcome::Backend,
+    };
+    let bytes = |v: &Value| match v {
+        Value::BulkString(b) => Some(b.clone()),
+        Value::SimpleString(s) => Some(s.clone().into_bytes()),
+        _ => None,
+    };
+    let mut data = Data::new();
+    let mut deadline = None;
+    for (name, value) in pairs {
+        let (Some(name), Some(value)) = (bytes(name), bytes(value)) else {
+            return Outcome::Backend;
+        };
+        match String::from_utf8(name) {
+            Ok(key) => {
+                data.insert(key, SessionValue::from_bytes(value));
+            }
+            Err(e) if e.as_bytes() == DEADLINE_FIELD => deadline = Some(value),
+            Err(_) => return Outcome::Corrupt,
+        }
+    }
+    Outcome::Ok(data, deadline)
+}
+
+/// Runs the check on one input.
+pub fn check(data: &[u8]) {
+    if let Ok(reply) = redis::parse_redis_value(data) {
+        assert_eq!(
+            outcome(parse_hash(reply.clone())),
+            model(&reply),
+            "{reply:?}"
+        );
+        for (_first, _last, host, _port) in parse_cluster_slots(reply) {
+            assert!(!host.is_empty() && host != "?", "{host:?}");
+        }
+    }
+    deadline(data);
+    cluster_nodes(&String::from_utf8_lossy(data));
+    scan_key(data);
+    if let Ok(hash) = Hash::arbitrary_take_rest(Unstructured::new(data)) {
+        structured(&hash);
+    }
+}
+
+fn deadline(raw: &[u8]) {
+    let Some(at) = parse_deadline(raw) else {
+        return;
+    };
+    let ms: u64 = std::str::from_utf8(raw)
+        .expect("a believed deadline is text")
+        .parse()
+        .expect("a believed deadline is a number");
+    assert_eq!(at, check::from_unix_millis(ms));
+    // no later than now + the longest TTL + a day of clock skew
+    let latest = check::now_millis() + check::MAX_TTL.as_millis() as u64 + 24 * 3600 * 1000;
+    assert!(ms <= latest, "{ms} believed");
+}
+
+fn cluster_nodes(text: &str) {
+    for (host, _port) in parse_cluster_masters(text) {
+        assert!(
+            text.lines()
+                .any(|l| l.contains("master") && l.contains(host.as_str())),
+            "{host:?} is not from a master's line"
+        );
+        assert!(!host.contains('@') && !host.contains(','), "{host:?}");
+        assert!(!host.contains(char::is_whitespace), "{host:?}");
+    }
+}
+
+fn scan_key(key: &[u8]) {
+    for prefix in ["sess", "app:s"] {
+        if let Some(id) = id_of_data_key(prefix, key) {
+            let back = data_key(prefix, &id).expect("a valid prefix");
+            assert_eq!(back.as_bytes(), key, "the id is not the key's");
+        }
+    }
+}
+
+/// A session hash as the server would send it.
+#[derive(Arbitrary, Debug)]
+struct Hash {
+    fields: Vec<(Field, Vec<u8>)>,
+    resp3: bool,
+    /// Field names as simple strings (`+...`) where they can be.
+    simple: bool,
+}
+
+#[derive(Arbitrary, Debug)]
+enum Field {
+    Deadline,
+    Key(String),
+    Bytes(Vec<u8>),
+}
+
+fn bulk(out: &mut Vec<u8>, bytes: &[u8], simple: bool) {
+    if simple && !bytes.iter().any(|&b| b == b'\r' || b == b'\n') {
+        out.push(b'+');
+        out.extend_from_slice(bytes);
+    } else {
+        out.extend_from_slice(format!("${}\r\n", bytes.len()).as_bytes());
+        out.extend_from_slice(bytes);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn structured(hash: &Hash) {
+    let mut wire = Vec::new();
+    let n = hash.fields.len();
+    if hash.resp3 {
+        wire.extend_from_slice(format!("%{n}\r\n").as_bytes());
+    } else {
+        wire.extend_from_slice(format!("*{}\r\n", 2 * n).as_bytes());
+    }
+    for (field, value) in &hash.fields {
+        let name: &[u8] = match field {
+            Field::Deadline => DEADLINE_FIELD,
+            Field::Key(k) => k.as_bytes(),
+            Field::Bytes(b) => b,
+        };
+        // a simple string must be UTF-8 to stay the same bytes
+        let simple = hash.simple && std::str::from_utf8(name).is_ok();
+        bulk(&mut wire, name, simple);
+        bulk(&mut wire, value, false);
+    }
+    let reply = redis::parse_redis_value(&wire).expect("a well-formed RESP reply");
+    let got = outcome(parse_hash(reply.clone()));
+    assert_eq!(got, model(&reply));
+    if let Outcome::Ok(data, deadline) = &got {
+        // every field is in the data but the deadline, which is split off
+        let mut want = Data::new();
+        let mut want_deadline = None;
+        for (field, value) in &hash.fields {
+            match field {
+                Field::Deadline => want_deadline = Some(value.clone()),
+                Field::Key(k) => {
+                    want.insert(k.clone(), SessionValue::from_bytes(value.clone()));
+                }
+                Field::Bytes(b) => match String::from_utf8(b.clone()) {
+                    Ok(k) => {
+                        want.insert(k, SessionValue::from_bytes(value.clone()));
+                    }
+                    Err(e) if e.as_bytes() == DEADLINE_FIELD => {
+                        want_deadline = Some(value.clone());
+                    }
+                    Err(_) => panic!("a name that is not UTF-8 was accepted"),
+                },
+            }
+        }
+        assert_eq!((data, deadline), (&want, &want_deadline));
+    }
+}
