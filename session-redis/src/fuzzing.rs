@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use session_core::driver::{Data, Result, SessionId};
+use session_core::driver::{Data, Result};
 
 /// The field of a session hash that holds the deadline (never a session key).
 pub const DEADLINE_FIELD: &[u8] = crate::keys::DEADLINE_FIELD;
@@ -28,15 +28,4 @@ pub fn parse_cluster_masters(text: &str) -> Vec<(String, u16)> {
 /// `(first slot, last slot, host, port)` of each range of a `CLUSTER SLOTS` reply.
 pub fn parse_cluster_slots(reply: redis::Value) -> Vec<(u16, u16, String, u16)> {
     crate::subscribe::parse_cluster_slots(reply)
-}
-
-/// The key of the session hash of `id` under `prefix` (`None`: an invalid prefix).
-pub fn data_key(prefix: &str, id: &SessionId) -> Option<String> {
-    crate::keys::Keys::new(prefix).ok().map(|k| k.data(id))
-}
-
-/// The session id of a key `SCAN` found under `prefix`, if it is a session hash of that store
-/// (`None` also for an invalid prefix).
-pub fn id_of_data_key(prefix: &str, key: &[u8]) -> Option<SessionId> {
-    crate::keys::Keys::new(prefix).ok()?.id_of_data_key(key)
 }

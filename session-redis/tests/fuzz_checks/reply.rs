@@ -19,8 +19,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use redis::Value;
 use session_core::driver::{Data, Error, Value as SessionValue, check};
 use session_redis::fuzzing::{
-    DEADLINE_FIELD, data_key, id_of_data_key, parse_cluster_masters, parse_cluster_slots,
-    parse_deadline, parse_hash,
+    DEADLINE_FIELD, parse_cluster_masters, parse_cluster_slots, parse_deadline, parse_hash,
 };
 
 /// What `parse_hash` must return, as an outcome that can be compared.
@@ -90,7 +89,6 @@ pub fn check(data: &[u8]) {
     }
     deadline(data);
     cluster_nodes(&String::from_utf8_lossy(data));
-    scan_key(data);
     if let Ok(hash) = Hash::arbitrary_take_rest(Unstructured::new(data)) {
         structured(&hash);
     }
@@ -119,15 +117,6 @@ fn cluster_nodes(text: &str) {
         );
         assert!(!host.contains('@') && !host.contains(','), "{host:?}");
         assert!(!host.contains(char::is_whitespace), "{host:?}");
-    }
-}
-
-fn scan_key(key: &[u8]) {
-    for prefix in ["sess", "app:s"] {
-        if let Some(id) = id_of_data_key(prefix, key) {
-            let back = data_key(prefix, &id).expect("a valid prefix");
-            assert_eq!(back.as_bytes(), key, "the id is not the key's");
-        }
     }
 }
 
