@@ -89,18 +89,24 @@ fn lua_literal(bytes: &[u8]) -> String {
     out
 }
 
-/// How many entries of expired sessions a write that adds to the live index removes from it.
-pub(crate) const TRIM_PER_WRITE: u32 = 2;
+/// Every how many writes that add to the live index one trims it (the store counts them).
+pub(crate) const TRIM_EVERY: u32 = 8;
+
+/// How many entries of expired sessions a trimming write removes from the live index at most:
+/// two per write on average.
+pub(crate) const TRIM_LIMIT: u32 = 2 * TRIM_EVERY;
 
 /// A script whose body can use what every script on a session hash shares:
 ///
 /// * `D`: the name of the deadline field ([`DEADLINE_FIELD`]);
 /// * `has_keys(key)`: whether the hash `key` holds a session key (a field other than the deadline
 ///   field). One `HLEN` in the usual case; `HEXISTS` only for a hash of one field.
-/// * `trim(live, now)`: removes at most [`TRIM_PER_WRITE`] entries of expired sessions (deadline
-///   at or before `now`) from the live index `live`. Every write that adds to the index trims it,
-///   so the index never holds many more entries than live sessions, even where no purge runs:
-///   each session's entry is added by a write, and each write takes out up to two that expired.
+/// * `trim(live, now)`: unless `now` is `'0'`, removes at most [`TRIM_LIMIT`] entries of expired
+///   sessions (deadline at or before `now`) from the live index `live`. Every
+///   [`TRIM_EVERY`]th write that adds to the index trims it (the others pass `'0'`: the search
+///   costs a call, about 1.3 µs of server time, even when it finds nothing), so the index never
+///   holds many more entries than live sessions, even where no purge runs: each session's entry
+///   is added by a write, and the writes take out two expired entries each on average.
 fn session_script(body: &str) -> Lua {
     let source = format!(
         r#"
@@ -110,13 +116,16 @@ local function has_keys(key)
   return n > 1 or (n == 1 and redis.call('HEXISTS', key, D) == 0)
 end
 local function trim(live, now)
+  if now == '0' then
+    return
+  end
   local old = redis.call('ZRANGEBYSCORE', live, '-inf', now, 'LIMIT', 0, {trim})
   if #old > 0 then
     redis.call('ZREM', live, unpack(old))
   end
 end
 {body}"#,
-        trim = TRIM_PER_WRITE,
+        trim = TRIM_LIMIT,
         field = lua_literal(DEADLINE_FIELD),
     );
     Lua::new(source)
@@ -127,7 +136,8 @@ end
 /// `KEYS[1]` data hash, `KEYS[2]` owner key, `KEYS[3]` live index (a sorted set of ids scored by
 /// deadline). `ARGV[1]` the deadline (unix ms, decimal), or `0` to keep the expiry
 /// (`Expiry::Keep`), `ARGV[2]` clear ("1"/"0"), `ARGV[3]` only-if-exists ("1"/"0"), `ARGV[4]` the
-/// session id, `ARGV[5]` now (unix ms, the clock the deadline was computed on), `ARGV[6]` number
+/// session id, `ARGV[5]` now (unix ms, the clock the deadline was computed on) if this write
+/// trims the live index, else `0` (see `trim`), `ARGV[6]` number
 /// `n` of removed fields, then the `n` fields, then field/value pairs to set; with a deadline the
 /// last pair is always the deadline field and the deadline. Returns 1 if the session exists
 /// afterwards, else 0.
@@ -240,8 +250,8 @@ return 0
 /// entry); no effect on a missing one.
 ///
 /// `KEYS[1]` data hash, `KEYS[2]` owner key, `KEYS[3]` live index, `ARGV[1]` the deadline (unix
-/// ms, decimal), `ARGV[2]` the id, `ARGV[3]` now (unix ms). Returns 1 if it slid (and then trims
-/// the index, see `trim`). The deadline field is written before the
+/// ms, decimal), `ARGV[2]` the id, `ARGV[3]` now (unix ms) to trim the index or `0` (see
+/// `trim`). Returns 1 if it slid. The deadline field is written before the
 /// `PEXPIREAT`s (`HSET` keeps a key's TTL, and `PEXPIREAT` replaces it), so a key of another type
 /// fails with `WRONGTYPE` before anything changed.
 pub(crate) static TOUCH: LazyLock<Lua> = LazyLock::new(|| {

@@ -1,5 +1,7 @@
 //! [`RedisStore`] and its [`Driver`] implementation.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 use session_core::driver::{
@@ -24,6 +26,9 @@ use crate::scripts;
 pub struct RedisStore {
     pub(crate) client: RedisClient,
     pub(crate) keys: Keys,
+    /// Writes that added to the live index, counted so that every
+    /// [`TRIM_EVERY`](scripts::TRIM_EVERY)th one trims it (shared by clones).
+    writes: Arc<AtomicU32>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -60,7 +65,11 @@ impl RedisStore {
     }
 
     pub(crate) fn new(client: RedisClient, keys: Keys) -> RedisStore {
-        RedisStore { client, keys }
+        RedisStore {
+            client,
+            keys,
+            writes: Arc::default(),
+        }
     }
 
     /// The key prefix of this store.
@@ -77,6 +86,18 @@ impl RedisStore {
     /// Redis: see [`client`](crate::client).
     pub fn client(&self) -> &RedisClient {
         &self.client
+    }
+
+    /// What a write that adds to the live index sends as its trim argument: now (unix ms) on every
+    /// [`TRIM_EVERY`](scripts::TRIM_EVERY)th write of this store, so that write removes up to
+    /// [`TRIM_LIMIT`](scripts::TRIM_LIMIT) expired entries; `0` (no trim) on the others.
+    fn trim_arg(&self, now: u64) -> u64 {
+        let n = self.writes.fetch_add(1, Ordering::Relaxed);
+        if n.is_multiple_of(scripts::TRIM_EVERY) {
+            now
+        } else {
+            0
+        }
     }
 
     /// The apply script: clear, remove, set, expiry, live index; returns whether the session
@@ -108,7 +129,11 @@ impl RedisStore {
             .arg(if changes.clear { "1" } else { "0" })
             .arg(if changes.only_if_exists { "1" } else { "0" })
             .arg(id.as_str())
-            .arg(now)
+            .arg(if deadline.is_some() {
+                self.trim_arg(now)
+            } else {
+                0
+            })
             .arg(changes.remove.len());
         for key in &changes.remove {
             inv.arg(key.as_str());
@@ -271,7 +296,7 @@ impl Driver for RedisStore {
         let now = check::now_millis();
         inv.arg(now.saturating_add(ttl.as_millis()))
             .arg(id.as_str())
-            .arg(now);
+            .arg(self.trim_arg(now));
         let _: i64 = self.client.eval(&scripts::TOUCH, &inv).await?;
         Ok(())
     }

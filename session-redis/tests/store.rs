@@ -904,35 +904,37 @@ async fn scan_beside_forty_thousand_unrelated_keys_costs_pages_per_session() {
     store.clear_prefix().await.unwrap();
 }
 
-/// Writes trim the live index of expired entries (two per write), and `purge_expired` removes the
-/// rest and reports how many.
+/// Every 8th write trims the live index of up to 16 expired entries, and `purge_expired` removes
+/// the rest and reports how many.
 #[tokio::test]
 async fn the_live_index_is_trimmed_by_writes_and_purged() {
     let store = common::open_shared("trim").await;
     let live = format!("{}:live", store.prefix());
     let mut raw = raw().await;
-    for _ in 0..10 {
-        let id = SessionId::generate().unwrap();
-        store
-            .set(&id, "k", v("x"), Duration::from_millis(100))
-            .await
-            .unwrap();
+    let write = |ttl: Duration| {
+        let store = store.clone();
+        async move {
+            let id = SessionId::generate().unwrap();
+            store.set(&id, "k", v("x"), ttl).await.unwrap();
+        }
+    };
+    // Writes 0 to 19 of the store (0, 8 and 16 trim): twenty sessions of 100 ms.
+    for _ in 0..20 {
+        write(Duration::from_millis(100)).await;
     }
-    let n: usize = raw.zcard(&live).await.unwrap();
-    assert_eq!(n, 10);
     tokio::time::sleep(Duration::from_millis(250)).await;
-    for _ in 0..3 {
-        let id = SessionId::generate().unwrap();
-        store
-            .set(&id, "k", v("x"), Duration::from_secs(60))
-            .await
-            .unwrap();
+    // Writes 20 to 23 trim nothing, write 24 takes out 16 of the 20 expired entries.
+    for _ in 20..24 {
+        write(Duration::from_secs(60)).await;
     }
     let n: usize = raw.zcard(&live).await.unwrap();
-    assert_eq!(n, 10 - 3 * 2 + 3, "three writes trim six expired entries");
+    assert_eq!(n, 24, "writes between two trims leave the index alone");
+    write(Duration::from_secs(60)).await;
+    let n: usize = raw.zcard(&live).await.unwrap();
+    assert_eq!(n, 25 - 16, "the 25th write trims 16 expired entries");
     assert_eq!(store.purge_expired().await.unwrap(), 4);
     let n: usize = raw.zcard(&live).await.unwrap();
-    assert_eq!(n, 3, "the live sessions' entries stay");
+    assert_eq!(n, 5, "the live sessions' entries stay");
     assert_eq!(store.purge_expired().await.unwrap(), 0);
     store.clear_prefix().await.unwrap();
 }
