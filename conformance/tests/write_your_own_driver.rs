@@ -54,7 +54,7 @@ impl Driver for MapStore {
             .get(id)
             .filter(|e| e.deadline > now)
             .map(|e| Loaded {
-                data: Arc::clone(&e.data), // shared, not copied
+                data: Arc::clone(&e.data).into(), // shared, not copied
                 expires_at: Some(e.deadline),
             }))
     }

@@ -8,7 +8,7 @@ use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use session_core::driver::{
     Capabilities, ChangeSet, Data, Driver, Error, Expiry, Layer, Loaded, LockToken, Result,
-    ScanPage, SessionId, Ttl, Value, async_trait,
+    ScanPage, SessionId, Ttl, Value, ValueRef, async_trait,
 };
 
 /// The first byte of every stored value: the format of what follows.
@@ -137,9 +137,8 @@ impl ValueKeys {
         backend: &'static str,
         id: &SessionId,
         key: &str,
-        stored: &Value,
+        bytes: &[u8],
     ) -> Result<Value> {
-        let bytes = stored.as_bytes();
         let corrupt = |why: &str| Error::corrupt(backend, format!("encrypted value: {why}"));
         if bytes.len() < HEADER_LEN + TAG_LEN {
             return Err(corrupt(&format!(
@@ -194,9 +193,19 @@ impl ValueKeys {
             .collect()
     }
 
-    fn open_all(&self, backend: &'static str, id: &SessionId, data: &Data) -> Result<Data> {
-        data.iter()
-            .map(|(key, value)| Ok((key.clone(), self.open(backend, id, key, value)?)))
+    fn open_all<'a>(
+        &self,
+        backend: &'static str,
+        id: &SessionId,
+        entries: impl Iterator<Item = (&'a str, ValueRef<'a>)>,
+    ) -> Result<Data> {
+        entries
+            .map(|(key, value)| {
+                Ok((
+                    key.to_owned(),
+                    self.open(backend, id, key, value.as_bytes())?,
+                ))
+            })
             .collect()
     }
 }
@@ -298,11 +307,13 @@ impl<D> Encrypted<D> {
 
 impl<D: Driver> Encrypted<D> {
     fn open(&self, id: &SessionId, key: &str, stored: &Value) -> Result<Value> {
-        self.keys.open(self.inner.name(), id, key, stored)
+        self.keys
+            .open(self.inner.name(), id, key, stored.as_bytes())
     }
 
     fn open_all(&self, id: &SessionId, data: &Data) -> Result<Data> {
-        self.keys.open_all(self.inner.name(), id, data)
+        let entries = data.iter().map(|(k, v)| (k.as_str(), ValueRef::from(v)));
+        self.keys.open_all(self.inner.name(), id, entries)
     }
 }
 
@@ -321,7 +332,10 @@ impl<D: Driver> Driver for Encrypted<D> {
             return Ok(None);
         };
         Ok(Some(Loaded {
-            data: Arc::new(self.open_all(id, &loaded.data)?),
+            data: self
+                .keys
+                .open_all(self.inner.name(), id, loaded.data.iter())?
+                .into(),
             expires_at: loaded.expires_at,
         }))
     }

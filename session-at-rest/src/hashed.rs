@@ -328,7 +328,7 @@ impl<D: Driver> HashedIds<D> {
         };
         let copy = ChangeSet {
             clear: true,
-            set: Arc::unwrap_or_clone(loaded.data),
+            set: loaded.data.into_data(),
             ..ChangeSet::default()
         };
         if !self.inner.apply(current, copy, Expiry::After(ttl)).await? {
@@ -380,10 +380,7 @@ impl<D: Driver> Driver for HashedIds<D> {
         if self.keys.single(id) {
             return self.inner.get(&self.keys.current(id)?, key).await;
         }
-        Ok(self
-            .find(id)
-            .await?
-            .and_then(|(_, l)| l.data.get(key).cloned()))
+        Ok(self.find(id).await?.and_then(|(_, l)| l.data.get(key)))
     }
 
     async fn get_map(&self, id: &SessionId) -> Result<Data> {
@@ -393,7 +390,7 @@ impl<D: Driver> Driver for HashedIds<D> {
         Ok(self
             .find(id)
             .await?
-            .map(|(_, l)| Arc::unwrap_or_clone(l.data))
+            .map(|(_, l)| l.data.into_data())
             .unwrap_or_default())
     }
 
@@ -429,10 +426,7 @@ impl<D: Driver> Driver for HashedIds<D> {
             let name = self.keys.current(id)?;
             return self.inner.get_session(&name, ttl, cached).await;
         }
-        Ok(self
-            .find(id)
-            .await?
-            .map(|(_, l)| Arc::unwrap_or_clone(l.data)))
+        Ok(self.find(id).await?.map(|(_, l)| l.data.into_data()))
     }
 
     async fn set_session(&self, id: &SessionId, data: Data, ttl: Ttl) -> Result<()> {

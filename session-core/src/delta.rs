@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::snapshot::{Snapshot, ValueRef};
 use crate::storage::ChangeSet;
 use crate::value::{Data, Value};
 
@@ -48,25 +49,28 @@ impl Delta {
     }
 
     /// The value of `key` in `base` with these changes applied.
-    pub(crate) fn get<'a>(&'a self, base: &'a Data, key: &str) -> Option<&'a Value> {
+    pub(crate) fn get<'a>(&'a self, base: &'a Snapshot, key: &str) -> Option<ValueRef<'a>> {
         if let Some(v) = self.set.get(key) {
-            return Some(v);
+            return Some(ValueRef::from(v));
         }
         if self.clear || self.remove.contains(key) {
             return None;
         }
-        base.get(key)
+        base.get_ref(key)
     }
 
     /// Every entry of `base` with these changes applied.
     pub(crate) fn iter<'a>(
         &'a self,
-        base: &'a Data,
-    ) -> impl Iterator<Item = (&'a String, &'a Value)> {
+        base: &'a Snapshot,
+    ) -> impl Iterator<Item = (&'a str, ValueRef<'a>)> {
         let from_base = base.iter().filter(move |(k, _)| {
             !self.clear && !self.set.contains_key(*k) && !self.remove.contains(*k)
         });
-        self.set.iter().chain(from_base)
+        self.set
+            .iter()
+            .map(|(k, v)| (k.as_str(), ValueRef::from(v)))
+            .chain(from_base)
     }
 
     /// These changes as a change set for the store.
@@ -95,15 +99,17 @@ mod tests {
 
     #[test]
     fn changes_show_over_the_base_and_become_a_change_set() {
-        let base: Data = [("a".to_string(), v(1)), ("b".to_string(), v(2))].into();
+        let base_map: Data = [("a".to_string(), v(1)), ("b".to_string(), v(2))].into();
+        let base = Snapshot::from(base_map);
+        let get = |d: &Delta, k: &str| d.get(&base, k).map(|r| r.to_value());
         let mut d = Delta::default();
         assert!(d.is_empty());
         d.put("a".into(), v(10));
         d.del("b");
         d.put("c".into(), v(3));
-        assert_eq!(d.get(&base, "a"), Some(&v(10)));
-        assert_eq!(d.get(&base, "b"), None);
-        let mut keys: Vec<&String> = d.iter(&base).map(|(k, _)| k).collect();
+        assert_eq!(get(&d, "a"), Some(v(10)));
+        assert_eq!(get(&d, "b"), None);
+        let mut keys: Vec<&str> = d.iter(&base).map(|(k, _)| k).collect();
         keys.sort();
         assert_eq!(keys, ["a", "c"]);
         let cs = d.change_set(true);
@@ -111,9 +117,9 @@ mod tests {
         assert_eq!(cs.remove, ["b"]);
         assert_eq!(cs.set.len(), 2);
         d.forget("b");
-        assert_eq!(d.get(&base, "b"), Some(&v(2)), "forgotten: the base shows");
+        assert_eq!(get(&d, "b"), Some(v(2)), "forgotten: the base shows");
         let cleared = Delta::cleared([("k".to_string(), v(0))].into());
-        assert_eq!(cleared.get(&base, "a"), None);
+        assert_eq!(get(&cleared, "a"), None);
         assert_eq!(cleared.iter(&base).count(), 1);
         assert!(cleared.change_set(false).clear);
     }

@@ -46,7 +46,7 @@
 //!     async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
 //!         let map = self.0.lock().expect("not poisoned");
 //!         Ok(map.get(id).filter(|(_, at)| *at > SystemTime::now()).map(|(data, at)| Loaded {
-//!             data: data.clone(),
+//!             data: data.clone().into(),
 //!             expires_at: Some(*at),
 //!         }))
 //!     }
@@ -99,6 +99,7 @@ pub use async_trait::async_trait;
 pub use crate::check;
 pub use crate::error::{BoxError, Error, Result};
 pub use crate::id::{LockToken, SessionId};
+pub use crate::snapshot::{Packed, Snapshot, ValueRef};
 pub use crate::storage::{Capabilities, ChangeSet, Loaded, ScanPage};
 pub use crate::value::{Data, Value};
 
@@ -247,7 +248,7 @@ pub trait Driver: Send + Sync + 'static {
 
     /// One value; `None` for a missing key or a missing or expired session. Default: `load`.
     async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Value>> {
-        Ok(self.load(id).await?.and_then(|l| l.data.get(key).cloned()))
+        Ok(self.load(id).await?.and_then(|l| l.data.get(key)))
     }
 
     /// All values; empty for a missing or expired session. Default: `load`.
@@ -255,7 +256,7 @@ pub trait Driver: Send + Sync + 'static {
         Ok(self
             .load(id)
             .await?
-            .map(|l| Arc::unwrap_or_clone(l.data))
+            .map(|l| l.data.into_data())
             .unwrap_or_default())
     }
 
@@ -299,7 +300,7 @@ pub trait Driver: Send + Sync + 'static {
         cached: Option<&Data>,
     ) -> Result<Option<Data>> {
         let _ = (ttl, cached);
-        Ok(self.load(id).await?.map(|l| Arc::unwrap_or_clone(l.data)))
+        Ok(self.load(id).await?.map(|l| l.data.into_data()))
     }
 
     /// Replaces the whole session; an empty `data` removes it. Default: `apply` with `clear`,

@@ -22,6 +22,7 @@ mod outcome;
 mod purge;
 mod reserved;
 mod session;
+mod snapshot;
 mod state;
 mod storage;
 mod value;
@@ -29,6 +30,7 @@ mod value;
 pub use error::{BoxError, Error, Result};
 pub use events::{Observation, SessionEvent, SessionObserver};
 pub use id::{IncomingId, LockToken, SessionId};
+pub use snapshot::{Packed, Snapshot, ValueRef};
 pub use storage::{Capabilities, ChangeSet, Loaded, ScanPage, Storage};
 pub use value::{Data, Value};
 

@@ -201,7 +201,7 @@ impl Manager {
             match store.load(&id).await? {
                 None => store.index_remove(&id).await?,
                 Some(loaded) => {
-                    let r = Reserved::read(&loaded.data, store.name())?;
+                    let r = Reserved::read_snapshot(&loaded.data, store.name())?;
                     let dead = r.retired.is_some()
                         || self.ctx.timing.verdict(&r, &ClientInfo::default(), now)
                             == Verdict::Expired;
@@ -383,7 +383,7 @@ impl Manager {
         let Some(loaded) = store.load(id).await? else {
             return Ok(None);
         };
-        let r = Reserved::read(&loaded.data, store.name())?;
+        let r = Reserved::read_snapshot(&loaded.data, store.name())?;
         let now = check::now_millis();
         if r.retired.is_some()
             || self.ctx.timing.verdict(&r, &ClientInfo::default(), now) == Verdict::Expired

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::check;
 use crate::error::{Error, Result};
 use crate::meta::{ClientInfo, SessionMeta};
+use crate::snapshot::{Snapshot, ValueRef};
 use crate::storage::ChangeSet;
 use crate::value::{Data, Value};
 
@@ -134,7 +135,7 @@ pub struct StoredSeen {
 }
 
 fn decode_reserved<T: serde::de::DeserializeOwned>(
-    value: &Value,
+    value: ValueRef<'_>,
     key: &str,
     backend: &'static str,
 ) -> Result<Option<T>> {
@@ -166,12 +167,27 @@ impl Reserved {
     /// One pass over the keys rather than four hash lookups: a session holds a handful of keys,
     /// and [`State::adopt`](crate::state::State) walks them right after anyway.
     pub fn read(data: &Data, backend: &'static str) -> Result<Self> {
+        Self::read_entries(
+            data.iter().map(|(k, v)| (k.as_str(), ValueRef::from(v))),
+            backend,
+        )
+    }
+
+    /// [`read`](Self::read) of a loaded [`Snapshot`].
+    pub fn read_snapshot(data: &Snapshot, backend: &'static str) -> Result<Self> {
+        Self::read_entries(data.iter_prefixed(RESERVED_PREFIX), backend)
+    }
+
+    fn read_entries<'a>(
+        entries: impl Iterator<Item = (&'a str, ValueRef<'a>)>,
+        backend: &'static str,
+    ) -> Result<Self> {
         let mut r = Reserved::default();
-        for (key, value) in data {
+        for (key, value) in entries {
             if !is_reserved(key) {
                 continue;
             }
-            match key.as_str() {
+            match key {
                 META => r.meta = decode_reserved(value, META, backend)?,
                 SEEN => r.seen = decode_reserved(value, SEEN, backend)?,
                 USER => r.user = decode_reserved(value, USER, backend)?,

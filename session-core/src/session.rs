@@ -119,7 +119,7 @@ impl Session {
         if let Some(id) = st.cookie_id()
             && let Some(loaded) = ctx.store.load(&id).await?
         {
-            let reserved = Reserved::read(&loaded.data, ctx.store.name())?;
+            let reserved = Reserved::read_snapshot(&loaded.data, ctx.store.name())?;
             // the clock only when the verdict or the rotation depends on it
             let now = if ctx.timing.needs_clock(&reserved) {
                 check::now_millis()
@@ -286,7 +286,7 @@ impl Session {
         reserved::user_key(key)?;
         let st = self.state().await?;
         st.visible_at(key, check::now_millis)
-            .map(Value::decode)
+            .map(|v| v.decode())
             .transpose()
     }
 
@@ -294,7 +294,7 @@ impl Session {
     pub async fn get_value(&self, key: &str) -> Result<Option<Value>> {
         reserved::user_key(key)?;
         let st = self.state().await?;
-        Ok(st.visible_at(key, check::now_millis).cloned())
+        Ok(st.visible_at(key, check::now_millis).map(|v| v.to_value()))
     }
 
     /// Sets `key` to `value` (MessagePack-encoded now). A plain set makes `key` a plain value:
@@ -472,7 +472,7 @@ impl Session {
             return Ok(None);
         }
         st.visible_at(key, check::now_millis)
-            .map(Value::decode)
+            .map(|v| v.decode())
             .transpose()
     }
 
@@ -553,7 +553,7 @@ impl Session {
             return Ok(None);
         }
         st.visible_at(key, check::now_millis)
-            .map(Value::decode)
+            .map(|v| v.decode())
             .transpose()
     }
 
@@ -755,7 +755,7 @@ impl Session {
         let now = check::now_millis();
         let Some(id) = st.stored_id() else {
             // not stored yet, so known to no other request: update in memory, written at save
-            let new = f(st.visible(key, now).map(Value::decode).transpose()?);
+            let new = f(st.visible(key, now).map(|v| v.decode()).transpose()?);
             st.set_plain(key, Value::encode(&new)?);
             return Ok(new);
         };

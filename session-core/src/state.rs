@@ -12,13 +12,13 @@
 //! copies only the changed values.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use crate::delta::Delta;
 use crate::expiry::Timing;
 use crate::id::{IncomingId, LockToken, SessionId};
 use crate::meta::{ClientInfo, SessionMeta};
 use crate::reserved::{self, FLASH, Reserved, TEMP, flag};
+use crate::snapshot::{Snapshot, ValueRef};
 use crate::value::{Data, Value};
 
 mod lifecycle;
@@ -55,7 +55,7 @@ pub(crate) struct State {
     /// The storage deadline of `id` (unix ms) when known.
     deadline: Option<u64>,
     /// Every key (user and reserved) as loaded (shared with the driver, never modified).
-    base: Arc<Data>,
+    base: Snapshot,
     /// What this request changed on top of `base` (saved or not): the two together are the
     /// session as this request sees it ([`get`](Self::get), [`entries`](Self::entries)).
     changed: Delta,
@@ -96,7 +96,7 @@ impl State {
             id: None,
             existed: false,
             deadline: None,
-            base: Arc::default(),
+            base: Snapshot::default(),
             changed: Delta::default(),
             reserved: Reserved::default(),
             stored_user: None,
@@ -125,13 +125,13 @@ impl State {
     pub(crate) fn adopt(
         &mut self,
         id: SessionId,
-        data: Arc<Data>,
+        data: Snapshot,
         reserved: Reserved,
         deadline: Option<u64>,
     ) {
         self.flash_old.clear();
         self.marks = false;
-        for key in data.keys().filter(|k| reserved::is_reserved(k)) {
+        for (key, _) in data.iter_prefixed(reserved::RESERVED_PREFIX) {
             if let Some(flash) = key.strip_prefix(FLASH) {
                 self.flash_old.insert(flash.to_string());
                 self.marks = true;
@@ -257,7 +257,7 @@ impl State {
     // ----- the view --------------------------------------------------------------------
 
     /// The value of any key (user or reserved) as this request sees it.
-    pub(crate) fn get(&self, key: &str) -> Option<&Value> {
+    pub(crate) fn get(&self, key: &str) -> Option<ValueRef<'_>> {
         self.changed.get(&self.base, key)
     }
 
@@ -266,7 +266,7 @@ impl State {
     }
 
     /// Every entry as this request sees it, in no order.
-    fn entries(&self) -> impl Iterator<Item = (&String, &Value)> {
+    fn entries(&self) -> impl Iterator<Item = (&str, ValueRef<'_>)> {
         self.changed.iter(&self.base)
     }
 
@@ -327,13 +327,13 @@ impl State {
     }
 
     /// The value of user key `key`, hiding expired temp data.
-    pub(crate) fn visible(&self, key: &str, now: u64) -> Option<&Value> {
+    pub(crate) fn visible(&self, key: &str, now: u64) -> Option<ValueRef<'_>> {
         self.visible_at(key, || now)
     }
 
     /// [`visible`](Self::visible) with the clock read only if it matters: when `key` is temp
     /// data (most reads are of sessions without any, and need no clock at all).
-    pub(crate) fn visible_at(&self, key: &str, now: impl FnOnce() -> u64) -> Option<&Value> {
+    pub(crate) fn visible_at(&self, key: &str, now: impl FnOnce() -> u64) -> Option<ValueRef<'_>> {
         if reserved::is_reserved(key) {
             return None;
         }
@@ -348,7 +348,7 @@ impl State {
             .entries()
             .map(|(k, _)| k)
             .filter(|k| self.visible(k, now).is_some())
-            .cloned()
+            .map(str::to_string)
             .collect();
         keys.sort();
         keys
@@ -358,7 +358,7 @@ impl State {
     pub(crate) fn user_entries(&self, now: u64, keep: impl Fn(&str) -> bool) -> Data {
         self.entries()
             .filter(|(k, _)| keep(k))
-            .filter_map(|(k, _)| Some((k.clone(), self.visible(k, now)?.clone())))
+            .filter_map(|(k, _)| Some((k.to_string(), self.visible(k, now)?.to_value())))
             .collect()
     }
 
@@ -380,7 +380,7 @@ impl State {
         let keep: Data = self
             .entries()
             .filter(|(k, _)| reserved::survives_clear(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.to_string(), v.to_value()))
             .collect();
         self.marks = false;
         self.changed = Delta::cleared(keep.clone());
@@ -472,7 +472,7 @@ impl State {
         self.id = None;
         self.existed = false;
         self.deadline = None;
-        self.base = Arc::default();
+        self.base = Snapshot::default();
         self.changed = Delta::default();
         self.reserved = Reserved::default();
         self.stored_user = None;
@@ -492,6 +492,11 @@ mod tests {
         Value::encode(&n).expect("encode")
     }
 
+    /// An owned copy of a view's value, to compare.
+    pub(super) fn val(r: Option<ValueRef<'_>>) -> Option<Value> {
+        r.map(|r| r.to_value())
+    }
+
     pub(super) fn loaded(data: &[(&str, Value)]) -> State {
         let mut s = State::new(IncomingId::Invalid, ClientInfo::default());
         let id = SessionId::generate().expect("rng");
@@ -499,7 +504,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
-        s.adopt(id, Arc::new(d), Reserved::default(), None);
+        s.adopt(id, Snapshot::from(d), Reserved::default(), None);
         s.loaded = true;
         s
     }
@@ -508,7 +513,7 @@ mod tests {
     fn flash_found_at_load_is_readable_then_removed_at_save() {
         let mut s = loaded(&[("msg", v(1)), ("__s.f.msg", flag()), ("plain", v(2))]);
         assert!(s.is_flash("msg"));
-        assert_eq!(s.visible("msg", 0), Some(&v(1)));
+        assert_eq!(val(s.visible("msg", 0)), Some(v(1)));
         assert!(!s.has_changes(), "nothing pending before aging");
         s.age(0);
         assert!(s.has_changes());
@@ -570,8 +575,8 @@ mod tests {
     fn temp_is_hidden_after_its_deadline_and_removed_at_save() {
         let mut s = loaded(&[("t", v(1)), ("__s.t.t", Value::encode(&100u64).expect("e"))]);
         assert!(s.is_temp("t"));
-        assert_eq!(s.visible("t", 99), Some(&v(1)));
-        assert_eq!(s.visible("t", 100), None);
+        assert_eq!(val(s.visible("t", 99)), Some(v(1)));
+        assert_eq!(val(s.visible("t", 100)), None);
         assert_eq!(s.user_keys(99), vec!["t".to_string()]);
         assert!(s.user_keys(100).is_empty());
         s.age(99);
@@ -585,7 +590,7 @@ mod tests {
     fn reserved_keys_are_hidden_and_clear_keeps_them() {
         let mut s = loaded(&[("a", v(1)), (META, v(0)), (USER, v(0)), ("__s.f.a", flag())]);
         assert_eq!(s.user_keys(0), vec!["a".to_string()]);
-        assert_eq!(s.visible(META, 0), None);
+        assert_eq!(val(s.visible(META, 0)), None);
         s.clear_user();
         assert!(s.user_keys(0).is_empty());
         let cs = s.change_set(true);
@@ -610,7 +615,8 @@ mod tests {
 
     #[test]
     fn the_loaded_map_is_shared_and_never_modified() {
-        let base: Arc<Data> = Arc::new([("a".to_string(), v(1)), ("b".to_string(), v(2))].into());
+        let map: Data = [("a".to_string(), v(1)), ("b".to_string(), v(2))].into();
+        let base = Snapshot::from(map);
         let mut s = State::new(IncomingId::Invalid, ClientInfo::default());
         s.adopt(
             SessionId::generate().expect("rng"),
@@ -621,26 +627,26 @@ mod tests {
         s.set_plain("a", v(10));
         s.remove_user("b");
         s.set_plain("c", v(3));
-        assert_eq!(s.get("a"), Some(&v(10)));
-        assert_eq!(s.get("b"), None);
+        assert_eq!(val(s.get("a")), Some(v(10)));
+        assert_eq!(val(s.get("b")), None);
         assert_eq!(s.user_keys(0), vec!["a".to_string(), "c".to_string()]);
         // a save resets the pending changes; the view keeps them
         s.pending = Pending::default();
         assert!(!s.has_changes());
-        assert_eq!(s.get("a"), Some(&v(10)));
-        assert_eq!(s.get("b"), None);
-        assert_eq!(s.get("c"), Some(&v(3)));
+        assert_eq!(val(s.get("a")), Some(v(10)));
+        assert_eq!(val(s.get("b")), None);
+        assert_eq!(val(s.get("c")), Some(v(3)));
         assert_eq!(s.full_set().set.len(), 2);
         // the driver's map is untouched and still shared
-        assert!(Arc::ptr_eq(&s.base, &base));
-        assert_eq!(base.get("a"), Some(&v(1)));
-        assert_eq!(base.get("b"), Some(&v(2)));
+        assert_eq!(s.base, base);
+        assert_eq!(base.get("a"), Some(v(1)));
+        assert_eq!(base.get("b"), Some(v(2)));
         // a change stored by a single-key update is seen without becoming pending
         s.settle("b".into(), v(20));
         s.settle_removed("c");
         assert!(!s.has_changes());
-        assert_eq!(s.get("b"), Some(&v(20)));
-        assert_eq!(s.get("c"), None);
+        assert_eq!(val(s.get("b")), Some(v(20)));
+        assert_eq!(val(s.get("c")), None);
         // clearing hides the base entirely
         s.clear_user();
         assert!(s.user_keys(0).is_empty());
@@ -664,8 +670,8 @@ mod tests {
         assert!(s.mark_temp("b", "__s.t.b".into(), 10, 0));
         assert!(s.is_flash("a"));
         assert!(s.is_temp("b"));
-        assert_eq!(s.visible("b", 9), Some(&v(2)));
-        assert_eq!(s.visible("b", 10), None, "temp deadline honoured");
+        assert_eq!(val(s.visible("b", 9)), Some(v(2)));
+        assert_eq!(val(s.visible("b", 10)), None, "temp deadline honoured");
         s.set_plain("a", v(3));
         assert!(!s.is_flash("a"), "a plain write drops the mark");
         s.age(10);

@@ -1,13 +1,13 @@
 //! [`Storage`], the checked entry point every caller uses, and the types of its methods.
 
 use std::future::ready;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::check;
 use crate::driver::{BoxFuture, Driver, Expiry, Layer, Ttl};
 use crate::error::{Error, Result};
 use crate::id::{LockToken, SessionId};
+use crate::snapshot::Snapshot;
 use crate::value::{Data, Value};
 
 /// What a driver does natively (the OpenDAL `Capability` idea).
@@ -79,9 +79,11 @@ impl ChangeSet {
 pub struct Loaded {
     /// All values of the session (never empty: a session without keys does not exist).
     ///
-    /// Shared, so a driver that keeps sessions in memory hands out its own map without copying
-    /// it; the session layer copies nothing either, it keeps its changes beside the map.
-    pub data: Arc<Data>,
+    /// Shared, so a driver that keeps sessions in memory hands out its own map or
+    /// [`Packed`](crate::Packed) buffer without copying it; the session layer copies nothing
+    /// either, it keeps its changes beside it. A driver that decodes a record hands out the
+    /// decoded map: `Snapshot::from(data)`.
+    pub data: Snapshot,
     /// When the session expires, if the driver knows ([`Capabilities::load_with_deadline`]).
     pub expires_at: Option<SystemTime>,
 }

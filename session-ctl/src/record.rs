@@ -72,7 +72,7 @@ impl Record {
     pub fn new(id: SessionId, loaded: Loaded) -> Self {
         Record {
             id,
-            data: loaded.data,
+            data: Arc::new(loaded.data.into_data()),
             deadline_ms: loaded.expires_at.map(time::unix_ms),
         }
     }

@@ -50,7 +50,7 @@ async fn store_with(name: &str, prefix: &str) -> (FileStore, SessionId, PathBuf)
 async fn v1_session_reads_with_its_data_deadline_and_owner() {
     let (store, id, path) = store_with("session-v1.bin", "sess_").await;
     let loaded = store.load(&id).await.expect("load").expect("live");
-    assert_eq!(*loaded.data, written());
+    assert_eq!(loaded.data, written());
     assert_eq!(
         loaded.expires_at,
         Some(check::from_unix_millis(DEADLINE_MS))
@@ -80,7 +80,7 @@ async fn v1_session_reads_with_its_data_deadline_and_owner() {
     let loaded = store.load(&id).await.expect("load").expect("live");
     let mut left = written();
     left.remove("n");
-    assert_eq!(*loaded.data, left);
+    assert_eq!(loaded.data, left);
     assert_eq!(
         loaded.expires_at,
         Some(check::from_unix_millis(DEADLINE_MS))
@@ -95,7 +95,7 @@ async fn v1_session_reads_with_its_data_deadline_and_owner() {
 async fn v1_session_without_owner_reads() {
     let (store, id, _) = store_with("session-no-owner-v1.bin", "sess_").await;
     let loaded = store.load(&id).await.expect("load").expect("live");
-    assert_eq!(*loaded.data, written());
+    assert_eq!(loaded.data, written());
     assert_eq!(
         loaded.expires_at,
         Some(check::from_unix_millis(DEADLINE_MS))

@@ -149,10 +149,23 @@ async fn data_survives_reopening_the_store() {
     assert_eq!(loaded.expires_at, deadline);
     assert_eq!(loaded.data.len(), 2);
     assert_eq!(
-        loaded.data["user"].decode::<String>().expect("decode"),
+        loaded
+            .data
+            .get("user")
+            .expect("present")
+            .decode::<String>()
+            .expect("decode"),
         "alice"
     );
-    assert_eq!(loaded.data["n"].decode::<u32>().expect("decode"), 7);
+    assert_eq!(
+        loaded
+            .data
+            .get("n")
+            .expect("present")
+            .decode::<u32>()
+            .expect("decode"),
+        7
+    );
     assert_eq!(
         store.index_owner(&sid).await.expect("owner").as_deref(),
         Some("alice")

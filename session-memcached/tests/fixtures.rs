@@ -45,7 +45,7 @@ async fn v1_item_reads_with_its_data_and_deadline() {
         .expect("raw set");
 
     let loaded = store.load(&id).await.expect("load").expect("live");
-    assert_eq!(*loaded.data, written());
+    assert_eq!(loaded.data, written());
     assert_eq!(
         loaded.expires_at,
         Some(check::from_unix_millis(DEADLINE_MS))
@@ -72,7 +72,7 @@ async fn v1_item_reads_with_its_data_and_deadline() {
     let loaded = store.load(&id).await.expect("load").expect("live");
     let mut left = written();
     left.remove("n");
-    assert_eq!(*loaded.data, left);
+    assert_eq!(loaded.data, left);
     assert_eq!(
         loaded.expires_at,
         Some(check::from_unix_millis(DEADLINE_MS))

@@ -8,13 +8,13 @@ use std::time::SystemTime;
 use moka::ops::compute::{CompResult, Op};
 use moka::sync::Cache;
 use session_core::driver::{
-    Capabilities, ChangeSet, Driver, Error, Expiry, Loaded, LockToken, Result, ScanPage, SessionId,
-    Ttl, async_trait,
+    Capabilities, ChangeSet, Driver, Error, Expiry, Loaded, LockToken, Packed, Result, ScanPage,
+    SessionId, Snapshot, Ttl, async_trait,
 };
 
 use crate::builder::MemoryStoreBuilder;
 use crate::owners::OwnerIndex;
-use crate::record::{Binding, Body, EVICTION_SLACK, Lease, Record};
+use crate::record::{Binding, EVICTION_SLACK, Lease, Record};
 use crate::{DEFAULT_MAX_SESSIONS, NAME};
 
 /// Number of write locks; a session's writes take the one its id hashes to.
@@ -203,7 +203,7 @@ impl Driver for MemoryStore {
 
     async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
         Ok(self.session(id).map(|r| Loaded {
-            data: Arc::new(r.body.data()),
+            data: Snapshot::from(r.body),
             expires_at: Some(r.deadline),
         }))
     }
@@ -219,7 +219,7 @@ impl Driver for MemoryStore {
                 // An empty change set only slides the expiry: no copy of the data.
                 Some(r) if changes.is_empty() => r.body.clone(),
                 Some(r) => r.body.apply(&changes)?,
-                None => Body::pack(&changes.set)?,
+                None => Packed::pack(&changes.set)?,
             };
             if body.is_empty() {
                 // No keys left: a session is removed with its binding; a binding made before the
@@ -276,7 +276,7 @@ impl Driver for MemoryStore {
                     }
                 }
                 None => Record {
-                    body: Body::default(),
+                    body: Packed::default(),
                     deadline: placeholder_deadline,
                     owner: Some(binding.clone()),
                 },

@@ -155,7 +155,7 @@ async fn layout_is_one_hash_per_session_with_a_hash_tag_and_an_expiry() {
     let session = store.get_session(&id, ttl, None).await.unwrap().unwrap();
     assert_eq!(session, map);
     let loaded = store.load(&id).await.unwrap().unwrap();
-    assert_eq!(*loaded.data, map);
+    assert_eq!(loaded.data, map);
     assert_eq!(
         loaded.expires_at.map(check::unix_millis),
         Some(deadline),
@@ -203,7 +203,7 @@ async fn load_reports_the_deadline_to_the_millisecond() {
         diff < Duration::from_millis(200),
         "deadline off by {diff:?}"
     );
-    assert_eq!(loaded.data.get("k"), Some(&v("x")));
+    assert_eq!(loaded.data.get("k"), Some(v("x")));
     store.clear_prefix().await.unwrap();
 }
 
@@ -418,7 +418,7 @@ async fn a_hash_without_the_deadline_field_loads_with_the_deadline_from_pttl() {
 
     let loaded = store.load(&id).await.unwrap().expect("live session");
     assert_eq!(loaded.data.len(), 1);
-    assert_eq!(loaded.data.get("k"), Some(&v("x")));
+    assert_eq!(loaded.data.get("k"), Some(v("x")));
     assert_expires_after(loaded.expires_at, before, Duration::from_millis(7_000));
     assert_eq!(store.get_size(&id).await.unwrap(), 1);
     assert_eq!(
@@ -462,7 +462,7 @@ async fn a_corrupt_deadline_field_still_loads_with_the_deadline_from_pttl() {
         let _: () = raw.pexpire(&key, 7_000).await.unwrap();
         let loaded = store.load(&id).await.unwrap().expect("live session");
         assert_eq!(loaded.data.len(), 1, "{bad:?}");
-        assert_eq!(loaded.data.get("k"), Some(&v("x")));
+        assert_eq!(loaded.data.get("k"), Some(v("x")));
         assert_expires_after(loaded.expires_at, before, Duration::from_millis(7_000));
         assert_eq!(store.get_size(&id).await.unwrap(), 1);
         assert_eq!(store.get_map(&id).await.unwrap().len(), 1);
@@ -709,11 +709,11 @@ async fn resp2_and_resp3_replies_are_read_and_foreign_field_names_are_corrupt() 
         store.set(&id, "b", v("2"), ttl).await.unwrap();
         let loaded = store.load(&id).await.unwrap().expect("live session");
         assert_eq!(loaded.data.len(), 2, "{url}");
-        assert_eq!(loaded.data.get("b"), Some(&v("2")));
+        assert_eq!(loaded.data.get("b"), Some(v("2")));
         let key = data_key(&store, &id);
         let deadline = deadline_field(&mut raw, &key).await.expect("deadline");
         assert_eq!(loaded.expires_at, Some(check::from_unix_millis(deadline)));
-        assert_eq!(store.get_map(&id).await.unwrap(), *loaded.data);
+        assert_eq!(store.get_map(&id).await.unwrap(), loaded.data);
         assert_eq!(store.get_size(&id).await.unwrap(), 2);
 
         let _: () = raw.hset(&key, &b"\xfeforeign"[..], "x").await.unwrap();
@@ -800,7 +800,7 @@ async fn load_is_one_command_and_two_only_for_a_hash_without_the_field() {
         "load without the deadline field: HGETALL and PTTL"
     );
     assert!(loaded.expires_at.is_some());
-    assert_eq!(loaded.data.get("k"), Some(&v("x")));
+    assert_eq!(loaded.data.get("k"), Some(v("x")));
 }
 
 #[tokio::test]

@@ -72,7 +72,7 @@ fn stored(store: &SledStore, id: &SessionId) -> Vec<u8> {
 async fn v1_session_reads_with_its_data_deadline_and_owner() {
     let (store, id) = store_with(SESSION_V1, Some(OWNER)).await;
     let loaded = store.load(&id).await.expect("load").expect("live");
-    assert_eq!(*loaded.data, written());
+    assert_eq!(loaded.data, written());
     assert_eq!(
         loaded.expires_at,
         Some(check::from_unix_millis(DEADLINE_MS))
@@ -103,7 +103,7 @@ async fn v1_session_reads_with_its_data_deadline_and_owner() {
     let loaded = store.load(&id).await.expect("load").expect("live");
     let mut left = written();
     left.remove("n");
-    assert_eq!(*loaded.data, left);
+    assert_eq!(loaded.data, left);
     assert_eq!(
         loaded.expires_at,
         Some(check::from_unix_millis(DEADLINE_MS))
@@ -118,7 +118,7 @@ async fn v1_session_reads_with_its_data_deadline_and_owner() {
 async fn v1_session_without_owner_reads() {
     let (store, id) = store_with(SESSION_NO_OWNER_V1, None).await;
     let loaded = store.load(&id).await.expect("load").expect("live");
-    assert_eq!(*loaded.data, written());
+    assert_eq!(loaded.data, written());
     assert_eq!(
         loaded.expires_at,
         Some(check::from_unix_millis(DEADLINE_MS))

@@ -177,7 +177,7 @@ where
             data.insert(key, Value::from(value));
         }
         Ok(deadline.map(|deadline| Loaded {
-            data: Arc::new(data),
+            data: data.into(),
             expires_at: Some(check::from_unix_millis(
                 u64::try_from(deadline).unwrap_or(0),
             )),

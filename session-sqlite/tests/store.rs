@@ -216,7 +216,7 @@ async fn keep_expiry_writes_only_live_sessions_and_keeps_the_deadline() {
     assert!(keep_apply(&s, changes).await);
     let after = store.load(&s).await.unwrap().expect("live");
     assert_eq!(after.expires_at, before, "Keep moved the deadline");
-    assert_eq!(*after.data, Data::from([("b".into(), v(2))]));
+    assert_eq!(after.data, Data::from([("b".into(), v(2))]));
     let changes = keep(&[], &["b"]);
     assert!(!keep_apply(&s, changes).await);
     assert!(store.load(&s).await.unwrap().is_none(), "last key removed");
@@ -595,7 +595,7 @@ async fn saving_a_loaded_session_writes_only_live_sessions() {
     let after = store.load(&s).await.unwrap().expect("live");
     assert!(after.expires_at > before, "the deadline did not move");
     assert_eq!(
-        *after.data,
+        after.data,
         Data::from([("b".into(), v(4)), ("c".into(), v(3))])
     );
 

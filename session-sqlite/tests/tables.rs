@@ -173,7 +173,7 @@ async fn a_version_2_file_keeps_its_sessions_through_the_migration() {
         .unwrap()
         .expect("live after the migration");
     assert_eq!(
-        *loaded.data,
+        loaded.data,
         Data::from([("user".into(), v(7)), ("cart".into(), v(8))])
     );
     let want = UNIX_EPOCH + Duration::from_millis(u64::try_from(deadline).unwrap());
@@ -667,7 +667,7 @@ async fn a_version_3_file_keeps_every_session_through_the_move_to_a_row_per_sess
             .unwrap()
             .expect("live after the migration");
         assert_eq!(
-            *loaded.data,
+            loaded.data,
             Data::from([("user".into(), v(7)), ("cart".into(), v(8))])
         );
         let at = |ms: i64| UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap());
@@ -686,7 +686,7 @@ async fn a_version_3_file_keeps_every_session_through_the_move_to_a_row_per_sess
         );
         let loaded = store.load(forty).await.unwrap().expect("live");
         assert_eq!(loaded.data.len(), 40);
-        assert_eq!(loaded.data.get("key39"), Some(&v(39)));
+        assert_eq!(loaded.data.get("key39"), Some(v(39)));
         assert_eq!(loaded.expires_at, Some(at(deadline + 1)));
         for (n, s) in (0..).zip(more) {
             assert_eq!(store.get(s, "n").await.unwrap(), Some(v(n)), "{base}");

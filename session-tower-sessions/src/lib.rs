@@ -258,7 +258,7 @@ impl SessionStore for TowerSessionsStore {
     async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
         let id = Self::session_id(session_id)?;
         match self.storage.load(&id).await.map_err(from_storage)? {
-            Some(loaded) => decode(*session_id, &loaded.data),
+            Some(loaded) => decode(*session_id, &loaded.data.into_data()),
             None => Ok(None),
         }
     }

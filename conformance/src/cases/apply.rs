@@ -384,9 +384,9 @@ where
         panic!("[{name}] load after {what} returned None for a live session");
     };
     assert!(
-        *loaded.data == *expected,
+        loaded.data == *expected,
         "[{name}] load after {what} returned keys {}, expected {}",
-        keys(&loaded.data),
+        keys(&loaded.data.to_data()),
         keys(expected)
     );
     let declared = store.capabilities().load_with_deadline;

@@ -164,7 +164,7 @@ pub async fn concurrent_readers_never_see_torn_session(store: Store) {
                             "get_session",
                             ok(store.get_session(&id, LONG, None).await, "get_session"),
                         ),
-                        2 => ("load", ok(store.load(&id).await, "load").map(|l| (*l.data).clone())),
+                        2 => ("load", ok(store.load(&id).await, "load").map(|l| l.data.into_data())),
                         _ => {
                             let size = ok(store.get_size(&id).await, "get_size");
                             assert!(

@@ -44,7 +44,7 @@ pub async fn large_value_round_trips(store: Store) {
     .collect();
     ok(store.set_map(&id2, expected.clone(), LONG).await, "set_map");
     assert_data(&store, &id2, &expected, "a 1 MiB value next to a small one").await;
-    let loaded = ok(store.load(&id2).await, "load").map(|l| (*l.data).clone());
+    let loaded = ok(store.load(&id2).await, "load").map(|l| l.data.into_data());
     assert!(
         loaded.as_ref() == Some(&expected),
         "[{name}] load of a session with a 1 MiB value returned {:?}",

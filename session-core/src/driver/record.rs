@@ -53,13 +53,13 @@
 //! ```
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
 use crate::check;
 use crate::error::{Error, Result};
+use crate::snapshot::Snapshot;
 use crate::storage::Loaded;
 use crate::value::{Data, Value};
 
@@ -119,7 +119,7 @@ impl Record {
     pub fn into_loaded(self) -> Loaded {
         Loaded {
             expires_at: Some(self.expires_at()),
-            data: Arc::new(self.data),
+            data: Snapshot::from(self.data),
         }
     }
 
@@ -585,7 +585,7 @@ mod tests {
         assert!(!rec.live(rec.deadline_ms));
         assert!(!Record::new(u64::MAX, Data::new()).live(0));
         let loaded = rec.clone().into_loaded();
-        assert_eq!(*loaded.data, rec.data);
+        assert_eq!(loaded.data, rec.data);
         assert_eq!(
             loaded.expires_at,
             Some(check::from_unix_millis(rec.deadline_ms))

@@ -154,8 +154,8 @@ impl State {
     pub(crate) fn full_set(&self) -> ChangeSet {
         let set: Data = self
             .entries()
-            .filter(|(k, _)| k.as_str() != RETIRED)
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .filter(|(k, _)| *k != RETIRED)
+            .map(|(k, v)| (k.to_string(), v.to_value()))
             .collect();
         ChangeSet {
             set,
