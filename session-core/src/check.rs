@@ -75,9 +75,19 @@ pub fn unix_millis(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// The time `ms` milliseconds after the Unix epoch.
+/// The latest deadline [`from_unix_millis`] turns into a time: the year 275,760 (the latest time
+/// an ECMAScript date holds, 8.64e15 ms), far past any TTL and representable by every platform's
+/// `SystemTime`.
+pub const LATEST_UNIX_MILLIS: u64 = 8_640_000_000_000_000;
+
+/// The time `ms` milliseconds after the Unix epoch, clamped to [`LATEST_UNIX_MILLIS`]: a corrupt or
+/// hostile stored deadline (up to `u64::MAX`) gives a far-future time, never an overflow panic
+/// (`SystemTime + Duration` panics past the platform's range, which on Windows is 30,828 CE).
 pub fn from_unix_millis(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
+    let ms = ms.min(LATEST_UNIX_MILLIS);
+    UNIX_EPOCH
+        .checked_add(Duration::from_millis(ms))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -88,6 +98,15 @@ pub fn now_millis() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn from_unix_millis_clamps_absurd_deadlines() {
+        assert_eq!(unix_millis(from_unix_millis(1_500)), 1_500);
+        let latest = from_unix_millis(LATEST_UNIX_MILLIS);
+        assert_eq!(unix_millis(latest), LATEST_UNIX_MILLIS);
+        assert_eq!(from_unix_millis(u64::MAX), latest);
+        assert_eq!(from_unix_millis(LATEST_UNIX_MILLIS + 1), latest);
+    }
 
     #[test]
     fn ttl_rounds_up_and_rejects_zero() {

@@ -1,22 +1,6 @@
 //! Times as operators read them: RFC 3339 in UTC, and short durations ("29m 10s").
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Unix milliseconds of `t` (0 before 1970).
-pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// The time at unix milliseconds `ms`.
-pub fn from_unix_ms(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
-}
-
-/// Unix milliseconds now.
-pub fn now_ms() -> u64 {
-    unix_ms(SystemTime::now())
-}
+pub use session_core::check::{now_millis as now_ms, unix_millis as unix_ms};
 
 /// `ms` (unix milliseconds) as RFC 3339 in UTC, to the millisecond: `2025-01-31T23:59:59.250Z`.
 pub fn rfc3339(ms: u64) -> String {

@@ -16,6 +16,12 @@ use crate::key::Key;
 pub enum Protection {
     /// HMAC-SHA256: the value is the base64 MAC (44 characters) followed by the id, in clear.
     /// The client can read the id but cannot forge one. With no keys the value is the bare id.
+    ///
+    /// The MAC covers the value, not the cookie's name (the `cookie` crate's signed jar, found
+    /// by the `cookie` fuzz target): a value the same key signed for another cookie verifies
+    /// here too. Such a value still has to be the id of a live session to be adopted, so the
+    /// risk is an app that signs other cookies with ids in them; give the session cookie a key
+    /// of its own, or use `Private`, which binds the name.
     #[default]
     Signed,
     /// AES-256-GCM (the `cookie` crate's private jar): the value is the base64 of a random

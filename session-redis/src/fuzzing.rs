@@ -29,3 +29,20 @@ pub fn parse_cluster_masters(text: &str) -> Vec<(String, u16)> {
 pub fn parse_cluster_slots(reply: redis::Value) -> Vec<(u16, u16, String, u16)> {
     crate::subscribe::parse_cluster_slots(reply)
 }
+
+/// Whether a deadline field's value names a deadline that has passed (then every read treats
+/// the session as missing).
+pub fn is_past(raw: Option<&[u8]>) -> bool {
+    crate::reply::is_past(raw)
+}
+
+/// A parsed `scan` cursor: the slot, the entry (deadline, id) after which the page starts, and
+/// the cursor's canonical text.
+pub type ScanCursor = (u16, Option<(u64, session_core::SessionId)>, String);
+
+/// A `scan` cursor of the live index as the driver reads it: the slot and the entry (deadline,
+/// id) after which the page starts, with the cursor's canonical text; `Error::InvalidInput` for
+/// text that is not a cursor.
+pub fn parse_scan_cursor(text: &str) -> Result<ScanCursor> {
+    crate::scan::parse_cursor(text)
+}

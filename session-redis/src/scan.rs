@@ -247,6 +247,13 @@ impl LiveCursor {
     }
 }
 
+/// [`LiveCursor::parse`] for the fuzz entry points: slot, entry, canonical text.
+pub(crate) fn parse_cursor(text: &str) -> Result<crate::fuzzing::ScanCursor> {
+    let cursor = LiveCursor::parse(text)?;
+    let canonical = cursor.text();
+    Ok((cursor.slot, cursor.after, canonical))
+}
+
 /// One page of one live index ([`scripts::SCAN_LIVE`]): the ids with their deadlines, and
 /// whether the index holds more after them.
 struct LivePage {

@@ -4,8 +4,10 @@
 //! The input is split at its first `0xff` byte (never in UTF-8) into two texts. Each is parsed;
 //! an accepted id is exactly the text (display, `as_str`, `FromStr`, a second parse), obeys the
 //! documented rule (16 to 128 characters of `[A-Za-z0-9_-]`) and its `Debug` and `short` forms
-//! do not show it; a rejected one is `Error::InvalidId` whose message never echoes the text. Two
-//! accepted ids compare, order and hash as their texts do. `IncomingId` agrees with `parse`.
+//! do not show it; it is never a handle, its handle (`into_handle`) equals and hashes as it,
+//! and a handle's text parses back to an ordinary id; a rejected one is `Error::InvalidId`
+//! whose message never echoes the text. Two accepted ids compare, order and hash as their texts
+//! do. `IncomingId` agrees with `parse`.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -35,6 +37,30 @@ pub fn check(data: &[u8]) {
         assert_eq!(hash(&x), hash(a.as_ref()), "an id hashes as its text");
         assert_eq!(hash(&x) == hash(&y), hash(a.as_ref()) == hash(b.as_ref()));
     }
+}
+
+/// The handle of an accepted id: the same text, equal to the id, hashing and ordering as it, its
+/// `Debug` form marked and shortened; its text parses back to an ordinary id, never a handle.
+fn handle(id: &SessionId, text: &str) {
+    let handle = id.clone().into_handle();
+    assert!(handle.is_handle());
+    assert_eq!(handle.as_str(), text);
+    assert_eq!(&handle, id);
+    assert_eq!(hash(&handle), hash(id));
+    assert_eq!(handle.cmp(id), std::cmp::Ordering::Equal);
+    assert!(handle.clone().into_handle().is_handle());
+    let debug = format!("{handle:?}");
+    assert!(
+        debug.starts_with("Handle(") && !debug.contains(text),
+        "{debug}"
+    );
+    let again = SessionId::parse(handle.as_str()).expect("a handle's text is a valid id");
+    assert!(!again.is_handle(), "a handle's text parsed into a handle");
+    assert!(
+        !IncomingId::parse(text)
+            .id()
+            .is_some_and(SessionId::is_handle)
+    );
 }
 
 fn hash<T: Hash + ?Sized>(value: &T) -> u64 {
@@ -67,6 +93,8 @@ fn one(text: &str) -> Option<SessionId> {
                 !format!("{id:?}").contains(text),
                 "Debug shows the whole id"
             );
+            assert!(!id.is_handle(), "parse made a handle of client text");
+            handle(&id, text);
             assert_eq!(incoming, IncomingId::Valid(id.clone()));
             assert_eq!(incoming.id(), Some(&id));
             assert!(!incoming.is_invalid());

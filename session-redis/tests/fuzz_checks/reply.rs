@@ -11,7 +11,9 @@
 //! * a deadline field value (`parse_deadline`: a believed deadline is the decimal number it
 //!   holds, no later than the driver could have written); a `CLUSTER NODES` reply (only
 //!   masters, with a port); a key found by `SCAN` (an id it yields is the id whose hash key it
-//!   is);
+//!   is); a `scan` cursor (a slot below 16,384, then a deadline and a valid id, or
+//!   `Error::InvalidInput`; canonical text round trips); `is_past` only for a believed deadline
+//!   at or before now;
 //! * a structured hash (`arbitrary`), written as a RESP2 array or a RESP3 map, which must read
 //!   back as the model says.
 
@@ -19,7 +21,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use redis::Value;
 use session_core::driver::{Data, Error, Value as SessionValue, check};
 use session_redis::fuzzing::{
-    DEADLINE_FIELD, parse_cluster_masters, parse_cluster_slots, parse_deadline, parse_hash,
+    DEADLINE_FIELD, is_past, parse_cluster_masters, parse_cluster_slots, parse_deadline,
+    parse_hash, parse_scan_cursor,
 };
 
 /// What `parse_hash` must return, as an outcome that can be compared.
@@ -89,15 +92,52 @@ pub fn check(data: &[u8]) {
     }
     deadline(data);
     cluster_nodes(&String::from_utf8_lossy(data));
+    scan_cursor(&String::from_utf8_lossy(data));
     if let Ok(hash) = Hash::arbitrary_take_rest(Unstructured::new(data)) {
         structured(&hash);
     }
 }
 
+/// A `scan` cursor from a client (a page link, an operator's command line): a slot below 16,384
+/// and, after it, a deadline and a valid id, or `Error::InvalidInput`; an accepted cursor's
+/// canonical text reads back as the same cursor.
+fn scan_cursor(text: &str) {
+    match parse_scan_cursor(text) {
+        Ok((slot, after, canonical)) => {
+            assert!(slot < 16_384, "slot {slot} accepted");
+            let again = parse_scan_cursor(&canonical).expect("a canonical cursor parses");
+            assert_eq!((again.0, &again.1), (slot, &after));
+            assert_eq!(again.2, canonical);
+            let expected = match &after {
+                None => slot.to_string(),
+                Some((at, id)) => format!("{slot}.{at}.{id}"),
+            };
+            assert_eq!(canonical, expected);
+        }
+        Err(Error::InvalidInput(_)) => {}
+        Err(other) => panic!("{text:?}: not an InvalidInput error: {other:?}"),
+    }
+}
+
 fn deadline(raw: &[u8]) {
+    let past = is_past(Some(raw));
+    assert!(
+        !is_past(None),
+        "a hash without a deadline field is judged by the server"
+    );
     let Some(at) = parse_deadline(raw) else {
+        assert!(
+            !past,
+            "a deadline the driver did not write is judged by the server"
+        );
         return;
     };
+    if past {
+        assert!(
+            at <= std::time::SystemTime::now(),
+            "a future deadline judged past"
+        );
+    }
     let ms: u64 = std::str::from_utf8(raw)
         .expect("a believed deadline is text")
         .parse()
