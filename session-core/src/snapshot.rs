@@ -256,27 +256,48 @@ pub struct Packed(Bytes);
 impl Packed {
     /// Packs `data`.
     pub fn pack(data: &Data) -> Result<Packed> {
-        let entries: Vec<(&str, &[u8])> = data
+        let entries: Vec<(&[u8], &[u8])> = data
             .iter()
-            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
             .collect();
         Packed::pack_entries(&entries)
+    }
+
+    /// The number of entries the buffer says it holds (a capacity hint: iteration checks
+    /// every bound).
+    fn count(&self) -> usize {
+        read_u32(&self.0, 0).unwrap_or(0).min(1024)
     }
 
     /// This buffer with `changes` applied, as a new buffer: every key dropped if `clear`, then
     /// the keys of `remove`, then the keys of `set` inserted or overwritten (a key both removed
     /// and set ends up set).
     pub fn apply(&self, changes: &ChangeSet) -> Result<Packed> {
-        let kept = self
-            .entries()
-            .filter(|(key, _)| {
-                !changes.clear
-                    && !changes.set.contains_key(*key)
-                    && !changes.remove.iter().any(|r| r == key)
-            })
-            .map(|(key, range)| (key, &self.0[range]));
-        let set = changes.set.iter().map(|(k, v)| (k.as_str(), v.as_bytes()));
-        let entries: Vec<(&str, &[u8])> = kept.chain(set).collect();
+        // A change set touches a key or two: comparing bytes beats hashing every stored key.
+        let few = changes.set.len() <= 8;
+        let replaced = |key: &[u8]| {
+            if few {
+                changes.set.keys().any(|k| k.as_bytes() == key)
+            } else {
+                std::str::from_utf8(key).is_ok_and(|k| changes.set.contains_key(k))
+            }
+        };
+        let mut entries: Vec<(&[u8], &[u8])> = Vec::with_capacity(self.count() + changes.set.len());
+        if !changes.clear {
+            let kept = self
+                .entries_raw()
+                .filter(|(key, _)| {
+                    !replaced(key) && !changes.remove.iter().any(|r| r.as_bytes() == *key)
+                })
+                .map(|(key, range)| (key, &self.0[range]));
+            entries.extend(kept);
+        }
+        entries.extend(
+            changes
+                .set
+                .iter()
+                .map(|(k, v)| (k.as_bytes(), v.as_bytes())),
+        );
         Packed::pack_entries(&entries)
     }
 
@@ -340,7 +361,7 @@ impl Packed {
 
     /// The values as a map whose values share this buffer.
     pub fn to_data(&self) -> Data {
-        let mut data = Data::with_capacity(read_u32(&self.0, 0).unwrap_or(0).min(1024));
+        let mut data = Data::with_capacity(self.count());
         for (key, range) in self.entries() {
             data.insert(key.to_owned(), Value::from(self.0.slice(range)));
         }
@@ -356,7 +377,8 @@ impl Packed {
         Entries::new(&self.0)
     }
 
-    fn pack_entries(entries: &[(&str, &[u8])]) -> Result<Packed> {
+    /// Packs `entries`, whose keys are UTF-8 (from `&str`s, or from a buffer packed from them).
+    fn pack_entries(entries: &[(&[u8], &[u8])]) -> Result<Packed> {
         if entries.is_empty() {
             return Ok(Packed::default());
         }
@@ -382,7 +404,7 @@ impl Packed {
             buf.extend_from_slice(&value_len.to_le_bytes());
         }
         for (key, _) in entries {
-            buf.extend_from_slice(key.as_bytes());
+            buf.extend_from_slice(key);
         }
         for (_, value) in entries {
             buf.extend_from_slice(value);
@@ -527,6 +549,22 @@ mod tests {
             ..ChangeSet::default()
         };
         assert!(next.apply(&emptied).expect("apply").is_empty());
+
+        // Many keys at once (looked up by hash rather than compared one by one).
+        let many: Vec<(String, String)> =
+            (0..12).map(|i| (format!("m{i}"), i.to_string())).collect();
+        let mut set: Data = many
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from_bytes(v.clone().into_bytes())))
+            .collect();
+        set.insert("b".into(), Value::from_bytes(&b"over"[..]));
+        let big = ChangeSet {
+            set: set.clone(),
+            ..ChangeSet::default()
+        };
+        let mut expected = next.to_data();
+        expected.extend(set);
+        assert_eq!(next.apply(&big).expect("apply").to_data(), expected);
     }
 
     #[test]
