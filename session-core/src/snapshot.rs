@@ -263,6 +263,11 @@ impl Packed {
         Packed::pack_entries(&entries)
     }
 
+    /// Packs `entries` (keys assumed distinct, as a decoded record's are).
+    pub(crate) fn from_entries(entries: &[(&str, &[u8])]) -> Result<Packed> {
+        Packed::pack_entries(entries)
+    }
+
     /// The number of entries the buffer says it holds (a capacity hint: iteration checks
     /// every bound).
     fn count(&self) -> usize {
@@ -378,13 +383,13 @@ impl Packed {
     }
 
     /// Packs `entries`, whose keys are UTF-8 (from `&str`s, or from a buffer packed from them).
-    fn pack_entries(entries: &[(&[u8], &[u8])]) -> Result<Packed> {
+    fn pack_entries<K: AsRef<[u8]>>(entries: &[(K, &[u8])]) -> Result<Packed> {
         if entries.is_empty() {
             return Ok(Packed::default());
         }
         let too_long = || Error::InvalidInput("key or value over 4 GiB".into());
         let len = entries.iter().try_fold(COUNT, |sum: usize, (k, v)| {
-            sum.checked_add(HEADER + k.len())
+            sum.checked_add(HEADER + k.as_ref().len())
                 .and_then(|sum| sum.checked_add(v.len()))
                 .ok_or_else(too_long)
         })?;
@@ -393,18 +398,18 @@ impl Packed {
         buf.try_reserve_exact(len)
             .map_err(|_| Error::InvalidInput("session too large to pack".into()))?;
         let count = u32::try_from(entries.len()).map_err(|_| too_long())?;
-        let keys_len = entries.iter().map(|(k, _)| k.len()).sum::<usize>();
+        let keys_len = entries.iter().map(|(k, _)| k.as_ref().len()).sum::<usize>();
         let keys_len = u32::try_from(keys_len).map_err(|_| too_long())?;
         buf.extend_from_slice(&count.to_le_bytes());
         buf.extend_from_slice(&keys_len.to_le_bytes());
         for (key, value) in entries {
-            let key_len = u32::try_from(key.len()).map_err(|_| too_long())?;
+            let key_len = u32::try_from(key.as_ref().len()).map_err(|_| too_long())?;
             let value_len = u32::try_from(value.len()).map_err(|_| too_long())?;
             buf.extend_from_slice(&key_len.to_le_bytes());
             buf.extend_from_slice(&value_len.to_le_bytes());
         }
         for (key, _) in entries {
-            buf.extend_from_slice(key);
+            buf.extend_from_slice(key.as_ref());
         }
         for (_, value) in entries {
             buf.extend_from_slice(value);

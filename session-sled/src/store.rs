@@ -148,7 +148,10 @@ impl Driver for SledStore {
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
-        Ok(load_live(&self.inner, id.as_str())?.map(Record::into_loaded))
+        match self.inner.sessions.get(id.as_str()).map_err(backend)? {
+            Some(raw) => record::load(&raw, check::now_millis(), NAME),
+            None => Ok(None),
+        }
     }
 
     async fn apply(&self, id: &SessionId, changes: ChangeSet, expiry: Expiry) -> Result<bool> {

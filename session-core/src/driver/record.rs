@@ -59,7 +59,7 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
 use crate::check;
 use crate::error::{Error, Result};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Packed, Snapshot};
 use crate::storage::Loaded;
 use crate::value::{Data, Value};
 
@@ -255,10 +255,28 @@ fn write_body(out: &mut Vec<u8>, owner: Option<&str>, data: &Data) -> Result<()>
 }
 
 /// Reads a current-layout body, `[owner: nil | str, data: map str -> bin]`, which must fill
-/// `body` exactly. Read with `rmp`'s primitives straight from the slice: each key and value is
-/// copied once, into its `String` and `Value` (serde's reader-based path copied every value
-/// twice, and the slice-based one cannot tell where the body ended).
-fn read_body(mut body: &[u8]) -> std::result::Result<(Option<String>, Data), String> {
+/// `body` exactly, into an owned owner and map: each key and value is copied once, into its
+/// `String` and `Value`.
+fn read_body(body: &[u8]) -> std::result::Result<(Option<String>, Data), String> {
+    let (owner, entries) = read_body_entries(body)?;
+    let data = entries
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Value::from_bytes(v.to_vec())))
+        .collect();
+    Ok((owner.map(str::to_owned), data))
+}
+
+/// A current-layout body's owner and entries, borrowed from `body`, which they must fill
+/// exactly. Read with `rmp`'s primitives straight from the slice (serde's reader-based path
+/// copied every value twice, and the slice-based one cannot tell where the body ended). A key
+/// given twice is an error.
+#[allow(
+    clippy::type_complexity,
+    reason = "a borrowed (owner, entries) pair, used twice"
+)]
+fn read_body_entries(
+    mut body: &[u8],
+) -> std::result::Result<(Option<&str>, Vec<(&str, &[u8])>), String> {
     use rmp::decode::{read_array_len, read_bin_len, read_map_len, read_str_len};
     let rd = &mut body;
     let fields = read_array_len(rd).map_err(|e| format!("expected [owner, data]: {e}"))?;
@@ -275,20 +293,52 @@ fn read_body(mut body: &[u8]) -> std::result::Result<(Option<String>, Data), Str
         Some(take_str(rd, len, "owner")?)
     };
     let keys = read_map_len(rd).map_err(|e| format!("data: {e}"))?;
-    let mut data = Data::with_capacity((keys as usize).min(MAX_PREALLOCATED_KEYS));
+    let mut entries = Vec::with_capacity((keys as usize).min(MAX_PREALLOCATED_KEYS));
     for _ in 0..keys {
         let len = read_str_len(rd).map_err(|e| format!("key: {e}"))?;
         let key = take_str(rd, len, "key")?;
         let len = read_bin_len(rd).map_err(|e| format!("value of {key:?}: {e}"))?;
-        let value = Value::from_bytes(take(rd, len, "value")?.to_vec());
-        if data.insert(key, value).is_some() {
-            return Err("a key appears twice".into());
-        }
+        entries.push((key, take(rd, len, "value")?));
     }
     if !rd.is_empty() {
         return Err(format!("{} bytes after the body", rd.len()));
     }
-    Ok((owner, data))
+    // Written in byte order, so a sorted body (every body this codec wrote) is checked in one
+    // pass; any other order is sorted first.
+    let sorted = entries.windows(2).all(|w| w[0].0 < w[1].0);
+    if !sorted {
+        let mut keys: Vec<&str> = entries.iter().map(|(k, _)| *k).collect();
+        keys.sort_unstable();
+        if keys.windows(2).any(|w| w[0] == w[1]) {
+            return Err("a key appears twice".into());
+        }
+    }
+    Ok((owner, entries))
+}
+
+/// The session an encoded record holds, as [`Driver::load`](crate::driver::Driver::load)
+/// returns it: `None` when it is past its deadline at `now_ms` or holds no key; a malformed
+/// record is [`Error::Corrupt`], expired or not (as [`Record::decode`]). The values of a
+/// current-layout record are [`Packed`] into one buffer (one allocation, one copy), not
+/// decoded into a map.
+pub fn load(bytes: &[u8], now_ms: u64, backend: &'static str) -> Result<Option<Loaded>> {
+    let (layout, deadline_ms, body) = split(bytes, backend)?;
+    let data = match layout {
+        Layout::Current => {
+            let (_, entries) = read_body_entries(body).map_err(|reason| {
+                Error::corrupt(backend, format!("session record body: {reason}"))
+            })?;
+            Snapshot::from(Packed::from_entries(&entries)?)
+        }
+        Layout::Memcached | Layout::Sled => Snapshot::from(Record::decode(bytes, backend)?.data),
+    };
+    if now_ms >= deadline_ms || data.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Loaded {
+        data,
+        expires_at: Some(check::from_unix_millis(deadline_ms)),
+    }))
 }
 
 /// The next `len` bytes of `rd`.
@@ -303,11 +353,9 @@ fn take<'a>(rd: &mut &'a [u8], len: u32, what: &str) -> std::result::Result<&'a 
 }
 
 /// The next `len` bytes of `rd`, as UTF-8 text.
-fn take_str(rd: &mut &[u8], len: u32, what: &str) -> std::result::Result<String, String> {
+fn take_str<'a>(rd: &mut &'a [u8], len: u32, what: &str) -> std::result::Result<&'a str, String> {
     let bytes = take(rd, len, what)?;
-    std::str::from_utf8(bytes)
-        .map(str::to_owned)
-        .map_err(|_| format!("{what} is not UTF-8"))
+    std::str::from_utf8(bytes).map_err(|_| format!("{what} is not UTF-8"))
 }
 
 /// Decodes one MessagePack value that must fill `body` exactly.
@@ -590,5 +638,34 @@ mod tests {
             loaded.expires_at,
             Some(check::from_unix_millis(rec.deadline_ms))
         );
+    }
+
+    #[test]
+    fn load_packs_a_live_record_and_agrees_with_decode() {
+        let rec = sample();
+        let bytes = rec.encode().expect("encode");
+        let live = load(&bytes, rec.deadline_ms - 1, B)
+            .expect("load")
+            .expect("live");
+        assert_eq!(live.data, rec.data);
+        assert_eq!(live.expires_at, Some(rec.expires_at()));
+        // the deadline itself is expired, as for `Record::live`
+        assert!(load(&bytes, rec.deadline_ms, B).expect("load").is_none());
+        // no key: no session
+        let empty = Record::new(u64::MAX, Data::new()).encode().expect("encode");
+        assert!(load(&empty, 0, B).expect("load").is_none());
+        // malformed is corrupt even when expired; a key twice in any order too
+        assert!(matches!(
+            load(&bytes[..bytes.len() - 1], u64::MAX, B),
+            Err(Error::Corrupt { .. })
+        ));
+        let mut twice = [&MAGIC[..], &[VERSION], &5u64.to_be_bytes()].concat();
+        twice.extend_from_slice(b"\x92\xc0\x83\xa1k\xc4\x00\xa1a\xc4\x00\xa1k\xc4\x00");
+        assert!(matches!(load(&twice, 0, B), Err(Error::Corrupt { .. })));
+        assert!(Record::decode(&twice, B).is_err());
+        // an older layout loads through the map
+        let legacy = b"SM\x01\0\0\0\0\0\0\0\x2a\x81\xa1k\xc4\x01v";
+        let old = load(legacy, 0, B).expect("load").expect("live");
+        assert_eq!(old.data.get("k").expect("k").as_bytes(), b"v");
     }
 }

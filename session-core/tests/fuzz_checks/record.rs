@@ -5,7 +5,8 @@
 //! Every input is used twice:
 //!
 //! * as stored bytes: `Record::decode`, `record::deadline` and `Record::decode_body` return a
-//!   record or `Error::Corrupt` naming the backend, never panic; a decoded record encodes to a
+//!   record or `Error::Corrupt` naming the backend, never panic; `record::load` agrees with
+//!   `decode` (the same values, `None` exactly when the record is not live, corrupt alike); a decoded record encodes to a
 //!   canonical form that decodes to the same record, is no longer than a current-layout input,
 //!   and encodes to itself again; `deadline` agrees with `decode`;
 //! * as a structured record (`arbitrary`): `decode(encode(r)) == r`, the body alone round trips,
@@ -40,6 +41,21 @@ fn is_corrupt<T: std::fmt::Debug>(r: &session_core::Result<T>) -> bool {
 fn stored(bytes: &[u8]) {
     let decoded = Record::decode(bytes, BACKEND);
     let deadline = record::deadline(bytes, BACKEND);
+    // `load` (the drivers' read path, values packed) agrees with `decode` then `live`
+    for now in [0, u64::MAX / 2, u64::MAX] {
+        let loaded = record::load(bytes, now, BACKEND);
+        match &decoded {
+            Ok(rec) if rec.live(now) => {
+                let loaded = loaded
+                    .expect("a record that decodes loads")
+                    .expect("a live record");
+                assert_eq!(loaded.data, rec.data);
+                assert_eq!(loaded.expires_at, Some(rec.expires_at()));
+            }
+            Ok(_) => assert!(matches!(loaded, Ok(None)), "{loaded:?}"),
+            Err(_) => assert!(is_corrupt(&loaded), "{loaded:?}"),
+        }
+    }
     assert!(decoded.is_ok() || is_corrupt(&decoded), "{decoded:?}");
     assert!(deadline.is_ok() || is_corrupt(&deadline), "{deadline:?}");
     let current = bytes.starts_with(&MAGIC) && bytes.get(4) == Some(&VERSION);
