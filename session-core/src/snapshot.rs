@@ -69,7 +69,7 @@ impl Snapshot {
     pub fn len(&self) -> usize {
         match &self.0 {
             Repr::Map(map) => map.len(),
-            Repr::Packed(packed) => packed.entries().count(),
+            Repr::Packed(packed) => packed.entries_raw().count(),
         }
     }
 
