@@ -104,15 +104,19 @@ impl Keys {
     /// `<prefix>:live:{<tag>}` with the tag of the session's own slot, so every script on the
     /// session can update the index in the same step.
     pub(crate) fn live(&self, id: &SessionId) -> String {
-        if self.cluster {
-            self.live_of_slot(slot_of(id.as_str()))
+        self.live_of_slot(if self.cluster {
+            slot_of(id.as_str())
         } else {
-            format!("{}:live", self.prefix)
-        }
+            0
+        })
     }
 
-    /// The live index of one cluster slot: `<prefix>:live:{<tag of the slot>}`.
+    /// The live index of one cluster slot, `<prefix>:live:{<tag of the slot>}`; on a single
+    /// node, whatever the slot, the one index `<prefix>:live`.
     pub(crate) fn live_of_slot(&self, slot: u16) -> String {
+        if !self.cluster {
+            return format!("{}:live", self.prefix);
+        }
         format!(
             "{}:live:{{{}}}",
             self.prefix,
@@ -123,11 +127,8 @@ impl Keys {
     /// Every live index of the store: the one key of a single node, or one per slot of a
     /// cluster, in slot order.
     pub(crate) fn live_all(&self) -> Vec<String> {
-        if self.cluster {
-            (0..SLOTS).map(|slot| self.live_of_slot(slot)).collect()
-        } else {
-            vec![format!("{}:live", self.prefix)]
-        }
+        let slots = if self.cluster { SLOTS } else { 1 };
+        (0..slots).map(|slot| self.live_of_slot(slot)).collect()
     }
 
     /// The prefix.

@@ -363,7 +363,7 @@ impl RedisStore {
         n: usize,
         now: u64,
     ) -> Result<LivePage> {
-        let key = self.live_key(slot);
+        let key = self.keys.live_of_slot(slot);
         let mut inv = scripts::SCAN_LIVE.call(&[&key]);
         inv.arg(now);
         match after {
@@ -397,7 +397,7 @@ impl RedisStore {
     /// `slots`, concurrently.
     async fn live_counts(&self, slots: std::ops::Range<u16>, now: u64) -> Result<Vec<usize>> {
         futures_util::future::try_join_all(slots.map(|slot| {
-            let key = self.live_key(slot);
+            let key = self.keys.live_of_slot(slot);
             async move {
                 self.client
                     .query::<usize>(
@@ -410,15 +410,6 @@ impl RedisStore {
             }
         }))
         .await
-    }
-
-    /// The live index of `slot` (the one index of a single server for slot 0).
-    fn live_key(&self, slot: u16) -> String {
-        if self.keys.is_cluster() {
-            self.keys.live_of_slot(slot)
-        } else {
-            self.keys.live_all().swap_remove(0)
-        }
     }
 
     /// `purge_expired`: removes the entries of expired sessions from every live index
