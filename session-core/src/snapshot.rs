@@ -233,14 +233,15 @@ impl fmt::Debug for ValueRef<'_> {
     }
 }
 
-/// Length of the entry count at the start of a packed buffer: `u32` little endian.
-const COUNT: usize = 4;
+/// Length of the start of a packed buffer: the entry count and the total length of the keys,
+/// `u32` little endian each.
+const COUNT: usize = 8;
 /// Length of an entry's header: key length and value length, `u32` little endian each.
 const HEADER: usize = 8;
 
-/// The keys and values of a session packed in one buffer: the number of entries, then every
-/// entry's header (key length, value length), then every key's UTF-8 bytes, then every value's
-/// bytes. Empty: an empty buffer. (A layout in memory only:
+/// The keys and values of a session packed in one buffer: the number of entries and the total
+/// length of the keys, then every entry's header (key length, value length), then every key's
+/// UTF-8 bytes, then every value's bytes. Empty: an empty buffer. (A layout in memory only:
 /// nothing stores it, so it may change in any release.)
 ///
 /// One allocation instead of a `HashMap<String, Value>` with a `String` and a shared buffer per
@@ -397,7 +398,10 @@ impl Packed {
         buf.try_reserve_exact(len)
             .map_err(|_| Error::InvalidInput("session too large to pack".into()))?;
         let count = u32::try_from(entries.len()).map_err(|_| too_long())?;
+        let keys_len = entries.iter().map(|(k, _)| k.as_ref().len()).sum::<usize>();
+        let keys_len = u32::try_from(keys_len).map_err(|_| too_long())?;
         buf.extend_from_slice(&count.to_le_bytes());
+        buf.extend_from_slice(&keys_len.to_le_bytes());
         for (key, value) in entries {
             let key_len = u32::try_from(key.as_ref().len()).map_err(|_| too_long())?;
             let value_len = u32::try_from(value.len()).map_err(|_| too_long())?;
@@ -454,13 +458,8 @@ impl<'a> Entries<'a> {
             return empty;
         };
         // The headers sit together; the values start after the last key.
-        // Every key's length is in the headers, which sit together at the front: one pass over
-        // them (a few cache lines), not over the values.
         let keys_start = count.checked_mul(HEADER).and_then(|h| h.checked_add(COUNT));
-        let keys_len = (0..count).try_fold(0usize, |sum, i| {
-            sum.checked_add(read_u32(buf, COUNT.checked_add(i.checked_mul(HEADER)?)?)?)
-        });
-        let (Some(keys_start), Some(keys_len)) = (keys_start, keys_len) else {
+        let (Some(keys_start), Some(keys_len)) = (keys_start, read_u32(buf, 4)) else {
             return empty;
         };
         let Some(values_start) = keys_start.checked_add(keys_len) else {
@@ -630,8 +629,8 @@ mod tests {
         let mut huge = packed.0.to_vec();
         huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(Packed(Bytes::from(huge)).entries().count(), 0);
-        let mut long_key = packed.0.to_vec();
-        long_key[COUNT..COUNT + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(Packed(Bytes::from(long_key)).entries().count(), 0);
+        let mut long_keys = packed.0.to_vec();
+        long_keys[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(Packed(Bytes::from(long_keys)).entries().count(), 0);
     }
 }
