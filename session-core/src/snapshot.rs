@@ -83,14 +83,7 @@ impl Snapshot {
 
     /// Every key and value, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, ValueRef<'_>)> {
-        let (map, packed) = match &self.0 {
-            Repr::Map(map) => (Some(map.iter()), None),
-            Repr::Packed(packed) => (None, Some(packed.iter())),
-        };
-        map.into_iter()
-            .flatten()
-            .map(|(k, v)| (k.as_str(), ValueRef::from(v)))
-            .chain(packed.into_iter().flatten())
+        self.iter_prefixed("")
     }
 
     /// The keys that start with `prefix` and their values, in no particular order: for a
@@ -334,15 +327,7 @@ impl Packed {
 
     /// Every key and value, in stored order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, ValueRef<'_>)> {
-        self.entries().map(|(k, range)| {
-            (
-                k,
-                ValueRef {
-                    bytes: &self.0[range],
-                    owner: Owner::Buffer(&self.0),
-                },
-            )
-        })
+        self.iter_prefixed("")
     }
 
     /// The keys that start with `prefix` and their values, in stored order; the other keys are
