@@ -64,26 +64,31 @@ impl Timing {
         self.absolute.is_some() || self.rotate.is_some() || r.retired.is_some()
     }
 
-    /// Whether a loaded session is usable by a request from `client` at `now`.
-    pub(crate) fn verdict(&self, r: &Reserved, client: &ClientInfo, now: u64) -> Verdict {
+    /// Whether a loaded session is usable by a request from `client` at `now`. Decodes the
+    /// metadata only when a configured check compares it ([`Error::Corrupt`] if it does not
+    /// decode).
+    pub(crate) fn verdict(&self, r: &Reserved, client: &ClientInfo, now: u64) -> Result<Verdict> {
         if r.retired.is_some_and(|until| until <= now) {
-            return Verdict::Expired;
+            return Ok(Verdict::Expired);
         }
-        if let (Some(abs), Some(m)) = (self.absolute, &r.meta)
+        if self.absolute.is_none() && !self.match_ip && !self.match_user_agent {
+            return Ok(Verdict::Live);
+        }
+        let meta = r.meta()?;
+        if let (Some(abs), Some(m)) = (self.absolute, meta)
             && m.started().saturating_add(abs) <= now
         {
-            return Verdict::Expired;
+            return Ok(Verdict::Expired);
         }
-        if self.match_ip && r.meta.as_ref().map(|m| m.client.ip) != Some(client.ip) {
-            return Verdict::Refused;
+        if self.match_ip && meta.map(|m| m.client.ip) != Some(client.ip) {
+            return Ok(Verdict::Refused);
         }
         if self.match_user_agent
-            && r.meta.as_ref().map(|m| m.client.user_agent.as_deref())
-                != Some(client.user_agent.as_deref())
+            && meta.map(|m| m.client.user_agent.as_deref()) != Some(client.user_agent.as_deref())
         {
-            return Verdict::Refused;
+            return Ok(Verdict::Refused);
         }
-        Verdict::Live
+        Ok(Verdict::Live)
     }
 
     /// The idle TTL of a session with these reserved keys, in ms: its own
@@ -109,15 +114,18 @@ impl Timing {
     /// The TTL of a write at `now`, in ms, for a session with these reserved keys: its idle TTL
     /// ([`idle_of`](Self::idle_of)), cut by the absolute deadline and by a retired id's grace
     /// deadline; `None` if one of them has passed.
-    pub(crate) fn write_ttl(&self, r: &Reserved, now: u64) -> Option<u64> {
+    /// [`Error::Corrupt`] if the metadata the absolute lifetime needs does not decode.
+    pub(crate) fn write_ttl(&self, r: &Reserved, now: u64) -> Result<Option<u64>> {
         let mut ttl = self.idle_of(r);
-        if let (Some(abs), Some(m)) = (self.absolute, &r.meta) {
+        if let Some(abs) = self.absolute
+            && let Some(m) = r.meta()?
+        {
             ttl = ttl.min(m.started().saturating_add(abs).saturating_sub(now));
         }
         if let Some(until) = r.retired {
             ttl = ttl.min(until.saturating_sub(now));
         }
-        (ttl > 0).then_some(ttl)
+        Ok((ttl > 0).then_some(ttl))
     }
 
     /// Whether a read-only request should slide the expiry: always when the deadline is unknown,
@@ -133,12 +141,16 @@ impl Timing {
         }
     }
 
-    /// Whether timed rotation is due for a session with this metadata.
-    pub(crate) fn rotation_due(&self, r: &Reserved, now: u64) -> bool {
-        match (self.rotate, &r.meta) {
-            (Some(every), Some(m)) => r.retired.is_none() && m.issued.saturating_add(every) <= now,
-            _ => false,
-        }
+    /// Whether timed rotation is due for a session with this metadata ([`Error::Corrupt`] if
+    /// the metadata, needed only with timed rotation on, does not decode).
+    pub(crate) fn rotation_due(&self, r: &Reserved, now: u64) -> Result<bool> {
+        let Some(every) = self.rotate else {
+            return Ok(false);
+        };
+        Ok(match r.meta()? {
+            Some(m) => r.retired.is_none() && m.issued.saturating_add(every) <= now,
+            None => false,
+        })
     }
 }
 
@@ -152,13 +164,22 @@ mod tests {
     }
 
     fn meta_at(created: u64, ip: Option<&str>) -> Reserved {
-        Reserved {
-            meta: Some(StoredMeta::new(
-                created,
-                ClientInfo::new(ip.map(|i| i.parse().expect("ip")), Some("ua")),
-            )),
-            ..Reserved::default()
-        }
+        Reserved::with_meta(Some(StoredMeta::new(
+            created,
+            ClientInfo::new(ip.map(|i| i.parse().expect("ip")), Some("ua")),
+        )))
+    }
+
+    fn verdict(t: &Timing, r: &Reserved, client: &ClientInfo, now: u64) -> Verdict {
+        t.verdict(r, client, now).expect("the metadata decodes")
+    }
+
+    fn wt(t: &Timing, r: &Reserved, now: u64) -> Option<u64> {
+        t.write_ttl(r, now).expect("the metadata decodes")
+    }
+
+    fn rotation(t: &Timing, r: &Reserved, now: u64) -> bool {
+        t.rotation_due(r, now).expect("the metadata decodes")
     }
 
     #[test]
@@ -182,7 +203,7 @@ mod tests {
                     retired,
                     ..meta_at(1_000, None)
                 };
-                let at = |now| (t.verdict(&r, &client, now), t.rotation_due(&r, now));
+                let at = |now| (verdict(&t, &r, &client, now), rotation(&t, &r, now));
                 let same = [0, 1_000, 5_000, 20_000, u64::MAX]
                     .iter()
                     .all(|&now| at(now) == at(0));
@@ -203,53 +224,46 @@ mod tests {
         });
         let m = StoredMeta::new(1_000_000, ClientInfo::default());
         let r = |meta: Option<&StoredMeta>, retired, ttl| Reserved {
-            meta: meta.cloned(),
             retired,
             ttl,
-            ..Reserved::default()
+            ..Reserved::with_meta(meta.cloned())
         };
         // early: idle wins
-        assert_eq!(
-            t.write_ttl(&r(Some(&m), None, None), 1_000_000),
-            Some(100_000)
-        );
+        assert_eq!(wt(&t, &r(Some(&m), None, None), 1_000_000), Some(100_000));
         // late: the absolute deadline (1_150_000) cuts it
-        assert_eq!(
-            t.write_ttl(&r(Some(&m), None, None), 1_120_000),
-            Some(30_000)
-        );
+        assert_eq!(wt(&t, &r(Some(&m), None, None), 1_120_000), Some(30_000));
         // past it: expired
-        assert_eq!(t.write_ttl(&r(Some(&m), None, None), 1_150_000), None);
+        assert_eq!(wt(&t, &r(Some(&m), None, None), 1_150_000), None);
         // a login restarts the absolute lifetime
         let logged = StoredMeta {
             auth: Some(1_100_000),
             ..m.clone()
         };
         assert_eq!(
-            t.write_ttl(&r(Some(&logged), None, None), 1_150_000),
+            wt(&t, &r(Some(&logged), None, None), 1_150_000),
             Some(100_000)
         );
         // a retired id lives only to its grace deadline
         assert_eq!(
-            t.write_ttl(&r(Some(&m), Some(1_000_500), None), 1_000_000),
+            wt(&t, &r(Some(&m), Some(1_000_500), None), 1_000_000),
             Some(500)
         );
-        assert_eq!(t.write_ttl(&r(None, None, None), 5), Some(100_000));
+        assert_eq!(wt(&t, &r(None, None, None), 5), Some(100_000));
         // the session's own idle TTL replaces the manager's, longer or shorter, and the
         // absolute deadline still cuts it
         assert_eq!(
-            t.write_ttl(&r(Some(&m), None, Some(140_000)), 1_000_000),
+            wt(&t, &r(Some(&m), None, Some(140_000)), 1_000_000),
             Some(140_000)
         );
         assert_eq!(
-            t.write_ttl(&r(Some(&m), None, Some(2_000)), 1_000_000),
+            wt(&t, &r(Some(&m), None, Some(2_000)), 1_000_000),
             Some(2_000)
         );
         assert_eq!(
-            t.write_ttl(&r(Some(&m), None, Some(140_000)), 1_120_000),
+            wt(&t, &r(Some(&m), None, Some(140_000)), 1_120_000),
             Some(30_000)
         );
-        assert_eq!(t.write_ttl(&r(None, None, Some(7)), 5), Some(7));
+        assert_eq!(wt(&t, &r(None, None, Some(7)), 5), Some(7));
     }
 
     #[test]
@@ -297,24 +311,24 @@ mod tests {
         });
         let r = meta_at(0, Some("10.0.0.1"));
         let c = ClientInfo::new(Some("10.0.0.2".parse().expect("ip")), None);
-        assert_eq!(t.verdict(&r, &c, 9_999), Verdict::Live);
-        assert_eq!(t.verdict(&r, &c, 10_000), Verdict::Expired);
+        assert_eq!(verdict(&t, &r, &c, 9_999), Verdict::Live);
+        assert_eq!(verdict(&t, &r, &c, 10_000), Verdict::Expired);
         let retired = Reserved {
             retired: Some(50),
             ..meta_at(0, None)
         };
-        assert_eq!(t.verdict(&retired, &c, 49), Verdict::Live);
-        assert_eq!(t.verdict(&retired, &c, 50), Verdict::Expired);
+        assert_eq!(verdict(&t, &retired, &c, 49), Verdict::Live);
+        assert_eq!(verdict(&t, &retired, &c, 50), Verdict::Expired);
 
         let ip = timing(Config {
             match_ip: true,
             ..Config::default()
         });
-        assert_eq!(ip.verdict(&r, &c, 0), Verdict::Refused);
+        assert_eq!(verdict(&ip, &r, &c, 0), Verdict::Refused);
         let same = ClientInfo::new(Some("10.0.0.1".parse().expect("ip")), Some("other"));
-        assert_eq!(ip.verdict(&r, &same, 0), Verdict::Live);
+        assert_eq!(verdict(&ip, &r, &same, 0), Verdict::Live);
         assert_eq!(
-            ip.verdict(&Reserved::default(), &same, 0),
+            verdict(&ip, &Reserved::default(), &same, 0),
             Verdict::Refused,
             "no metadata to compare against is a refusal"
         );
@@ -322,9 +336,9 @@ mod tests {
             match_user_agent: true,
             ..Config::default()
         });
-        assert_eq!(ua.verdict(&r, &same, 0), Verdict::Refused);
+        assert_eq!(verdict(&ua, &r, &same, 0), Verdict::Refused);
         assert_eq!(
-            ua.verdict(&r, &ClientInfo::new(None, Some("ua")), 0),
+            verdict(&ua, &r, &ClientInfo::new(None, Some("ua")), 0),
             Verdict::Live
         );
     }
@@ -367,17 +381,14 @@ mod tests {
             ..Config::default()
         });
         let r = meta_at(1_000, None);
-        assert!(!t.rotation_due(&r, 300_999));
-        assert!(t.rotation_due(&r, 301_000));
+        assert!(!rotation(&t, &r, 300_999));
+        assert!(rotation(&t, &r, 301_000));
         let retired = Reserved {
             retired: Some(u64::MAX),
             ..r.clone()
         };
-        assert!(
-            !t.rotation_due(&retired, 301_000),
-            "old ids are not rotated"
-        );
-        assert!(!timing(Config::default()).rotation_due(&r, u64::MAX));
+        assert!(!rotation(&t, &retired, 301_000), "old ids are not rotated");
+        assert!(!rotation(&timing(Config::default()), &r, u64::MAX));
     }
 
     #[test]

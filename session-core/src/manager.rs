@@ -203,7 +203,7 @@ impl Manager {
                 Some(loaded) => {
                     let r = Reserved::read_snapshot(&loaded.data, store.name())?;
                     let dead = r.retired.is_some()
-                        || self.ctx.timing.verdict(&r, &ClientInfo::default(), now)
+                        || self.ctx.timing.verdict(&r, &ClientInfo::default(), now)?
                             == Verdict::Expired;
                     if dead {
                         if r.retired.is_some() {
@@ -228,23 +228,25 @@ impl Manager {
             .live_sessions(user)
             .await?
             .into_iter()
-            .map(|(id, r, expires_at)| SessionInfo {
-                id,
-                meta: r.public(),
-                expires_at,
+            .map(|(id, r, expires_at)| {
+                Ok(SessionInfo {
+                    id,
+                    meta: r.public()?,
+                    expires_at,
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         out.sort_by_key(|s| s.meta.as_ref().map(|m| m.created_at));
         Ok(out)
     }
 
     /// The milliseconds a session has left at `now`: to its deadline when the driver reports
     /// it, else what a write would give it; 0 when none.
-    fn time_left(&self, r: &Reserved, expires_at: Option<SystemTime>, now: u64) -> u64 {
-        match expires_at {
+    fn time_left(&self, r: &Reserved, expires_at: Option<SystemTime>, now: u64) -> Result<u64> {
+        Ok(match expires_at {
             Some(t) => check::unix_millis(t).saturating_sub(now),
-            None => self.ctx.timing.write_ttl(r, now).unwrap_or(0),
-        }
+            None => self.ctx.timing.write_ttl(r, now)?.unwrap_or(0),
+        })
     }
 
     /// Applies `changes` to every live session of `user` without extending its life (the TTL
@@ -254,7 +256,7 @@ impl Manager {
         let store = &self.ctx.store;
         let mut n = 0;
         for (id, r, expires_at) in self.live_sessions(user).await? {
-            let left = self.time_left(&r, expires_at, check::now_millis());
+            let left = self.time_left(&r, expires_at, check::now_millis())?;
             if left == 0 {
                 continue;
             }
@@ -386,7 +388,7 @@ impl Manager {
         let r = Reserved::read_snapshot(&loaded.data, store.name())?;
         let now = check::now_millis();
         if r.retired.is_some()
-            || self.ctx.timing.verdict(&r, &ClientInfo::default(), now) == Verdict::Expired
+            || self.ctx.timing.verdict(&r, &ClientInfo::default(), now)? == Verdict::Expired
         {
             return Ok(None);
         }
@@ -394,14 +396,14 @@ impl Manager {
         if before.is_none() && user.is_none() {
             return Ok(Some(None));
         }
-        let left = self.time_left(&r, loaded.expires_at, now);
+        let left = self.time_left(&r, loaded.expires_at, now)?;
         if left == 0 {
             return Ok(None);
         }
-        let mut meta = r
-            .meta
-            .clone()
-            .unwrap_or_else(|| reserved::StoredMeta::new(now, ClientInfo::default()));
+        let mut meta = match r.meta()? {
+            Some(m) => m.clone(),
+            None => reserved::StoredMeta::new(now, ClientInfo::default()),
+        };
         meta.auth = user.map(|_| now);
         let mut changes = ChangeSet {
             only_if_exists: true,

@@ -126,9 +126,9 @@ impl Session {
             } else {
                 0
             };
-            match ctx.timing.verdict(&reserved, st.client(), now) {
+            match ctx.timing.verdict(&reserved, st.client(), now)? {
                 Verdict::Live => {
-                    let rotate = ctx.timing.rotation_due(&reserved, now);
+                    let rotate = ctx.timing.rotation_due(&reserved, now)?;
                     let deadline = loaded.expires_at.map(check::unix_millis);
                     st.adopt(id, loaded.data, reserved, deadline);
                     if rotate {
@@ -200,7 +200,7 @@ impl Session {
     /// The session's metadata (creation, login, last seen, client); `None` for a session that is
     /// not stored yet.
     pub async fn meta(&self) -> Result<Option<SessionMeta>> {
-        Ok(self.state().await?.meta())
+        self.state().await?.meta()
     }
 
     /// Whether the session is stored: the client's id was found live (this loads it), or a save
@@ -802,7 +802,7 @@ impl Session {
         };
         let new = f(current.map(|v| v.decode::<T>()).transpose()?);
         let value = Value::encode(&new)?;
-        let Some(ttl) = st.write_ttl(&self.ctx().timing, now) else {
+        let Some(ttl) = st.write_ttl(&self.ctx().timing, now)? else {
             return Ok((new, None));
         };
         let change = st.single_write(key, value.clone())?;
@@ -934,7 +934,7 @@ impl Session {
     /// Writes the whole session under a new id (and binds it to its owner after a login).
     async fn write_under_new_id(&self, st: &mut State, now: u64) -> Result<SaveOutcome> {
         let ctx = self.ctx();
-        let Some(ttl) = st.write_ttl(&ctx.timing, now) else {
+        let Some(ttl) = st.write_ttl(&ctx.timing, now)? else {
             return Ok(st.drop_session());
         };
         let id = ctx.issue_id(ttl).await?;
@@ -976,7 +976,7 @@ impl Session {
     /// Changes to a stored session: one apply of just the changed keys, only if it still exists.
     async fn save_changes(&self, st: &mut State, id: SessionId, now: u64) -> Result<SaveOutcome> {
         let ctx = self.ctx();
-        let Some(ttl) = st.write_ttl(&ctx.timing, now) else {
+        let Some(ttl) = st.write_ttl(&ctx.timing, now)? else {
             return self.expire_now(st, id).await;
         };
         st.stamp_update(now)?;
@@ -1010,7 +1010,7 @@ impl Session {
         if st.is_retired() {
             return Ok(SaveOutcome::default());
         }
-        let Some(ttl) = st.write_ttl(&ctx.timing, now) else {
+        let Some(ttl) = st.write_ttl(&ctx.timing, now)? else {
             return self.expire_now(st, id).await;
         };
         if !st.touch_due(&ctx.timing, ttl, now) {

@@ -121,7 +121,8 @@ impl State {
         self.cookie.id().cloned()
     }
 
-    /// Adopts loaded data: flash marks present now are this request's flash data.
+    /// Adopts loaded data and its reserved keys (as [`Reserved::read_snapshot`] read them from
+    /// `data`): flash marks present now are this request's flash data.
     pub(crate) fn adopt(
         &mut self,
         id: SessionId,
@@ -130,13 +131,13 @@ impl State {
         deadline: Option<u64>,
     ) {
         self.flash_old.clear();
-        self.marks = false;
-        for (key, _) in data.iter_prefixed(reserved::RESERVED_PREFIX) {
-            if let Some(flash) = key.strip_prefix(FLASH) {
-                self.flash_old.insert(flash.to_string());
-                self.marks = true;
-            } else if key.starts_with(TEMP) {
-                self.marks = true;
+        // the reserved read noticed whether there are marks: most sessions have none
+        self.marks = reserved.marks;
+        if reserved.marks {
+            for (key, _) in data.iter_prefixed(FLASH) {
+                if let Some(flash) = key.strip_prefix(FLASH) {
+                    self.flash_old.insert(flash.to_string());
+                }
             }
         }
         self.id = Some(id);
@@ -198,8 +199,11 @@ impl State {
         &self.client
     }
 
-    /// The public metadata; `None` for a session that is not stored yet.
-    pub(crate) fn meta(&self) -> Option<SessionMeta> {
+    /// The public metadata; `None` for a session that is not stored yet ([`Error::Corrupt`]
+    /// if the stored metadata does not decode).
+    ///
+    /// [`Error::Corrupt`]: crate::Error::Corrupt
+    pub(crate) fn meta(&self) -> crate::error::Result<Option<SessionMeta>> {
         self.reserved.public()
     }
 
@@ -215,7 +219,7 @@ impl State {
 
     /// The TTL of a write at `now` (see [`Timing::write_ttl`]); `None` when the session is past
     /// its absolute deadline or its grace period.
-    pub(crate) fn write_ttl(&self, timing: &Timing, now: u64) -> Option<u64> {
+    pub(crate) fn write_ttl(&self, timing: &Timing, now: u64) -> crate::error::Result<Option<u64>> {
         timing.write_ttl(&self.reserved, now)
     }
 
@@ -504,7 +508,9 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
-        s.adopt(id, Snapshot::from(d), Reserved::default(), None);
+        let snapshot = Snapshot::from(d);
+        let reserved = Reserved::read_snapshot(&snapshot, "test").expect("reserved keys read");
+        s.adopt(id, snapshot, reserved, None);
         s.loaded = true;
         s
     }
@@ -588,7 +594,8 @@ mod tests {
 
     #[test]
     fn reserved_keys_are_hidden_and_clear_keeps_them() {
-        let mut s = loaded(&[("a", v(1)), (META, v(0)), (USER, v(0)), ("__s.f.a", flag())]);
+        let user = reserved::encode(&"u1").expect("encode");
+        let mut s = loaded(&[("a", v(1)), (META, v(0)), (USER, user), ("__s.f.a", flag())]);
         assert_eq!(s.user_keys(0), vec!["a".to_string()]);
         assert_eq!(val(s.visible(META, 0)), None);
         s.clear_user();

@@ -419,3 +419,85 @@ async fn ids_are_unique_across_many_new_sessions() {
         assert!(seen.insert(id));
     }
 }
+
+/// `__s.meta` and `__s.seen` are decoded when something needs them: a stored session whose
+/// metadata does not decode still reads and writes its user keys, keeps the stored bytes, and
+/// every call that needs the metadata is `Error::Corrupt` (nothing adopted, nothing lost).
+#[tokio::test]
+async fn corrupt_metadata_is_an_error_where_it_is_needed() {
+    use session_core::{Data, Value};
+    let m = memory(Config::default());
+    let id = SessionId::generate().unwrap();
+    let bad = Value::from_bytes(vec![0xc1]);
+    let mut data = Data::new();
+    data.insert("a".into(), Value::encode(&1u32).unwrap());
+    data.insert("__s.meta".into(), bad.clone());
+    m.store()
+        .set_map(&id, data, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let corrupt = |r: session_core::Result<()>| {
+        assert!(
+            matches!(&r, Err(Error::Corrupt { reason, .. }) if reason.contains("__s.meta")),
+            "{r:?}"
+        )
+    };
+
+    // user keys read and write; the metadata stays as stored
+    let s = m.load(Some(id.as_str()));
+    assert_eq!(s.get::<u32>("a").await.unwrap(), Some(1));
+    s.set("a", &2u32).await.unwrap();
+    assert!(s.save().await.unwrap().wrote);
+    assert_eq!(
+        m.store().get(&id, "__s.meta").await.unwrap(),
+        Some(bad.clone())
+    );
+    assert_eq!(
+        m.load(Some(id.as_str())).get::<u32>("a").await.unwrap(),
+        Some(2)
+    );
+
+    // what needs the metadata says it is corrupt, every time, and writes nothing
+    let s = m.load(Some(id.as_str()));
+    corrupt(s.meta().await.map(drop));
+    corrupt(s.meta().await.map(drop));
+    corrupt(s.login("ada").await);
+    let s = m.load(Some(id.as_str()));
+    s.regenerate(false).await.unwrap();
+    corrupt(s.save().await.map(drop));
+    assert_eq!(
+        m.store().get(&id, "__s.meta").await.unwrap(),
+        Some(bad.clone())
+    );
+    assert_eq!(m.store().get(&id, "__s.user").await.unwrap(), None);
+
+    // with a check that compares the metadata on every load, the load itself is the error
+    let strict = Manager::new(
+        m.store().clone(),
+        Config {
+            absolute_lifetime: Some(Duration::from_secs(3600)),
+            ..Config::default()
+        },
+    )
+    .unwrap();
+    corrupt(
+        strict
+            .load(Some(id.as_str()))
+            .get::<u32>("a")
+            .await
+            .map(drop),
+    );
+    let fingerprint = Manager::new(
+        m.store().clone(),
+        Config {
+            match_ip: true,
+            ..Config::default()
+        },
+    )
+    .unwrap();
+    corrupt(fingerprint.load(Some(id.as_str())).has("a").await.map(drop));
+    assert_eq!(
+        m.store().get(&id, "a").await.unwrap(),
+        Some(Value::encode(&2u32).unwrap())
+    );
+}

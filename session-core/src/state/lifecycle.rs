@@ -4,7 +4,7 @@
 use super::{Regen, State};
 use crate::error::Result;
 use crate::id::SessionId;
-use crate::reserved::{self, FLASH, META, StoredMeta, TEMP, USER};
+use crate::reserved::{self, FLASH, META, TEMP, USER};
 use crate::storage::ChangeSet;
 use crate::value::{Data, Value};
 
@@ -38,11 +38,7 @@ impl State {
         if user.is_none() && self.reserved.user.is_none() {
             return Ok(());
         }
-        let mut m = self
-            .reserved
-            .meta
-            .clone()
-            .unwrap_or_else(|| StoredMeta::new(now, self.client.clone()));
+        let mut m = self.meta_or_new(now)?;
         match user {
             Some(user) => {
                 m.auth = Some(now);
@@ -55,7 +51,7 @@ impl State {
         }
         self.reserved.user = user.map(str::to_string);
         self.put(META.into(), reserved::encode(&m)?);
-        self.reserved.meta = Some(m);
+        self.reserved.set_meta(m);
         Ok(())
     }
 
@@ -146,7 +142,7 @@ mod tests {
         s.log_in("u1", 7).expect("encode");
         assert_eq!(s.user(), Some("u1"));
         assert!(s.has_changes());
-        let meta = s.meta().expect("meta");
+        let meta = s.meta().expect("decodes").expect("meta");
         assert_eq!(
             meta.authenticated_at,
             Some(crate::check::from_unix_millis(7))

@@ -92,7 +92,7 @@ impl State {
 
     /// Before writing the session under a new id: the id is issued now, and it is no old id.
     pub(crate) fn stamp_reissue(&mut self, now: u64) -> Result<()> {
-        let mut m = self.meta_or_new(now);
+        let mut m = self.meta_or_new(now)?;
         m.issued = now;
         self.reserved.retired = None;
         self.settle_removed(RETIRED);
@@ -101,17 +101,13 @@ impl State {
 
     /// Before creating a new session: its metadata and "last seen".
     pub(crate) fn stamp_create(&mut self, now: u64) -> Result<()> {
-        let m = self.meta_or_new(now);
+        let m = self.meta_or_new(now)?;
         self.stamp(Some(m), now)
     }
 
     /// Before writing changes to a stored session: "last seen", and metadata if it has none.
     pub(crate) fn stamp_update(&mut self, now: u64) -> Result<()> {
-        let m = self
-            .reserved
-            .meta
-            .is_none()
-            .then(|| StoredMeta::new(now, self.client.clone()));
+        let m = (!self.reserved.has_meta()).then(|| StoredMeta::new(now, self.client.clone()));
         self.stamp(m, now)
     }
 
@@ -120,25 +116,26 @@ impl State {
         self.stamp(None, now)
     }
 
-    fn meta_or_new(&self, now: u64) -> StoredMeta {
-        self.reserved
-            .meta
-            .clone()
-            .unwrap_or_else(|| StoredMeta::new(now, self.client.clone()))
+    /// The stored metadata, or new metadata for a session that has none.
+    pub(super) fn meta_or_new(&self, now: u64) -> Result<StoredMeta> {
+        Ok(match self.reserved.meta()? {
+            Some(m) => m.clone(),
+            None => StoredMeta::new(now, self.client.clone()),
+        })
     }
 
     /// Records "last seen" (and the metadata `m`, when given) as pending writes.
     fn stamp(&mut self, m: Option<StoredMeta>, now: u64) -> Result<()> {
         if let Some(m) = m {
             self.put(META.into(), reserved::encode(&m)?);
-            self.reserved.meta = Some(m);
+            self.reserved.set_meta(m);
         }
         let seen = StoredSeen {
             at: now,
             ip: self.client.ip,
         };
         self.put(SEEN.into(), reserved::encode(&seen)?);
-        self.reserved.seen = Some(seen);
+        self.reserved.set_seen(seen);
         Ok(())
     }
 

@@ -8,13 +8,15 @@
 //! of session operations. Checked:
 //!
 //! * `Reserved::read` is exactly the reserved keys decoded one by one (`Error::Corrupt` naming the
-//!   backend when one does not decode, the TTL kept within the valid range), never a panic, and
-//!   its public view carries the decoded times, client and owner;
+//!   backend when one does not decode, the TTL kept within the valid range; `__s.meta` and
+//!   `__s.seen` decoded when first asked for, `Error::Corrupt` then and every time after), never
+//!   a panic, it notices flash and temp marks, and its public view carries the decoded times,
+//!   client and owner;
 //! * `read(encode(parts)) == parts` for the positional form the layer writes and the named form;
 //! * the stored session, put in a memory store and loaded through a `Manager`, takes any sequence
 //!   of session and manager operations without a panic; the only errors are the ones the input
 //!   can cause (a corrupt reserved value, a value of another type, an invalid key or user), and
-//!   `Error::Corrupt` only when `Reserved::read` of the stored session fails.
+//!   `Error::Corrupt` only when a reserved value of the stored session does not decode.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -36,9 +38,9 @@ pub fn check(data: &[u8]) {
         return;
     };
     let stored = stored_data(&input.stored);
-    let read = decode(&stored);
+    let reads = decode(&stored);
     round_trip(&input.parts);
-    lifecycle(&input, stored, read.is_ok());
+    lifecycle(&input, stored, reads);
 }
 
 #[derive(Arbitrary, Debug)]
@@ -239,40 +241,48 @@ fn stored_data(entries: &[(StoredKey, StoredValue)]) -> Data {
         .collect()
 }
 
-/// `Reserved::read` against the keys decoded one by one.
-fn decode(data: &Data) -> session_core::Result<Reserved> {
+/// `Reserved::read` against the keys decoded one by one; returns whether every reserved value
+/// decodes (`__s.meta` and `__s.seen` are decoded when first needed, so a session whose only
+/// corrupt value is one of them reads, and the error comes from the call that needs it).
+fn decode(data: &Data) -> bool {
     let read = Reserved::read(data, BACKEND);
-    let mut failed = false;
-    let mut expect = Reserved::default();
-    if let Some(v) = data.get(META) {
-        expect.meta = v.decode().map_err(|_| failed = true).ok();
-    }
-    if let Some(v) = data.get(SEEN) {
-        expect.seen = v.decode().map_err(|_| failed = true).ok();
-    }
-    if let Some(v) = data.get(USER) {
-        expect.user = v.decode().map_err(|_| failed = true).ok();
-    }
-    if let Some(v) = data.get(RETIRED) {
-        expect.retired = v.decode().map_err(|_| failed = true).ok();
-    }
-    if let Some(v) = data.get(TTL) {
-        let max = check::ttl_millis(check::MAX_TTL).expect("the maximum is valid");
-        expect.ttl = v
-            .decode::<u64>()
-            .map_err(|_| failed = true)
-            .ok()
-            .filter(|&t| t > 0)
-            .map(|t| t.min(max));
-    }
+    // `Some(None)`: present, does not decode
+    let user = data.get(USER).map(|v| v.decode::<String>().ok());
+    let retired = data.get(RETIRED).map(|v| v.decode::<u64>().ok());
+    let ttl = data.get(TTL).map(|v| v.decode::<u64>().ok());
+    let failed = user == Some(None) || retired == Some(None) || ttl == Some(None);
+    let max = check::ttl_millis(check::MAX_TTL).expect("the maximum is valid");
+    let (user, retired) = (user.flatten(), retired.flatten());
+    let ttl = ttl.flatten().filter(|&t| t > 0).map(|t| t.min(max));
+    let meta = data.get(META).map(|v| v.decode::<StoredMeta>().ok());
+    let seen = data.get(SEEN).map(|v| v.decode::<StoredSeen>().ok());
+    let lazy_ok = !matches!(meta, Some(None)) && !matches!(seen, Some(None));
     match &read {
         Ok(r) => {
             assert!(
                 !failed,
                 "a reserved value that does not decode was accepted"
             );
-            assert_eq!(r, &expect);
-            public_view(r);
+            assert_eq!(r.user, user);
+            assert_eq!(r.retired, retired);
+            assert_eq!(r.ttl, ttl);
+            assert_eq!(r.has_meta(), meta.is_some());
+            let marks = data
+                .keys()
+                .any(|k| k.starts_with(FLASH) || k.starts_with(TEMP));
+            assert_eq!(r.marks, marks);
+            for _ in 0..2 {
+                lazy(r.meta(), &meta, META);
+                lazy(r.seen(), &seen, SEEN);
+            }
+            if lazy_ok {
+                public_view(r);
+            } else if meta.is_none() {
+                // no metadata, no view: "last seen" is not looked at
+                assert_eq!(r.public().expect("no metadata to decode"), None);
+            } else {
+                corrupt(r.public().map(drop), "__s.");
+            }
         }
         Err(Error::Corrupt { backend, reason }) => {
             assert_eq!(*backend, BACKEND);
@@ -281,26 +291,52 @@ fn decode(data: &Data) -> session_core::Result<Reserved> {
         }
         Err(other) => panic!("not a Corrupt error: {other:?}"),
     }
-    read
+    !failed && lazy_ok
+}
+
+/// A lazily decoded reserved value against its value decoded directly (`Some(None)`: present
+/// but not decoding).
+fn lazy<T: PartialEq + std::fmt::Debug>(
+    got: session_core::Result<Option<&T>>,
+    expect: &Option<Option<T>>,
+    key: &str,
+) {
+    match expect {
+        Some(None) => corrupt(got.map(drop), key),
+        Some(Some(v)) => assert_eq!(got.expect("decodes"), Some(v)),
+        None => assert_eq!(got.expect("absent"), None),
+    }
+}
+
+fn corrupt(got: session_core::Result<()>, key: &str) {
+    match got {
+        Err(Error::Corrupt { backend, reason }) => {
+            assert_eq!(backend, BACKEND);
+            assert!(reason.contains(key), "{reason}");
+        }
+        other => panic!("{key} does not decode, yet {other:?}"),
+    }
 }
 
 fn public_view(r: &Reserved) {
-    let Some(p) = r.public() else {
-        assert!(r.meta.is_none());
+    let p = r.public().expect("every value decodes");
+    let m = r.meta().expect("decodes");
+    let Some(p) = p else {
+        assert!(m.is_none());
         return;
     };
-    let m = r.meta.as_ref().expect("a public view only with __s.meta");
+    let m = m.expect("a public view only with __s.meta");
+    let seen = r.seen().expect("decodes");
     assert_eq!(p.created_at, check::from_unix_millis(m.created));
     assert_eq!(p.authenticated_at, m.auth.map(check::from_unix_millis));
     assert_eq!(p.id_issued_at, check::from_unix_millis(m.issued));
-    let seen = r.seen.as_ref().map_or(m.issued, |s| s.at);
-    assert_eq!(p.last_seen, check::from_unix_millis(seen));
+    assert_eq!(
+        p.last_seen,
+        check::from_unix_millis(seen.map_or(m.issued, |s| s.at))
+    );
     assert_eq!(p.client, m.client);
     assert_eq!(p.user, r.user);
-    assert_eq!(
-        p.last_ip,
-        r.seen.as_ref().and_then(|s| s.ip).or(m.client.ip)
-    );
+    assert_eq!(p.last_ip, seen.and_then(|s| s.ip).or(m.client.ip));
 }
 
 fn round_trip(parts: &Parts) {
@@ -337,14 +373,12 @@ fn round_trip(parts: &Parts) {
     }
     let read = Reserved::read(&data, BACKEND).expect("encoded reserved values read back");
     let max = check::ttl_millis(check::MAX_TTL).expect("the maximum is valid");
-    let expect = Reserved {
-        meta,
-        seen,
-        user: parts.user.clone(),
-        retired: parts.retired,
-        ttl: parts.ttl.filter(|&t| t > 0).map(|t| t.min(max)),
-    };
-    assert_eq!(read, expect);
+    assert_eq!(read.meta().expect("decodes"), meta.as_ref());
+    assert_eq!(read.seen().expect("decodes"), seen.as_ref());
+    assert_eq!(read.user, parts.user);
+    assert_eq!(read.retired, parts.retired);
+    assert_eq!(read.ttl, parts.ttl.filter(|&t| t > 0).map(|t| t.min(max)));
+    assert!(!read.marks);
     public_view(&read);
 }
 
@@ -403,8 +437,8 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// Whether an error is one the input can cause. `Corrupt` only when the stored reserved keys
-/// do not read.
+/// Whether an error is one the input can cause. `Corrupt` only when a stored reserved value
+/// does not decode.
 fn allowed(e: &Error, corrupt_ok: bool) -> bool {
     match e {
         Error::Corrupt { .. } => corrupt_ok,
