@@ -271,31 +271,31 @@ impl Packed {
     /// the keys of `remove`, then the keys of `set` inserted or overwritten (a key both removed
     /// and set ends up set).
     pub fn apply(&self, changes: &ChangeSet) -> Result<Packed> {
-        // A change set touches a key or two: comparing bytes beats hashing every stored key.
-        let few = changes.set.len() <= 8;
-        let replaced = |key: &[u8]| {
-            if few {
-                changes.set.keys().any(|k| k.as_bytes() == key)
-            } else {
-                std::str::from_utf8(key).is_ok_and(|k| changes.set.contains_key(k))
-            }
-        };
-        let mut entries: Vec<(&[u8], &[u8])> = Vec::with_capacity(self.count() + changes.set.len());
-        if !changes.clear {
-            let kept = self
-                .entries_raw()
-                .filter(|(key, _)| {
-                    !replaced(key) && !changes.remove.iter().any(|r| r.as_bytes() == *key)
-                })
-                .map(|(key, range)| (key, &self.0[range]));
-            entries.extend(kept);
-        }
+        // One vector: the set entries first, then the stored entries kept. A change set touches
+        // a key or two, so a stored key is compared with the few set keys' bytes rather than
+        // hashed.
+        let set = changes.set.len();
+        let mut entries: Vec<(&[u8], &[u8])> = Vec::with_capacity(set + self.count());
         entries.extend(
             changes
                 .set
                 .iter()
                 .map(|(k, v)| (k.as_bytes(), v.as_bytes())),
         );
+        if !changes.clear {
+            for (key, range) in self.entries_raw() {
+                let replaced = if set <= 8 {
+                    entries[..set].iter().any(|(k, _)| *k == key)
+                } else {
+                    std::str::from_utf8(key).is_ok_and(|k| changes.set.contains_key(k))
+                };
+                let removed = !changes.remove.is_empty()
+                    && changes.remove.iter().any(|r| r.as_bytes() == key);
+                if !replaced && !removed {
+                    entries.push((key, &self.0[range]));
+                }
+            }
+        }
         Packed::pack_entries(&entries)
     }
 
@@ -378,26 +378,32 @@ impl Packed {
                 .and_then(|sum| sum.checked_add(v.len()))
                 .ok_or_else(too_long)
         })?;
-        // Exactly the needed capacity: the buffer may be kept as long as the session lives.
-        let mut buf = Vec::new();
-        buf.try_reserve_exact(len)
-            .map_err(|_| Error::InvalidInput("session too large to pack".into()))?;
         let count = u32::try_from(entries.len()).map_err(|_| too_long())?;
         let keys_len = entries.iter().map(|(k, _)| k.as_ref().len()).sum::<usize>();
         let keys_len = u32::try_from(keys_len).map_err(|_| too_long())?;
-        buf.extend_from_slice(&count.to_le_bytes());
-        buf.extend_from_slice(&keys_len.to_le_bytes());
+        // Exactly the needed size (the buffer may be kept as long as the session lives), written
+        // in place: the fixed-size header writes compile to plain stores.
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(len)
+            .map_err(|_| Error::InvalidInput("session too large to pack".into()))?;
+        buf.resize(len, 0);
+        buf[0..4].copy_from_slice(&count.to_le_bytes());
+        buf[4..8].copy_from_slice(&keys_len.to_le_bytes());
+        let mut header = COUNT;
+        let mut at = COUNT + HEADER * entries.len();
         for (key, value) in entries {
-            let key_len = u32::try_from(key.as_ref().len()).map_err(|_| too_long())?;
+            let key = key.as_ref();
+            let key_len = u32::try_from(key.len()).map_err(|_| too_long())?;
             let value_len = u32::try_from(value.len()).map_err(|_| too_long())?;
-            buf.extend_from_slice(&key_len.to_le_bytes());
-            buf.extend_from_slice(&value_len.to_le_bytes());
-        }
-        for (key, _) in entries {
-            buf.extend_from_slice(key.as_ref());
+            buf[header..header + 4].copy_from_slice(&key_len.to_le_bytes());
+            buf[header + 4..header + HEADER].copy_from_slice(&value_len.to_le_bytes());
+            header += HEADER;
+            buf[at..at + key.len()].copy_from_slice(key);
+            at += key.len();
         }
         for (_, value) in entries {
-            buf.extend_from_slice(value);
+            buf[at..at + value.len()].copy_from_slice(value);
+            at += value.len();
         }
         Ok(Packed(Bytes::from(buf)))
     }

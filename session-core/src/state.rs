@@ -24,9 +24,6 @@ use crate::value::{Data, Value};
 mod lifecycle;
 mod save;
 
-/// Changes made by this request, not yet saved.
-pub(crate) type Pending = Delta;
-
 /// A regeneration waiting for the save.
 #[derive(Clone, Debug)]
 pub(crate) struct Regen {
@@ -56,8 +53,9 @@ pub(crate) struct State {
     deadline: Option<u64>,
     /// Every key (user and reserved) as loaded (shared with the driver, never modified).
     base: Snapshot,
-    /// What this request changed on top of `base` (saved or not): the two together are the
-    /// session as this request sees it ([`get`](Self::get), [`entries`](Self::entries)).
+    /// What this request changed on top of `base`, each change pending (what the next save
+    /// writes) or settled: the two together are the session as this request sees it
+    /// ([`get`](Self::get), [`entries`](Self::entries)).
     changed: Delta,
     /// Decoded reserved keys (kept in step with the data).
     reserved: Reserved,
@@ -68,8 +66,6 @@ pub(crate) struct State {
     /// skipped (most sessions have none). Set by every write of a mark key; cleared only when
     /// the data is replaced.
     marks: bool,
-    /// What the next save writes.
-    pending: Pending,
     /// Flash keys found at load: removed at save unless kept or set again.
     flash_old: BTreeSet<String>,
     /// A regeneration waiting for the save.
@@ -101,7 +97,6 @@ impl State {
             reserved: Reserved::default(),
             stored_user: None,
             marks: false,
-            pending: Pending::default(),
             flash_old: BTreeSet::new(),
             regen: None,
             discard: Vec::new(),
@@ -277,14 +272,12 @@ impl State {
     /// Sets `key` as seen by this request without making it a pending write (it is stored
     /// already).
     fn settle(&mut self, key: String, value: Value) {
-        self.pending.forget(&key);
-        self.changed.put(key, value);
+        self.changed.put(key, value, false);
     }
 
     /// Removes `key` as seen by this request without making it a pending write.
     fn settle_removed(&mut self, key: &str) {
-        self.pending.forget(key);
-        self.changed.del(key);
+        self.changed.del(key, false);
     }
 
     // ----- raw writes ------------------------------------------------------------------
@@ -293,13 +286,11 @@ impl State {
         if reserved::is_mark(&key) {
             self.marks = true;
         }
-        self.pending.put(key.clone(), value.clone());
-        self.changed.put(key, value);
+        self.changed.put(key, value, true);
     }
 
     fn del(&mut self, key: &str) {
-        self.pending.del(key);
-        self.changed.del(key);
+        self.changed.del(key, true);
     }
 
     /// Drops the flash and temp marks of `key` (it becomes a plain value, or goes).
@@ -387,8 +378,7 @@ impl State {
             .map(|(k, v)| (k.to_string(), v.to_value()))
             .collect();
         self.marks = false;
-        self.changed = Delta::cleared(keep.clone());
-        self.pending = Pending::cleared(keep);
+        self.changed = Delta::cleared(keep);
         self.flash_old.clear();
     }
 
@@ -481,7 +471,6 @@ impl State {
         self.reserved = Reserved::default();
         self.stored_user = None;
         self.marks = false;
-        self.pending = Pending::default();
         self.flash_old.clear();
         self.regen = None;
     }
@@ -638,7 +627,7 @@ mod tests {
         assert_eq!(val(s.get("b")), None);
         assert_eq!(s.user_keys(0), vec!["a".to_string(), "c".to_string()]);
         // a save resets the pending changes; the view keeps them
-        s.pending = Pending::default();
+        s.changed.saved();
         assert!(!s.has_changes());
         assert_eq!(val(s.get("a")), Some(v(10)));
         assert_eq!(val(s.get("b")), None);

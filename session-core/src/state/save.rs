@@ -1,7 +1,7 @@
 //! The transitions of a save: aging flash and temp data, the metadata written with it, what
 //! to write, and what the storage calls' results mean for the state and the cookie.
 
-use super::{Pending, Regen, State};
+use super::{Regen, State};
 use crate::error::Result;
 use crate::expiry::expires_at;
 use crate::id::{IncomingId, SessionId};
@@ -74,7 +74,7 @@ impl State {
 
     /// Whether there are changes to write.
     pub(crate) fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        self.changed.has_pending()
     }
 
     /// Whether saving would write anything (after [`age`](Self::age)).
@@ -143,7 +143,7 @@ impl State {
 
     /// The pending changes as a change set.
     pub(crate) fn change_set(&self, only_if_exists: bool) -> ChangeSet {
-        self.pending.change_set(only_if_exists)
+        self.changed.change_set(only_if_exists)
     }
 
     /// The whole session as a change set that creates it under a new id (minus the retirement
@@ -177,7 +177,7 @@ impl State {
                 expires,
             }
         };
-        self.pending = Pending::default();
+        self.changed.saved();
         self.cookie = IncomingId::Valid(id.clone());
         self.destroyed = false;
         self.id = Some(id);
@@ -192,7 +192,7 @@ impl State {
 
     /// The expiry of `id` was slid at `now` to `ttl` without a change of data.
     pub(crate) fn touched(&mut self, id: SessionId, ttl: u64, now: u64) -> SaveOutcome {
-        self.pending = Pending::default();
+        self.changed.saved();
         self.deadline = Some(now.saturating_add(ttl));
         SaveOutcome {
             cookie: CookieAction::Refresh {
@@ -224,7 +224,7 @@ impl State {
     /// No session is stored and this one is not worth creating: its changes are dropped, and
     /// the client drops its cookie.
     pub(crate) fn unstored(&mut self) -> SaveOutcome {
-        self.pending = Pending::default();
+        self.changed.saved();
         SaveOutcome::cookie(self.drop_cookie())
     }
 
