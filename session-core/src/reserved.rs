@@ -240,18 +240,20 @@ impl Reserved {
     /// One pass over the keys rather than a hash lookup per key: a session holds a handful.
     pub fn read(data: &Data, backend: &'static str) -> Result<Self> {
         Self::read_entries(
-            data.iter().map(|(k, v)| (k.as_str(), ValueRef::from(v))),
+            data.iter().map(|(k, v)| (k.as_bytes(), ValueRef::from(v))),
             backend,
         )
     }
 
     /// [`read`](Self::read) of a loaded [`Snapshot`].
     pub fn read_snapshot(data: &Snapshot, backend: &'static str) -> Result<Self> {
-        Self::read_entries(data.iter_prefixed(RESERVED_PREFIX), backend)
+        Self::read_entries(data.iter_prefixed_bytes(RESERVED_PREFIX), backend)
     }
 
+    /// The keys are compared as bytes: the pass runs on every load, and only the keys it
+    /// knows matter.
     fn read_entries<'a>(
-        entries: impl Iterator<Item = (&'a str, ValueRef<'a>)>,
+        entries: impl Iterator<Item = (&'a [u8], ValueRef<'a>)>,
         backend: &'static str,
     ) -> Result<Self> {
         let mut r = Reserved {
@@ -259,23 +261,26 @@ impl Reserved {
             ..Reserved::default()
         };
         for (key, value) in entries {
-            if !is_reserved(key) {
+            if !key.starts_with(RESERVED_PREFIX.as_bytes()) {
                 continue;
             }
-            match key {
-                META => r.meta = Lazy::stored(value.to_value()),
-                SEEN => r.seen = Lazy::stored(value.to_value()),
-                USER => r.user = decode_reserved(value, USER, backend)?,
-                RETIRED => r.retired = decode_reserved(value, RETIRED, backend)?,
-                TTL => {
-                    // the session layer writes only valid TTLs; a zero one means "the
-                    // manager's", and a longer one than any store takes is cut to the maximum
-                    let max = u64::try_from(check::MAX_TTL.as_millis()).unwrap_or(u64::MAX);
-                    r.ttl = decode_reserved::<u64>(value, TTL, backend)?
-                        .filter(|&t| t > 0)
-                        .map(|t| t.min(max))
-                }
-                _ => r.marks |= is_mark(key),
+            if key == META.as_bytes() {
+                r.meta = Lazy::stored(value.to_value());
+            } else if key == SEEN.as_bytes() {
+                r.seen = Lazy::stored(value.to_value());
+            } else if key == USER.as_bytes() {
+                r.user = decode_reserved(value, USER, backend)?;
+            } else if key == RETIRED.as_bytes() {
+                r.retired = decode_reserved(value, RETIRED, backend)?;
+            } else if key == TTL.as_bytes() {
+                // the session layer writes only valid TTLs; a zero one means "the manager's",
+                // and a longer one than any store takes is cut to the maximum
+                let max = u64::try_from(check::MAX_TTL.as_millis()).unwrap_or(u64::MAX);
+                r.ttl = decode_reserved::<u64>(value, TTL, backend)?
+                    .filter(|&t| t > 0)
+                    .map(|t| t.min(max));
+            } else {
+                r.marks |= key.starts_with(FLASH.as_bytes()) || key.starts_with(TEMP.as_bytes());
             }
         }
         Ok(r)

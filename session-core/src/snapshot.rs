@@ -103,6 +103,24 @@ impl Snapshot {
             .chain(packed.into_iter().flatten())
     }
 
+    /// [`iter_prefixed`](Self::iter_prefixed) with the keys as bytes: no key is checked as
+    /// text (a packed buffer's keys are text by construction), for the session layer's pass over
+    /// its own keys on every load.
+    pub(crate) fn iter_prefixed_bytes<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a [u8], ValueRef<'a>)> {
+        let (map, packed) = match &self.0 {
+            Repr::Map(map) => (Some(map.iter()), None),
+            Repr::Packed(packed) => (None, Some(packed.iter_prefixed_bytes(prefix))),
+        };
+        map.into_iter()
+            .flatten()
+            .filter(move |(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.as_bytes(), ValueRef::from(v)))
+            .chain(packed.into_iter().flatten())
+    }
+
     /// Every key, in no particular order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.iter().map(|(k, _)| k)
@@ -336,16 +354,23 @@ impl Packed {
         &'a self,
         prefix: &'a str,
     ) -> impl Iterator<Item = (&'a str, ValueRef<'a>)> {
+        self.iter_prefixed_bytes(prefix)
+            .filter_map(|(k, v)| Some((std::str::from_utf8(k).ok()?, v)))
+    }
+
+    /// [`iter_prefixed`](Self::iter_prefixed) with the keys as bytes.
+    fn iter_prefixed_bytes<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a [u8], ValueRef<'a>)> {
         self.entries_raw()
             .filter(move |(k, _)| k.starts_with(prefix.as_bytes()))
-            .filter_map(|(k, range)| {
-                Some((
-                    std::str::from_utf8(k).ok()?,
-                    ValueRef {
-                        bytes: &self.0[range],
-                        owner: Owner::Buffer(&self.0),
-                    },
-                ))
+            .map(|(k, range)| {
+                let value = ValueRef {
+                    bytes: &self.0[range],
+                    owner: Owner::Buffer(&self.0),
+                };
+                (k, value)
             })
     }
 
