@@ -44,6 +44,10 @@ impl State {
     /// Turns this request's end-of-life rules into pending removals: flash values found at load
     /// (not kept, not set again) and temp values past their deadline.
     pub(crate) fn age(&mut self, now: u64) {
+        if self.flash_old.is_empty() && !self.marks {
+            // most sessions: no flash data and no temp data
+            return;
+        }
         for key in std::mem::take(&mut self.flash_old) {
             if self.is_flash(&key) {
                 self.del(&format!("{FLASH}{key}"));
