@@ -837,14 +837,12 @@ impl Session {
     }
 
     async fn save_inner(&self, st: &mut State) -> Result<SaveOutcome> {
-        for old in st.take_discarded() {
-            self.ctx().store.remove_all(&old).await?;
-            self.ctx()
-                .emit(|| SessionEvent::Destroyed {
-                    id: old,
-                    user: None,
-                })
-                .await;
+        // The rare paths (records to discard, a regeneration) run in futures of their own, boxed:
+        // inline, their states would make every save's future several times larger, and every
+        // request pays for moving and dropping it.
+        let discarded = st.take_discarded();
+        if !discarded.is_empty() {
+            Box::pin(self.discard(discarded)).await?;
         }
         if let Some(out) = st.report_gone() {
             return Ok(out);
@@ -855,28 +853,7 @@ impl Session {
         let now = check::now_millis();
         st.age(now);
         if let Some(regen) = st.take_regen() {
-            let out = self.save_regenerated(st, now).await?;
-            let change = st.take_owner_change();
-            let old = regen.old.clone();
-            self.release_old_id(st, regen, change.as_ref(), now).await?;
-            if let Some(old) = old {
-                let user = change
-                    .as_ref()
-                    .map_or(st.user(), |(before, _)| before.as_deref());
-                let event = match st.id() {
-                    Some(new) => SessionEvent::Renewed {
-                        old,
-                        new: new.clone(),
-                    },
-                    None => SessionEvent::Destroyed {
-                        id: old,
-                        user: user.map(str::to_string),
-                    },
-                };
-                self.ctx().emit(|| event).await;
-            }
-            self.report_owner_change(st, change).await;
-            return Ok(out);
+            return Box::pin(self.save_with_regen(st, regen, now)).await;
         }
         match (st.has_pending(), st.stored_id()) {
             (true, Some(id)) => self.save_changes(st, id, now).await,
@@ -884,6 +861,47 @@ impl Session {
             (false, Some(id)) => self.touch_if_due(st, id, now).await,
             (_, None) => Ok(st.unstored()),
         }
+    }
+
+    /// Deletes the records found past their absolute deadline at load.
+    async fn discard(&self, discarded: Vec<SessionId>) -> Result<()> {
+        for old in discarded {
+            self.ctx().store.remove_all(&old).await?;
+            self.ctx()
+                .emit(|| SessionEvent::Destroyed {
+                    id: old,
+                    user: None,
+                })
+                .await;
+        }
+        Ok(())
+    }
+
+    /// A save with a regeneration scheduled: the session under its new id, the old id retired
+    /// or deleted, and the events.
+    async fn save_with_regen(&self, st: &mut State, regen: Regen, now: u64) -> Result<SaveOutcome> {
+        let out = self.save_regenerated(st, now).await?;
+        let change = st.take_owner_change();
+        let old = regen.old.clone();
+        self.release_old_id(st, regen, change.as_ref(), now).await?;
+        if let Some(old) = old {
+            let user = change
+                .as_ref()
+                .map_or(st.user(), |(before, _)| before.as_deref());
+            let event = match st.id() {
+                Some(new) => SessionEvent::Renewed {
+                    old,
+                    new: new.clone(),
+                },
+                None => SessionEvent::Destroyed {
+                    id: old,
+                    user: user.map(str::to_string),
+                },
+            };
+            self.ctx().emit(|| event).await;
+        }
+        self.report_owner_change(st, change).await;
+        Ok(out)
     }
 
     /// A regeneration: the whole session under a new id, unless it holds nothing worth storing.
