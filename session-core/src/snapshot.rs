@@ -279,6 +279,38 @@ impl Packed {
         Packed::pack_entries(entries)
     }
 
+    /// Packs keys and values read from a backend's reply without building a map first, as
+    /// inserting them into a map in order would: a key given twice keeps its last value.
+    ///
+    /// ```
+    /// use session_core::Packed;
+    ///
+    /// let p = Packed::from_pairs(&[("a", &[1u8][..]), ("b", &[2][..]), ("a", &[3][..])])?;
+    /// assert_eq!(p.get_ref("a").expect("set").as_bytes(), [3]);
+    /// assert_eq!(p.iter().count(), 2);
+    /// # Ok::<(), session_core::Error>(())
+    /// ```
+    pub fn from_pairs(entries: &[(&str, &[u8])]) -> Result<Packed> {
+        // a reply holds a handful of distinct keys: compared pairwise, no hashing
+        let distinct = entries.len() <= 32
+            && entries
+                .iter()
+                .enumerate()
+                .all(|(i, (k, _))| entries[i + 1..].iter().all(|(l, _)| l != k));
+        if distinct {
+            return Packed::pack_entries(entries);
+        }
+        let mut seen = std::collections::HashSet::with_capacity(entries.len());
+        let mut kept: Vec<(&str, &[u8])> = entries
+            .iter()
+            .rev()
+            .filter(|(k, _)| seen.insert(*k))
+            .copied()
+            .collect();
+        kept.reverse();
+        Packed::pack_entries(&kept)
+    }
+
     /// The number of entries the buffer says it holds (a capacity hint: iteration checks
     /// every bound).
     fn count(&self) -> usize {

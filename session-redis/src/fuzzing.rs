@@ -12,7 +12,7 @@ pub const DEADLINE_FIELD: &[u8] = crate::keys::DEADLINE_FIELD;
 /// An `HGETALL` reply (RESP2 array or RESP3 map) split into the session's data and the raw
 /// deadline field, as `load` reads it.
 pub fn parse_hash(reply: redis::Value) -> Result<(Data, Option<Vec<u8>>)> {
-    crate::reply::parse_hash(reply)
+    crate::reply::parse_hash(&reply).map(|(packed, deadline)| (packed.to_data(), deadline))
 }
 
 /// The deadline a deadline field holds, if `load` believes it.

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use session_core::driver::{Data, Error, Result, Value, check};
+use session_core::driver::{Error, Packed, Result, check};
 
 use crate::NAME;
 use crate::keys::DEADLINE_FIELD;
@@ -16,52 +16,57 @@ const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(24 * 3600);
 /// Splits an `HGETALL` reply into the session's data and the raw value of the deadline field
 /// ([`DEADLINE_FIELD`], `None` if the hash does not hold it), which never reaches the data.
 ///
-/// RESP2 replies are an array of alternating names and values, RESP3 replies a map. The value
-/// bytes move into the [`Data`] without a copy. A field name that is not UTF-8 (and not the
-/// deadline field) is `Error::Corrupt`.
-pub(crate) fn parse_hash(reply: redis::Value) -> Result<(Data, Option<Vec<u8>>)> {
-    let len = match &reply {
+/// RESP2 replies are an array of alternating names and values, RESP3 replies a map. The names
+/// and values are read in place and packed into one buffer ([`Packed`]: one allocation, no map
+/// built and hashed per load); a name given twice keeps its last value. A field name that is not
+/// UTF-8 (and not the deadline field) is `Error::Corrupt`.
+pub(crate) fn parse_hash(reply: &redis::Value) -> Result<(Packed, Option<Vec<u8>>)> {
+    let fields = match reply {
         redis::Value::Array(items) => items.len() / 2,
         redis::Value::Map(pairs) => pairs.len(),
         _ => 0,
     };
-    let mut data = Data::with_capacity(len);
+    let mut entries: Vec<(&str, &[u8])> = Vec::with_capacity(fields);
     let mut deadline = None;
-    let mut add = |name: redis::Value, value: redis::Value| -> Result<()> {
-        let (name, value) = (reply_bytes(name)?, reply_bytes(value)?);
-        match String::from_utf8(name) {
-            Ok(key) => {
-                data.insert(key, Value::from(value));
-            }
-            Err(e) if e.as_bytes() == DEADLINE_FIELD => deadline = Some(value),
-            Err(_) => return Err(Error::corrupt(NAME, "a session field name is not UTF-8")),
-        }
-        Ok(())
-    };
     match reply {
         redis::Value::Array(items) if items.len() % 2 == 0 => {
-            let mut items = items.into_iter();
-            while let (Some(name), Some(value)) = (items.next(), items.next()) {
-                add(name, value)?;
+            for pair in items.chunks_exact(2) {
+                add_field(&mut entries, &mut deadline, &pair[0], &pair[1])?;
             }
         }
         redis::Value::Map(pairs) => {
             for (name, value) in pairs {
-                add(name, value)?;
+                add_field(&mut entries, &mut deadline, name, value)?;
             }
         }
         redis::Value::Nil => {}
-        other => return Err(unexpected_reply(&other)),
+        other => return Err(unexpected_reply(other)),
     }
-    Ok((data, deadline))
+    Ok((Packed::from_pairs(&entries)?, deadline))
+}
+
+/// One field of an `HGETALL` reply: a session key and its value, or the deadline field.
+fn add_field<'a>(
+    entries: &mut Vec<(&'a str, &'a [u8])>,
+    deadline: &mut Option<Vec<u8>>,
+    name: &'a redis::Value,
+    value: &'a redis::Value,
+) -> Result<()> {
+    let (name, value) = (reply_bytes(name)?, reply_bytes(value)?);
+    match std::str::from_utf8(name) {
+        Ok(key) => entries.push((key, value)),
+        Err(_) if name == DEADLINE_FIELD => *deadline = Some(value.to_vec()),
+        Err(_) => return Err(Error::corrupt(NAME, "a session field name is not UTF-8")),
+    }
+    Ok(())
 }
 
 /// The bytes of one string of an `HGETALL` reply.
-fn reply_bytes(value: redis::Value) -> Result<Vec<u8>> {
+fn reply_bytes(value: &redis::Value) -> Result<&[u8]> {
     match value {
         redis::Value::BulkString(bytes) => Ok(bytes),
-        redis::Value::SimpleString(text) => Ok(text.into_bytes()),
-        other => Err(unexpected_reply(&other)),
+        redis::Value::SimpleString(text) => Ok(text.as_bytes()),
+        other => Err(unexpected_reply(other)),
     }
 }
 
@@ -118,31 +123,39 @@ mod tests {
             (bulk(b"b"), bulk(b"")),
         ]);
         for reply in [resp2, resp3] {
-            let (data, deadline) = parse_hash(reply).expect("a valid reply");
-            assert_eq!(data.len(), 2);
-            assert_eq!(data["a"], Value::from(vec![1u8]));
-            assert_eq!(data["b"], Value::from(Vec::new()));
+            let (data, deadline) = parse_hash(&reply).expect("a valid reply");
+            assert_eq!(data.iter().count(), 2);
+            assert_eq!(data.get_ref("a").expect("a").as_bytes(), [1u8]);
+            assert_eq!(data.get_ref("b").expect("b").as_bytes(), b"");
             assert_eq!(deadline.as_deref(), Some(&b"1750000000123"[..]));
         }
+        // a name given twice keeps its last value, as a map would
+        let twice = redis::Value::Array(vec![bulk(b"a"), bulk(b"1"), bulk(b"a"), bulk(b"2")]);
+        let (data, _) = parse_hash(&twice).expect("a valid reply");
+        assert_eq!(data.iter().count(), 1);
+        assert_eq!(data.get_ref("a").expect("a").as_bytes(), b"2");
         for empty in [
             redis::Value::Array(vec![]),
             redis::Value::Map(vec![]),
             redis::Value::Nil,
         ] {
-            let (data, deadline) = parse_hash(empty).expect("empty reply");
+            let (data, deadline) = parse_hash(&empty).expect("empty reply");
             assert!(data.is_empty() && deadline.is_none());
         }
     }
 
     #[test]
     fn odd_replies_and_foreign_field_names_are_errors() {
-        assert!(matches!(parse_hash(bulk(b"x")), Err(Error::Backend { .. })));
+        assert!(matches!(
+            parse_hash(&bulk(b"x")),
+            Err(Error::Backend { .. })
+        ));
         let odd = redis::Value::Array(vec![bulk(b"a")]);
-        assert!(matches!(parse_hash(odd), Err(Error::Backend { .. })));
+        assert!(matches!(parse_hash(&odd), Err(Error::Backend { .. })));
         let not_utf8 = redis::Value::Array(vec![bulk(b"\xfeother"), bulk(b"x")]);
-        assert!(matches!(parse_hash(not_utf8), Err(Error::Corrupt { .. })));
+        assert!(matches!(parse_hash(&not_utf8), Err(Error::Corrupt { .. })));
         let int_value = redis::Value::Map(vec![(bulk(b"a"), redis::Value::Int(1))]);
-        assert!(matches!(parse_hash(int_value), Err(Error::Backend { .. })));
+        assert!(matches!(parse_hash(&int_value), Err(Error::Backend { .. })));
     }
 
     #[test]

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 use session_core::driver::{
-    Capabilities, ChangeSet, Data, Driver, Expiry, Loaded, LockToken, Result, ScanPage, SessionId,
-    Ttl, Value, async_trait, check,
+    Capabilities, ChangeSet, Data, Driver, Expiry, Loaded, LockToken, Packed, Result, ScanPage,
+    SessionId, Ttl, Value, async_trait, check,
 };
 
 use crate::NAME;
@@ -149,12 +149,12 @@ impl RedisStore {
     }
 
     /// `HGETALL` of the session hash: its data and the raw value of its deadline field.
-    async fn hgetall(&self, data_key: &str) -> Result<(Data, Option<Vec<u8>>)> {
+    async fn hgetall(&self, data_key: &str) -> Result<(Packed, Option<Vec<u8>>)> {
         let reply: redis::Value = self
             .client
             .query(redis::cmd("HGETALL").arg(data_key))
             .await?;
-        parse_hash(reply)
+        parse_hash(&reply)
     }
 }
 
