@@ -24,14 +24,11 @@ pub(crate) struct Delta {
     /// The clear is still to be saved.
     clear_pending: bool,
     keys: HashMap<String, Change>,
-    /// How many of `keys` are pending.
-    pending: usize,
 }
 
 impl Delta {
     /// A delta that hides the whole base and shows `keep` only, all of it pending.
     pub(crate) fn cleared(keep: Data) -> Self {
-        let pending = keep.len();
         Delta {
             clear: true,
             clear_pending: true,
@@ -45,40 +42,32 @@ impl Delta {
                     (k, change)
                 })
                 .collect(),
-            pending,
         }
     }
 
-    /// Whether a save has something to write.
+    /// Whether a save has something to write (a request changes a handful of keys).
     pub(crate) fn has_pending(&self) -> bool {
-        self.clear_pending || self.pending > 0
-    }
-
-    fn record(&mut self, key: &str, value: Option<Value>, pending: bool) {
-        let change = Change { value, pending };
-        let before = match self.keys.get_mut(key) {
-            Some(slot) => std::mem::replace(slot, change).pending,
-            None => {
-                self.keys.insert(key.to_string(), change);
-                false
-            }
-        };
-        self.pending = self.pending.saturating_sub(usize::from(before)) + usize::from(pending);
+        self.clear_pending || self.keys.values().any(|c| c.pending)
     }
 
     /// Sets `key` to `value`; `pending`: the next save writes it (else it is stored already).
     pub(crate) fn put(&mut self, key: String, value: Value, pending: bool) {
-        let change = Change {
-            value: Some(value),
-            pending,
-        };
-        let before = self.keys.insert(key, change).is_some_and(|c| c.pending);
-        self.pending = self.pending.saturating_sub(usize::from(before)) + usize::from(pending);
+        let value = Some(value);
+        self.keys.insert(key, Change { value, pending });
     }
 
     /// Removes `key`; `pending`: the next save removes it (else it is removed already).
     pub(crate) fn del(&mut self, key: &str, pending: bool) {
-        self.record(key, None, pending);
+        let change = Change {
+            value: None,
+            pending,
+        };
+        match self.keys.get_mut(key) {
+            Some(slot) => *slot = change,
+            None => {
+                self.keys.insert(key.to_string(), change);
+            }
+        }
     }
 
     /// The value of `key` in `base` with these changes applied.
@@ -106,7 +95,7 @@ impl Delta {
 
     /// The pending changes as a change set for the store.
     pub(crate) fn change_set(&self, only_if_exists: bool) -> ChangeSet {
-        let mut set = Data::with_capacity(self.pending);
+        let mut set = Data::new();
         let mut remove = Vec::new();
         for (key, change) in self.keys.iter().filter(|(_, c)| c.pending) {
             match &change.value {
@@ -127,10 +116,7 @@ impl Delta {
     /// Every pending change was stored: none is pending any more (the view stays).
     pub(crate) fn saved(&mut self) {
         self.clear_pending = false;
-        if self.pending > 0 {
-            self.keys.values_mut().for_each(|c| c.pending = false);
-            self.pending = 0;
-        }
+        self.keys.values_mut().for_each(|c| c.pending = false);
     }
 }
 
