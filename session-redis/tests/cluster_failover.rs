@@ -77,15 +77,27 @@ async fn a_killed_master_is_replaced_by_its_replica_and_the_stores_follow() {
         let id = SessionId::generate().unwrap();
         let value = format!("seed-{i}");
         let through: &RedisStore = if i % 2 == 0 { &store } else { &durable };
-        through
-            .set(
-                &id,
-                writers::KEY,
-                Value::encode(&value).unwrap(),
-                writers::TTL,
-            )
-            .await
-            .unwrap();
+        // A seed is written again (the same value: idempotent) when the replica's
+        // acknowledgement took longer than 500 ms, which a loaded 2-core CI machine can cause
+        // before anything is broken; any other error, or three slow acknowledgements in a row,
+        // fails the test.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match through
+                .set(
+                    &id,
+                    writers::KEY,
+                    Value::encode(&value).unwrap(),
+                    writers::TTL,
+                )
+                .await
+            {
+                Ok(()) => break,
+                Err(e) if attempt < 3 && e.to_string().contains("acknowledged") => continue,
+                Err(e) => panic!("seed {i} (attempt {attempt}): {e}"),
+            }
+        }
         seeds.push(Outcome {
             id,
             value,

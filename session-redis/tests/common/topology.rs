@@ -133,6 +133,21 @@ impl Cluster {
                         })
                 },
             );
+            // The replica's side of the link being up is not enough for `WAIT`: the master must
+            // count the replica as online and acknowledging. Ask each master directly.
+            wait_until(
+                "every master has its replicas acknowledging (WAIT)",
+                Duration::from_secs(30),
+                || {
+                    cluster.topology().iter().filter(|l| l.master).all(|l| {
+                        cluster
+                            .node(l.port)
+                            .cli(&["WAIT", &replicas.to_string(), "1000"])
+                            .trim()
+                            == replicas.to_string()
+                    })
+                },
+            );
         }
         cluster
     }
@@ -266,6 +281,11 @@ pub fn start_pair(password: &str) -> (RedisServer, RedisServer) {
                 .as_deref()
                 == Some("up")
         },
+    );
+    wait_until(
+        "the master counts the replica as acknowledging (WAIT)",
+        Duration::from_secs(20),
+        || master.cli(&["WAIT", "1", "1000"]).trim() == "1",
     );
     (master, replica)
 }
