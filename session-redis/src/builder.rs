@@ -12,6 +12,10 @@ use crate::store::RedisStore;
 /// The key prefix a store uses unless told otherwise.
 pub const DEFAULT_PREFIX: &str = "session";
 
+/// How far the live index rounds a session's deadline up unless told otherwise
+/// ([`RedisStoreBuilder::live_index_granularity`]): 10 seconds.
+pub const DEFAULT_LIVE_INDEX_GRANULARITY: Duration = Duration::from_secs(10);
+
 /// Options of a [`RedisStore`]: key prefix, and the connection options of its
 /// [`RedisClient`](crate::client::RedisClient) (a [`RedisClientBuilder`], whose setters this
 /// builder forwards). Made by [`RedisStore::builder`].
@@ -33,6 +37,7 @@ pub const DEFAULT_PREFIX: &str = "session";
 pub struct RedisStoreBuilder {
     prefix: String,
     client: RedisClientBuilder,
+    granularity: Duration,
 }
 
 impl Default for RedisStoreBuilder {
@@ -40,6 +45,7 @@ impl Default for RedisStoreBuilder {
         RedisStoreBuilder {
             prefix: DEFAULT_PREFIX.to_owned(),
             client: RedisClientBuilder::default(),
+            granularity: DEFAULT_LIVE_INDEX_GRANULARITY,
         }
     }
 }
@@ -51,6 +57,21 @@ impl RedisStoreBuilder {
     /// before connecting.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
+        self
+    }
+
+    /// How far the live index (what `scan` and `purge_expired` read) rounds a session's
+    /// deadline up (default [`DEFAULT_LIVE_INDEX_GRANULARITY`]; at least 1 ms). The index scores
+    /// each session with its deadline rounded up to a multiple of this and only ever raises a
+    /// score (`ZADD GT`, Redis 6.2+), so the writes of a session in use within one such span
+    /// leave the sorted set as it is (no reordering, nothing replicated): the cost of the index
+    /// on the write path falls to one lookup. What it costs: an expired session's entry stays in
+    /// the index up to this much longer before a trim or purge removes it (`scan` never returns
+    /// it: a page asks whether each session's hash still exists). Stores with different
+    /// granularities may share a prefix. 1 ms scores every session with its exact deadline (a
+    /// sorted-set update on nearly every write).
+    pub fn live_index_granularity(mut self, granularity: Duration) -> Self {
+        self.granularity = granularity;
         self
     }
 
@@ -130,7 +151,7 @@ impl RedisStoreBuilder {
     pub async fn open(self, url: &str) -> Result<RedisStore> {
         let keys = Keys::new(&self.prefix, false)?;
         let client = self.client.connect(url).await?;
-        Ok(RedisStore::new(client, keys))
+        Ok(RedisStore::new(client, keys, self.granularity))
     }
 
     /// Connects to the master that Redis Sentinel calls `master_name`, through any of the
@@ -163,7 +184,7 @@ impl RedisStoreBuilder {
     {
         let keys = Keys::new(&self.prefix, false)?;
         let client = self.client.connect_sentinel(sentinels, master_name).await?;
-        Ok(RedisStore::new(client, keys))
+        Ok(RedisStore::new(client, keys, self.granularity))
     }
 
     /// Connects to a Redis Cluster through any of its nodes (`redis://host:port` each, same
@@ -177,6 +198,6 @@ impl RedisStoreBuilder {
     {
         let keys = Keys::new(&self.prefix, true)?;
         let client = self.client.connect_cluster(urls).await?;
-        Ok(RedisStore::new(client, keys))
+        Ok(RedisStore::new(client, keys, self.granularity))
     }
 }

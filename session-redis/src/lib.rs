@@ -16,7 +16,7 @@ mod sentinel;
 mod store;
 mod subscribe;
 
-pub use builder::{DEFAULT_PREFIX, RedisStoreBuilder};
+pub use builder::{DEFAULT_LIVE_INDEX_GRANULARITY, DEFAULT_PREFIX, RedisStoreBuilder};
 pub use client::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_CONNECTIONS, DEFAULT_RECONNECT_RETRIES,
     DEFAULT_RESPONSE_TIMEOUT,

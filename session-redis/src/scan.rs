@@ -220,7 +220,7 @@ struct LiveCursor {
 }
 
 impl LiveCursor {
-    /// `<slot>` or `<slot>.<deadline>.<id>`.
+    /// `<slot>` or `<slot>.<score>.<id>`.
     fn parse(text: &str) -> Result<LiveCursor> {
         let mut parts = text.splitn(3, '.');
         let slot: u16 = parts
@@ -254,19 +254,21 @@ pub(crate) fn parse_cursor(text: &str) -> Result<crate::fuzzing::ScanCursor> {
     Ok((cursor.slot, cursor.after, canonical))
 }
 
-/// One page of one live index ([`scripts::SCAN_LIVE`]): the ids with their deadlines, and
-/// whether the index holds more after them.
+/// One page of one live index ([`scripts::SCAN_LIVE`]): the ids of live sessions, the last
+/// entry the page examined (where the next page starts, live or not), and whether the index
+/// holds more after it.
 struct LivePage {
-    entries: Vec<(SessionId, u64)>,
+    ids: Vec<SessionId>,
+    last: Option<(u64, SessionId)>,
     more: bool,
 }
 
 impl RedisStore {
     /// One page of `scan`: the live index (one sorted set on a server, one per slot on a
-    /// cluster), read in order of slot, deadline and id, so a page costs round trips in
+    /// cluster), read in order of slot, score and id, so a page costs round trips in
     /// proportion to the sessions it returns, whatever else the database holds.
     ///
-    /// The cursor is `<slot>` or `<slot>.<deadline>.<id>` (the last entry returned). On one server
+    /// The cursor is `<slot>` or `<slot>.<score>.<id>` (the last entry examined). On one server
     /// a page is one script call. On a cluster, the slots after the cursor are counted
     /// (`ZCOUNT`, 512 slots per step, concurrently) and only the slots that hold live sessions are
     /// read, concurrently, as many as fill the page.
@@ -290,12 +292,11 @@ impl RedisStore {
             let page = self
                 .live_page(at.slot, at.after.as_ref(), limit, now)
                 .await?;
-            let last = page.entries.last().map(|(id, at)| (*at, id.clone()));
-            ids.extend(page.entries.into_iter().map(|(id, _)| id));
+            ids.extend(page.ids);
             if page.more {
                 let next = LiveCursor {
                     slot: at.slot,
-                    after: last.or(at.after),
+                    after: page.last.or(at.after),
                 };
                 return Ok(ScanPage {
                     ids,
@@ -334,14 +335,13 @@ impl RedisStore {
                 after: None,
             };
             for ((slot, _), page) in chosen.iter().zip(pages) {
-                let last = page.entries.last().map(|(id, at)| (*at, id.clone()));
-                ids.extend(page.entries.into_iter().map(|(id, _)| id));
+                ids.extend(page.ids);
                 if page.more {
                     // The page is full here (or the slot grew since it was counted): go on
                     // within this slot, and drop nothing but what later slots returned.
                     at = LiveCursor {
                         slot: *slot,
-                        after: last,
+                        after: page.last,
                     };
                     break;
                 }
@@ -370,12 +370,16 @@ impl RedisStore {
             Some((at, id)) => inv.arg(*at).arg(id.as_str()),
             None => inv.arg("").arg(""),
         };
-        inv.arg(n);
+        inv.arg(n).arg(self.keys.session_base());
         let reply: Vec<Vec<u8>> = self.client.eval(&scripts::SCAN_LIVE, &inv).await?;
         let mut items = reply.into_iter();
         let more = items.next().is_some_and(|m| m == b"1");
-        let mut entries = Vec::with_capacity(items.len() / 2);
-        while let (Some(id), Some(at)) = (items.next(), items.next()) {
+        let mut page = LivePage {
+            ids: Vec::with_capacity(items.len() / 3),
+            last: None,
+            more,
+        };
+        while let (Some(id), Some(at), Some(live)) = (items.next(), items.next(), items.next()) {
             let at = std::str::from_utf8(&at)
                 .ok()
                 .and_then(|t| t.parse::<f64>().ok())
@@ -387,13 +391,17 @@ impl RedisStore {
                 .ok()
                 .and_then(|t| SessionId::parse(t).ok())
             {
-                entries.push((id, at));
+                if live == b"1" {
+                    page.ids.push(id.clone());
+                }
+                page.last = Some((at, id));
             }
         }
-        Ok(LivePage { entries, more })
+        Ok(page)
     }
 
-    /// The number of live entries (deadline after `now`) of the live index of each slot of
+    /// The number of entries scored after `now` (an upper bound of the live sessions: a score
+    /// is at least the deadline) of the live index of each slot of
     /// `slots`, concurrently.
     async fn live_counts(&self, slots: std::ops::Range<u16>, now: u64) -> Result<Vec<usize>> {
         futures_util::future::try_join_all(slots.map(|slot| {

@@ -89,6 +89,18 @@ fn lua_literal(bytes: &[u8]) -> String {
     out
 }
 
+/// The live index's score for a session whose deadline is `deadline` (unix ms): the deadline
+/// rounded up to a multiple of `granularity` ms (at least 1). The scripts write it with
+/// `ZADD GT`, so an entry's score only grows and is never below its session's deadline: an entry
+/// scored at or before now belongs to an expired session (trims and purges remove those), and
+/// one scored after now may (`scan` asks whether its hash still exists). Most writes of a
+/// session in use find its entry already in their bucket and change nothing in the sorted set
+/// (a no-op `ZADD GT`: no reordering, nothing to replicate).
+pub(crate) fn index_score(deadline: u64, granularity: u64) -> u64 {
+    let granularity = granularity.max(1);
+    deadline.div_ceil(granularity).saturating_mul(granularity)
+}
+
 /// Every how many writes that add to the live index one trims it (the store counts them).
 pub(crate) const TRIM_EVERY: u32 = 8;
 
@@ -134,13 +146,14 @@ end
 /// Applies a change set and the expiry atomically, and keeps the live index in step.
 ///
 /// `KEYS[1]` data hash, `KEYS[2]` owner key, `KEYS[3]` live index (a sorted set of ids scored by
-/// deadline). `ARGV[1]` the deadline (unix ms, decimal), or `0` to keep the expiry
-/// (`Expiry::Keep`), `ARGV[2]` clear ("1"/"0"), `ARGV[3]` only-if-exists ("1"/"0"), `ARGV[4]` the
-/// session id, `ARGV[5]` now (unix ms, the clock the deadline was computed on) if this write
-/// trims the live index, else `0` (see `trim`), `ARGV[6]` number
-/// `n` of removed fields, then the `n` fields, then field/value pairs to set; with a deadline the
-/// last pair is always the deadline field and the deadline. Returns 1 if the session exists
-/// afterwards, else 0.
+/// an upper bound of their deadline, see [`index_score`]). `ARGV[1]` the deadline (unix ms,
+/// decimal), or `0` to keep the expiry (`Expiry::Keep`), `ARGV[2]` clear ("1"/"0"), `ARGV[3]`
+/// only-if-exists ("1"/"0"), `ARGV[4]` the session id, `ARGV[5]` now (unix ms, the clock the
+/// deadline was computed on) if this write trims the live index, else `0` (see `trim`),
+/// `ARGV[6]` the index score of the deadline ([`index_score`]; `0` with `ARGV[1]` `0`), `ARGV[7]`
+/// number `n` of removed fields, then the `n` fields, then field/value pairs to set; with a
+/// deadline the last pair is always the deadline field and the deadline. Returns 1 if the
+/// session exists afterwards, else 0.
 ///
 /// The session exists when its hash holds a field other than the deadline field. Keeping the
 /// expiry implies only-if-exists. Fields are written 1000 arguments per `HSET`/`HDEL` call (an
@@ -148,8 +161,9 @@ end
 /// remove; then, if session keys are left, the set (with the deadline field, in the same `HSET`),
 /// `PEXPIREAT` of the deadline on the hash and the owner key (so the owner binding expires with
 /// the session; an absolute time, so a server that runs the script late never stretches the
-/// session past the deadline the client recorded), and the id's score in the live index (which
-/// the write also trims, see `trim`). If none
+/// session past the deadline the client recorded), and the id's score in the live index with
+/// `ZADD GT` (which the write also trims, see `trim`): a score only grows, so a write whose
+/// deadline falls in the bucket the entry already has changes nothing in the sorted set. If none
 /// are left, the hash is deleted (it may still hold the deadline field), the id leaves the live
 /// index, and the owner key goes too if the session existed before. Whether keys are left is known
 /// without asking the server unless the write removed keys and set none.
@@ -164,7 +178,7 @@ local data, okey, live = KEYS[1], KEYS[2], KEYS[3]
 local keep = ARGV[1] == '0'
 local clear = ARGV[2] == '1'
 local id = ARGV[4]
-local removed = tonumber(ARGV[6])
+local removed = tonumber(ARGV[7])
 local existed = has_keys(data)
 if (keep or ARGV[3] == '1') and not existed then
   return 0
@@ -178,8 +192,8 @@ if clear then
   redis.call('DEL', data)
 end
 local step = 1000
-local last = 6 + removed
-local i = 7
+local last = 7 + removed
+local i = 8
 while i <= last do
   local j = math.min(i + step - 1, last)
   redis.call('HDEL', data, unpack(ARGV, i, j))
@@ -223,7 +237,7 @@ if keep then
 end
 redis.call('PEXPIREAT', data, ARGV[1])
 redis.call('PEXPIREAT', okey, ARGV[1])
-redis.call('ZADD', live, ARGV[1], id)
+redis.call('ZADD', live, 'GT', ARGV[6], id)
 trim(live, ARGV[5])
 return 1
 "#,
@@ -251,7 +265,8 @@ return 0
 ///
 /// `KEYS[1]` data hash, `KEYS[2]` owner key, `KEYS[3]` live index, `ARGV[1]` the deadline (unix
 /// ms, decimal), `ARGV[2]` the id, `ARGV[3]` now (unix ms) to trim the index or `0` (see
-/// `trim`). Returns 1 if it slid. The deadline field is written before the
+/// `trim`), `ARGV[4]` the deadline's index score ([`index_score`], written with `ZADD GT`).
+/// Returns 1 if it slid. The deadline field is written before the
 /// `PEXPIREAT`s (`HSET` keeps a key's TTL, and `PEXPIREAT` replaces it), so a key of another type
 /// fails with `WRONGTYPE` before anything changed.
 pub(crate) static TOUCH: LazyLock<Lua> = LazyLock::new(|| {
@@ -263,29 +278,45 @@ end
 redis.call('HSET', KEYS[1], D, ARGV[1])
 redis.call('PEXPIREAT', KEYS[1], ARGV[1])
 redis.call('PEXPIREAT', KEYS[2], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], 'GT', ARGV[4], ARGV[2])
 trim(KEYS[3], ARGV[3])
 return 1
 "#,
     )
 });
 
-/// One page of a live index, in order of deadline (then id), starting after a cursor entry.
+/// One page of a live index, in order of score (then id), starting after a cursor entry.
 ///
-/// `KEYS[1]` live index; `ARGV[1]` now (unix ms), `ARGV[2]` the cursor's deadline (`''` to start
-/// at the first live entry), `ARGV[3]` the cursor's id, `ARGV[4]` the page size `n`. Returns
-/// `{more, id1, deadline1, id2, deadline2, ...}`, all strings: at most `n` entries whose
-/// deadline is after now, and `more` `'1'` if the index holds entries after the last one returned.
+/// `KEYS[1]` live index; `ARGV[1]` now (unix ms), `ARGV[2]` the cursor's score (`''` to start
+/// at the first entry scored after now), `ARGV[3]` the cursor's id, `ARGV[4]` the page size `n`,
+/// `ARGV[5]` what every session key starts with (`<prefix>:{`). Returns `{more, id1, score1,
+/// live1, id2, score2, live2, ...}`, all strings: at most `n` entries scored after now, each with
+/// `'1'` if its session's hash exists (a score is only an upper bound of the deadline, see
+/// [`index_score`]; Redis deletes a hash at its deadline to the millisecond) and `'0'` if not,
+/// and `more` `'1'` if the index holds entries after the last one returned. The hash of an
+/// entry shares the index's slot, so the `EXISTS` runs unchanged on a cluster.
 ///
 /// The page starts right after the cursor's entry (found by `ZRANK`) while that entry still has
-/// the cursor's deadline; if it moved or went, after the entries with a lower deadline, or the
-/// same deadline and a lower or equal id. Never before the first live entry (entries of expired
-/// sessions stay in the index until a purge, and are skipped here). An entry whose deadline grows
-/// during a walk moves ahead and may be seen again; one live throughout is never missed.
+/// the cursor's score; if it moved or went, after the entries with a lower score, or the same
+/// score and a lower or equal id (a bisection over the ranks of that score's entries: with
+/// rounded scores, one score may hold many). Ids compare byte by byte, as Redis orders members
+/// of equal score (Lua's `<=` on strings follows the server's locale). Never before the first entry scored after now
+/// (entries of expired sessions stay in the index until a trim or purge, and are skipped here).
+/// An entry whose score grows during a walk moves ahead and may be seen again; one live
+/// throughout is never missed.
 pub(crate) static SCAN_LIVE: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         r#"
-local key, now, n = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[4])
+local key, now, n, base = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[4]), ARGV[5]
+local function le(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then
+      return x < y
+    end
+  end
+  return #a <= #b
+end
 local first = redis.call('ZCOUNT', key, '-inf', now)
 if ARGV[2] ~= '' then
   local at, id = tonumber(ARGV[2]), ARGV[3]
@@ -294,22 +325,17 @@ if ARGV[2] ~= '' then
   if score and tonumber(score) == at then
     from = redis.call('ZRANK', key, id) + 1
   else
-    from = redis.call('ZCOUNT', key, '-inf', '(' .. ARGV[2])
-    while true do
-      local ties = redis.call('ZRANGE', key, from, from + 99, 'WITHSCORES')
-      local skipped = 0
-      for i = 1, #ties, 2 do
-        if tonumber(ties[i + 1]) == at and ties[i] <= id then
-          skipped = skipped + 1
-        else
-          break
-        end
-      end
-      from = from + skipped
-      if skipped < 100 then
-        break
+    local lo = redis.call('ZCOUNT', key, '-inf', '(' .. ARGV[2])
+    local hi = redis.call('ZCOUNT', key, '-inf', ARGV[2])
+    while lo < hi do
+      local mid = math.floor((lo + hi) / 2)
+      if le(redis.call('ZRANGE', key, mid, mid)[1], id) then
+        lo = mid + 1
+      else
+        hi = mid
       end
     end
+    from = lo
   end
   if from > first then
     first = from
@@ -321,8 +347,10 @@ if first + n < redis.call('ZCARD', key) then
   more = '1'
 end
 local out = {more}
-for i = 1, #page do
+for i = 1, #page, 2 do
   out[#out + 1] = page[i]
+  out[#out + 1] = page[i + 1]
+  out[#out + 1] = tostring(redis.call('EXISTS', base .. page[i] .. '}:data'))
 end
 return out
 "#,

@@ -29,6 +29,9 @@ pub struct RedisStore {
     /// Writes that added to the live index, counted so that every
     /// [`TRIM_EVERY`](scripts::TRIM_EVERY)th one trims it (shared by clones).
     writes: Arc<AtomicU32>,
+    /// The live index's granularity in milliseconds
+    /// ([`RedisStoreBuilder::live_index_granularity`]).
+    granularity: u64,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -64,11 +67,14 @@ impl RedisStore {
         RedisStoreBuilder::default()
     }
 
-    pub(crate) fn new(client: RedisClient, keys: Keys) -> RedisStore {
+    pub(crate) fn new(client: RedisClient, keys: Keys, granularity: Duration) -> RedisStore {
         RedisStore {
             client,
             keys,
             writes: Arc::default(),
+            granularity: u64::try_from(granularity.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
         }
     }
 
@@ -109,9 +115,9 @@ impl RedisStore {
             self.keys.owner_of(id),
             self.keys.live(id),
         );
-        // ARGV: 6 fixed, the removed keys, the set pairs, the deadline pair (20 digits at most)
-        let args = 6 + changes.remove.len() + 2 * changes.set.len() + 2;
-        let bytes = 60
+        // ARGV: 7 fixed, the removed keys, the set pairs, the deadline pair (20 digits at most)
+        let args = 7 + changes.remove.len() + 2 * changes.set.len() + 2;
+        let bytes = 80
             + id.as_str().len()
             + changes.remove.iter().map(String::len).sum::<usize>()
             + changes
@@ -134,6 +140,7 @@ impl RedisStore {
             } else {
                 0
             })
+            .arg(deadline.map_or(0, |at| scripts::index_score(at, self.granularity)))
             .arg(changes.remove.len());
         for key in &changes.remove {
             inv.arg(key.as_str());
@@ -294,9 +301,11 @@ impl Driver for RedisStore {
         );
         let mut inv = scripts::TOUCH.call(&[&data, &owner, &live]);
         let now = check::now_millis();
-        inv.arg(now.saturating_add(ttl.as_millis()))
+        let deadline = now.saturating_add(ttl.as_millis());
+        inv.arg(deadline)
             .arg(id.as_str())
-            .arg(self.trim_arg(now));
+            .arg(self.trim_arg(now))
+            .arg(scripts::index_score(deadline, self.granularity));
         let _: i64 = self.client.eval(&scripts::TOUCH, &inv).await?;
         Ok(())
     }

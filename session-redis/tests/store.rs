@@ -62,6 +62,12 @@ fn assert_deadline_near(deadline: u64, ttl: Duration) {
     );
 }
 
+/// `deadline` rounded up to the default granularity of the live index.
+fn bucket(deadline: u64) -> u64 {
+    let g = session_redis::DEFAULT_LIVE_INDEX_GRANULARITY.as_millis() as u64;
+    deadline.div_ceil(g) * g
+}
+
 /// Every key under `prefix` and its PTTL.
 async fn keys_with_ttl(
     raw: &mut redis::aio::MultiplexedConnection,
@@ -143,8 +149,8 @@ async fn layout_is_one_hash_per_session_with_a_hash_tag_and_an_expiry() {
     let score: Option<f64> = raw.zscore(&live, id.as_str()).await.unwrap();
     assert_eq!(
         score,
-        Some(deadline as f64),
-        "the live index scores the id with the deadline"
+        Some(bucket(deadline) as f64),
+        "the live index scores the id with the deadline rounded up to the granularity"
     );
     // No read shows the deadline field.
     assert_eq!(store.get_size(&id).await.unwrap(), 2);
@@ -170,7 +176,7 @@ async fn layout_is_one_hash_per_session_with_a_hash_tag_and_an_expiry() {
     let moved = deadline_field(&mut raw, &data_key).await.expect("deadline");
     assert_deadline_near(moved, slid);
     let score: Option<f64> = raw.zscore(&live, id.as_str()).await.unwrap();
-    assert_eq!(score, Some(moved as f64), "the live index slid too");
+    assert_eq!(score, Some(bucket(moved) as f64), "the live index slid too");
     let expiry = server_expiry(&mut raw, &data_key).await;
     assert!(moved.abs_diff(expiry) < 50, "{moved} vs {expiry}");
     assert_eq!(
@@ -908,7 +914,8 @@ async fn scan_beside_forty_thousand_unrelated_keys_costs_pages_per_session() {
 /// the rest and reports how many.
 #[tokio::test]
 async fn the_live_index_is_trimmed_by_writes_and_purged() {
-    let store = common::open_shared("trim").await;
+    // Scores to the millisecond, so sessions of 100 ms are trimmable 100 ms later.
+    let store = common::open_shared_exact("trim").await;
     let live = format!("{}:live", store.prefix());
     let mut raw = raw().await;
     let write = |ttl: Duration| {
@@ -1005,5 +1012,108 @@ async fn scan_goes_on_when_the_cursors_session_is_gone() {
     let missed: Vec<_> = ids.difference(&seen).collect();
     assert!(missed.is_empty(), "missed {} sessions", missed.len());
     assert!(removed.len() >= 8, "{} cursors removed", removed.len());
+    store.clear_prefix().await.unwrap();
+}
+
+/// The live index's rounded scores (default granularity): writes of a session within its bucket
+/// leave the entry's score alone, a later bucket raises it, a shorter TTL never lowers it (so a
+/// score is never below the deadline), and an entry scored after now whose session expired is
+/// neither returned by `scan` nor trimmed before its score has passed.
+#[tokio::test]
+async fn the_live_index_rounds_deadlines_up_and_scan_skips_expired_entries() {
+    let store = common::open_shared("rounded").await;
+    let mut raw = raw().await;
+    let live = format!("{}:live", store.prefix());
+    let g = session_redis::DEFAULT_LIVE_INDEX_GRANULARITY.as_millis() as u64;
+    let score = |raw: &mut redis::aio::MultiplexedConnection, id: SessionId| {
+        let live = live.clone();
+        let mut raw = raw.clone();
+        async move {
+            let s: Option<f64> = raw.zscore(&live, id.as_str()).await.unwrap();
+            s.map(|s| s as u64)
+        }
+    };
+
+    // Far from a bucket's end, two writes 20 ms apart share one score.
+    while check::now_millis() % g > g - 1_000 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = SessionId::generate().unwrap();
+    let ttl = Duration::from_secs(60);
+    store.set(&id, "k", v("1"), ttl).await.unwrap();
+    let first = score(&mut raw, id.clone()).await.expect("an entry");
+    let deadline = deadline_field(&mut raw, &data_key(&store, &id))
+        .await
+        .unwrap();
+    assert_eq!(first, bucket(deadline));
+    assert!(first >= deadline && first < deadline + g);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    store.set(&id, "k", v("2"), ttl).await.unwrap();
+    let second_deadline = deadline_field(&mut raw, &data_key(&store, &id))
+        .await
+        .unwrap();
+    assert!(second_deadline > deadline);
+    assert_eq!(
+        score(&mut raw, id.clone()).await,
+        Some(first),
+        "same bucket"
+    );
+    // A deadline in a later bucket raises the score; a shorter TTL leaves it.
+    store.update_ttl(&id, ttl * 3).await.unwrap();
+    let raised = score(&mut raw, id.clone()).await.unwrap();
+    let raised_deadline = deadline_field(&mut raw, &data_key(&store, &id))
+        .await
+        .unwrap();
+    assert_eq!(raised, bucket(raised_deadline));
+    assert!(raised > first);
+    store
+        .set(&id, "k", v("3"), Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(
+        score(&mut raw, id.clone()).await,
+        Some(raised),
+        "never lowered"
+    );
+
+    // Once that session has expired, its entry is still scored in the future: scan skips it,
+    // trims and purges leave it, and a live session beside it is listed.
+    // (Scored after it, so a page of one entry holds the expired entry alone.)
+    let other = SessionId::generate().unwrap();
+    store.set(&other, "k", v("x"), ttl * 4).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(store.load(&id).await.unwrap().is_none(), "expired");
+    let page = store.scan(None, 100).await.unwrap();
+    assert_eq!(
+        page.ids,
+        vec![other.clone()],
+        "scan lists only the live session"
+    );
+    assert_eq!(page.next, None);
+    assert_eq!(
+        store.purge_expired().await.unwrap(),
+        0,
+        "scored in the future"
+    );
+    let n: usize = raw.zcard(&live).await.unwrap();
+    assert_eq!(n, 2);
+    // Pages of one: the expired entry takes a page of its own, and the walk goes on past it.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    for _ in 0..5 {
+        let page = store.scan(cursor.as_deref(), 1).await.unwrap();
+        pages += 1;
+        seen.extend(page.ids);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec![other]);
+    assert_eq!(
+        pages, 2,
+        "an empty page for the expired entry, then the live one"
+    );
     store.clear_prefix().await.unwrap();
 }

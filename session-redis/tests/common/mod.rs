@@ -45,6 +45,17 @@ pub async fn open_shared(kind: &str) -> RedisStore {
     }
 }
 
+/// [`open_shared`] with a live index scored to the millisecond (granularity 1 ms), for tests of
+/// the index's trims with sessions of a few milliseconds.
+pub async fn open_shared_exact(kind: &str) -> RedisStore {
+    RedisStore::builder()
+        .prefix(unique_prefix(kind))
+        .live_index_granularity(Duration::from_millis(1))
+        .open(&redis_url())
+        .await
+        .unwrap_or_else(|e| panic!("Redis is not reachable at {}: {e}", redis_url()))
+}
+
 /// Stores handed to the conformance suite, by the address of their `Arc`, so the teardown (which
 /// only sees `Arc<dyn Storage>`) can find the concrete store and delete its keys.
 fn registry() -> &'static Mutex<HashMap<usize, RedisStore>> {
