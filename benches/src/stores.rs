@@ -123,6 +123,8 @@ pub struct StoreOptions {
     /// Pool size of the server drivers and their raw baselines; `None`: the driver's default
     /// (10 for PostgreSQL and MySQL, 16 for memcached).
     pub pool_size: Option<u32>,
+    /// The Redis driver's live index granularity; `None`: the driver's default.
+    pub redis_index_granularity: Option<std::time::Duration>,
     /// The PostgreSQL schema or MySQL database the run creates, uses and drops
     /// (`loadgen_<pid>_<nanos>`).
     pub server_name: String,
@@ -135,6 +137,7 @@ impl Default for StoreOptions {
             file_sync: true,
             redis_prefix: crate::private_prefix("bench"),
             pool_size: None,
+            redis_index_granularity: None,
             server_name: crate::private_prefix("loadgen").replace('-', "_"),
         }
     }
@@ -266,8 +269,12 @@ pub async fn open_store(spec: &StoreSpec, opts: &StoreOptions) -> Result<Opened>
             Arc::new(session_sled::SledStore::open(dir).await?)
         }
         "redis" => {
-            let store = session_redis::RedisStore::builder()
-                .prefix(opts.redis_prefix.clone())
+            let mut builder =
+                session_redis::RedisStore::builder().prefix(opts.redis_prefix.clone());
+            if let Some(granularity) = opts.redis_index_granularity {
+                builder = builder.live_index_granularity(granularity);
+            }
+            let store = builder
                 .open(&spec.url())
                 .await
                 .map_err(|e| redis_hint(&spec.url(), e))?;

@@ -18,9 +18,11 @@ use session_core::{Config, Manager};
 const USAGE: &str =
     "usage: loadgen --store SPEC [--raw] [--sessions N] [--ops M] [--concurrency C] \
 [--workers W] [--pool P] [--no-fsync] [--probe K] [--phases create,read,write] [--rounds R] \
-[--raw-threads T]
+[--raw-threads T] [--redis-index-ms G]
   T: OS threads of an embedded raw baseline, every phase (default: C, at most 16, and for
      the memory floor's writes and creates at most one per core)
+  G: the Redis driver's live index granularity in ms (default: the driver's, 10 s;
+     1 scores every session with its exact deadline, as before 2026-12-05)
   SPEC: memory | file[:DIR] | sqlite[:PATH] | sled[:DIR] | redis://HOST:PORT[/DB]
         | postgres://USER@HOST:PORT/DB | mysql://USER@HOST:PORT | memcached://HOST:PORT";
 
@@ -39,6 +41,7 @@ struct Args {
     phases: Vec<Phase>,
     rounds: u64,
     raw_threads: Option<usize>,
+    redis_index_ms: Option<u64>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -55,6 +58,7 @@ fn parse_args() -> Result<Args> {
         phases: Phase::ALL.to_vec(),
         rounds: 10,
         raw_threads: None,
+        redis_index_ms: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -78,6 +82,9 @@ fn parse_args() -> Result<Args> {
             "--workers" => a.workers = num(value("--workers")?, "--workers")? as usize,
             "--pool" => a.pool = Some(num(value("--pool")?, "--pool")?.clamp(1, 10_000) as u32),
             "--no-fsync" => a.fsync = false,
+            "--redis-index-ms" => {
+                a.redis_index_ms = Some(num(value("--redis-index-ms")?, "--redis-index-ms")?)
+            }
             "--raw-threads" => {
                 a.raw_threads =
                     Some(num(value("--raw-threads")?, "--raw-threads")?.clamp(1, 1024) as usize)
@@ -225,6 +232,7 @@ async fn run(args: Args) -> Result<()> {
         capacity: args.sessions + args.ops + 2 * args.probe + 10_000,
         file_sync: args.fsync,
         pool_size: args.pool,
+        redis_index_granularity: args.redis_index_ms.map(Duration::from_millis),
         ..StoreOptions::default()
     };
     let ttl = Duration::from_secs(30 * 60);
