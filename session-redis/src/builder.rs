@@ -66,8 +66,9 @@ impl RedisStoreBuilder {
     /// score (`ZADD GT`, Redis 6.2+), so the writes of a session in use within one such span
     /// leave the sorted set as it is (no reordering, nothing replicated): the cost of the index
     /// on the write path falls to one lookup. What it costs: an expired session's entry stays in
-    /// the index up to this much longer before a trim or purge removes it (`scan` never returns
-    /// it: a page asks whether each session's hash still exists). Stores with different
+    /// the index up to this much longer before a write's trim removes it (`scan` never returns
+    /// it: a page asks whether each session's hash still exists; `purge_expired` removes it at
+    /// once, asking the same of the entries scored within this span ahead). Stores with different
     /// granularities may share a prefix. 1 ms scores every session with its exact deadline (a
     /// sorted-set update on nearly every write).
     pub fn live_index_granularity(mut self, granularity: Duration) -> Self {

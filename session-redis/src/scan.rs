@@ -421,17 +421,20 @@ impl RedisStore {
     }
 
     /// `purge_expired`: removes the entries of expired sessions from every live index
-    /// (`ZREMRANGEBYSCORE <index> -inf <now>`; 512 slots at a time on a cluster) and returns how
-    /// many went.
+    /// ([`scripts::PURGE_LIVE`]: those scored at or before now, and those scored within a
+    /// granularity after now whose hash is gone; 512 slots at a time on a cluster) and returns
+    /// how many went.
     pub(crate) async fn purge_live_index(&self) -> Result<u64> {
         let now = session_core::driver::check::now_millis();
+        let window = now.saturating_add(self.granularity);
+        let base = self.keys.session_base();
         let keys = self.keys.live_all();
         let mut purged = 0u64;
         for batch in keys.chunks(usize::from(SLOT_BATCH)) {
-            let counts = futures_util::future::try_join_all(batch.iter().map(|key| async move {
-                self.client
-                    .query::<u64>(redis::cmd("ZREMRANGEBYSCORE").arg(key).arg("-inf").arg(now))
-                    .await
+            let counts = futures_util::future::try_join_all(batch.iter().map(|key| {
+                let mut inv = scripts::PURGE_LIVE.call(&[key]);
+                inv.arg(now).arg(window).arg(&base);
+                async move { self.client.eval::<u64>(&scripts::PURGE_LIVE, &inv).await }
             }))
             .await?;
             purged += counts.iter().sum::<u64>();

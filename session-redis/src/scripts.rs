@@ -93,7 +93,8 @@ fn lua_literal(bytes: &[u8]) -> String {
 /// rounded up to a multiple of `granularity` ms (at least 1). The scripts write it with
 /// `ZADD GT`, so an entry's score only grows and is never below its session's deadline: an entry
 /// scored at or before now belongs to an expired session (trims and purges remove those), and
-/// one scored after now may (`scan` asks whether its hash still exists). Most writes of a
+/// one scored after now may (`scan` asks whether its hash still exists, and [`PURGE_LIVE`] does
+/// for those scored within a granularity ahead). Most writes of a
 /// session in use find its entry already in their bucket and change nothing in the sorted set
 /// (a no-op `ZADD GT`: no reordering, nothing to replicate).
 pub(crate) fn index_score(deadline: u64, granularity: u64) -> u64 {
@@ -353,6 +354,30 @@ for i = 1, #page, 2 do
   out[#out + 1] = tostring(redis.call('EXISTS', base .. page[i] .. '}:data'))
 end
 return out
+"#,
+    )
+});
+
+/// Removes the entries of expired sessions from a live index and returns how many it removed.
+///
+/// `KEYS[1]` live index; `ARGV[1]` now (unix ms), `ARGV[2]` now + the store's granularity,
+/// `ARGV[3]` what every session key starts with (`<prefix>:{`). Entries scored at or before now
+/// go without a look (a score is never below its session's deadline); an entry scored up to a
+/// granularity after now may belong to a session that has expired since its last write (its
+/// score is its deadline rounded up), so it goes if its session's hash no longer exists. An
+/// entry scored later stays until its score has passed (a session whose TTL a write shortened
+/// keeps its higher score: `ZADD GT`).
+pub(crate) static PURGE_LIVE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        r#"
+local key, base = KEYS[1], ARGV[3]
+local n = redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', key, '(' .. ARGV[1], ARGV[2])) do
+  if redis.call('EXISTS', base .. id .. '}:data') == 0 then
+    n = n + redis.call('ZREM', key, id)
+  end
+end
+return n
 "#,
     )
 });

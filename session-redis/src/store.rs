@@ -31,7 +31,7 @@ pub struct RedisStore {
     writes: Arc<AtomicU32>,
     /// The live index's granularity in milliseconds
     /// ([`RedisStoreBuilder::live_index_granularity`]).
-    granularity: u64,
+    pub(crate) granularity: u64,
 }
 
 impl std::fmt::Debug for RedisStore {

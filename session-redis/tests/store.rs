@@ -1017,8 +1017,9 @@ async fn scan_goes_on_when_the_cursors_session_is_gone() {
 
 /// The live index's rounded scores (default granularity): writes of a session within its bucket
 /// leave the entry's score alone, a later bucket raises it, a shorter TTL never lowers it (so a
-/// score is never below the deadline), and an entry scored after now whose session expired is
-/// neither returned by `scan` nor trimmed before its score has passed.
+/// score is never below the deadline), an entry scored after now whose session expired is never
+/// returned by `scan`, and a purge removes such an entry when it is scored within a granularity
+/// of now (a write's trim only takes entries scored in the past).
 #[tokio::test]
 async fn the_live_index_rounds_deadlines_up_and_scan_skips_expired_entries() {
     let store = common::open_shared("rounded").await;
@@ -1076,12 +1077,20 @@ async fn the_live_index_rounds_deadlines_up_and_scan_skips_expired_entries() {
         "never lowered"
     );
 
-    // Once that session has expired, its entry is still scored in the future: scan skips it,
-    // trims and purges leave it, and a live session beside it is listed.
-    // (Scored after it, so a page of one entry holds the expired entry alone.)
+    // Once that session has expired, its entry is still scored in the future, more than a
+    // granularity ahead: scan skips it, purges leave it (until its score has passed), and a
+    // live session beside it is listed. (Scored after it, so a page of one entry holds the
+    // expired entry alone.) A third session expires with its entry scored less than a
+    // granularity ahead: a purge removes that one, its hash being gone.
     let other = SessionId::generate().unwrap();
     store.set(&other, "k", v("x"), ttl * 4).await.unwrap();
+    let short = SessionId::generate().unwrap();
+    store
+        .set(&short, "k", v("x"), Duration::from_millis(300))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(store.load(&short).await.unwrap().is_none(), "expired");
     assert!(store.load(&id).await.unwrap().is_none(), "expired");
     let page = store.scan(None, 100).await.unwrap();
     assert_eq!(
@@ -1092,11 +1101,20 @@ async fn the_live_index_rounds_deadlines_up_and_scan_skips_expired_entries() {
     assert_eq!(page.next, None);
     assert_eq!(
         store.purge_expired().await.unwrap(),
+        1,
+        "the short session's entry, within a granularity: its hash is gone"
+    );
+    assert_eq!(score(&mut raw, short.clone()).await, None);
+    assert_eq!(
+        store.purge_expired().await.unwrap(),
         0,
-        "scored in the future"
+        "a second purge right after"
     );
     let n: usize = raw.zcard(&live).await.unwrap();
-    assert_eq!(n, 2);
+    assert_eq!(
+        n, 2,
+        "the shortened session's entry is scored beyond the window"
+    );
     // Pages of one: the expired entry takes a page of its own, and the walk goes on past it.
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
