@@ -364,7 +364,9 @@ return out
 /// `ARGV[3]` what every session key starts with (`<prefix>:{`). Entries scored at or before now
 /// go without a look (a score is never below its session's deadline); an entry scored up to a
 /// granularity after now may belong to a session that has expired since its last write (its
-/// score is its deadline rounded up), so it goes if its session's hash no longer exists. An
+/// score is its deadline rounded up), so it goes if its session's hash no longer exists (the
+/// first 1,000 such entries of the index per call, so that one call blocks the server for a
+/// millisecond or so at most; the others go at a later purge or once their score has passed). An
 /// entry scored later stays until its score has passed (a session whose TTL a write shortened
 /// keeps its higher score: `ZADD GT`).
 pub(crate) static PURGE_LIVE: LazyLock<Lua> = LazyLock::new(|| {
@@ -372,7 +374,7 @@ pub(crate) static PURGE_LIVE: LazyLock<Lua> = LazyLock::new(|| {
         r#"
 local key, base = KEYS[1], ARGV[3]
 local n = redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', key, '(' .. ARGV[1], ARGV[2])) do
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', key, '(' .. ARGV[1], ARGV[2], 'LIMIT', 0, 1000)) do
   if redis.call('EXISTS', base .. id .. '}:data') == 0 then
     n = n + redis.call('ZREM', key, id)
   end
