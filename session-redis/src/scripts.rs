@@ -94,9 +94,9 @@ fn lua_literal(bytes: &[u8]) -> String {
 /// `ZADD GT`, so an entry's score only grows and is never below its session's deadline: an entry
 /// scored at or before now belongs to an expired session (trims and purges remove those), and
 /// one scored after now may (`scan` asks whether its hash still exists, and [`PURGE_LIVE`] does
-/// for those scored within a granularity ahead). Most writes of a
-/// session in use find its entry already in their bucket and change nothing in the sorted set
-/// (a no-op `ZADD GT`: no reordering, nothing to replicate).
+/// for those scored within a granularity ahead). Most writes of a session in use find its entry
+/// already in their bucket and change nothing in the sorted set (a no-op `ZADD GT`: no
+/// reordering, nothing to replicate).
 pub(crate) fn index_score(deadline: u64, granularity: u64) -> u64 {
     let granularity = granularity.max(1);
     deadline.div_ceil(granularity).saturating_mul(granularity)
@@ -301,10 +301,10 @@ return 1
 /// the cursor's score; if it moved or went, after the entries with a lower score, or the same
 /// score and a lower or equal id (a bisection over the ranks of that score's entries: with
 /// rounded scores, one score may hold many). Ids compare byte by byte, as Redis orders members
-/// of equal score (Lua's `<=` on strings follows the server's locale). Never before the first entry scored after now
-/// (entries of expired sessions stay in the index until a trim or purge, and are skipped here).
-/// An entry whose score grows during a walk moves ahead and may be seen again; one live
-/// throughout is never missed.
+/// of equal score (Lua's `<=` on strings follows the server's locale). Never before the first
+/// entry scored after now (entries of expired sessions stay in the index until a trim or purge,
+/// and are skipped here). An entry whose score grows during a walk moves ahead and may be seen
+/// again; one live throughout is never missed.
 pub(crate) static SCAN_LIVE: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         r#"
