@@ -77,14 +77,23 @@ use crate::value::Value;
 /// ```
 #[derive(Clone)]
 pub struct Manager {
-    ctx: Arc<Context>,
+    inner: Arc<ManagerInner>,
+}
+
+/// What a manager's clones share.
+struct ManagerInner {
+    /// The store, the config and its timing, the observers.
+    ctx: Context,
+    /// [`COPIES`](crate::context::COPIES) copies of `ctx` for the sessions this manager makes,
+    /// one per thread (see [`Context::copy_for_this_thread`]).
+    copies: Box<[Arc<Context>]>,
 }
 
 impl fmt::Debug for Manager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Manager")
-            .field("store", &self.ctx.store.name())
-            .field("config", &self.ctx.config)
+            .field("store", &self.inner.ctx.store.name())
+            .field("config", &self.inner.ctx.config)
             .finish()
     }
 }
@@ -108,19 +117,23 @@ impl Manager {
     /// [`Config::owner_index`] is on but the store has no owner index (turn it off for such a
     /// store: logins then bind nothing and the per-user methods are unavailable).
     pub fn new(store: Arc<dyn Storage>, config: Config) -> Result<Self> {
+        let ctx = Context::new(store, config)?;
+        let copies = (0..crate::context::COPIES)
+            .map(|_| Arc::new(ctx.clone()))
+            .collect();
         Ok(Manager {
-            ctx: Arc::new(Context::new(store, config)?),
+            inner: Arc::new(ManagerInner { ctx, copies }),
         })
     }
 
     /// The config.
     pub fn config(&self) -> &Config {
-        &self.ctx.config
+        &self.inner.ctx.config
     }
 
     /// The store.
     pub fn store(&self) -> &Arc<dyn Storage> {
-        &self.ctx.store
+        &self.inner.ctx.store
     }
 
     /// The session of a request that presented `id`, without touching storage: the first read
@@ -156,7 +169,11 @@ impl Manager {
     /// new session, compared by the fingerprint checks ([`Config::match_ip`],
     /// [`Config::match_user_agent`]), and recorded as "last seen" IP.
     pub fn load_with(&self, id: impl Into<IncomingId>, client: ClientInfo) -> Session {
-        Session::new(self.ctx.clone(), id.into(), client.normalized())
+        Session::new(
+            Context::copy_for_this_thread(&self.inner.copies),
+            id.into(),
+            client.normalized(),
+        )
     }
 
     /// Like [`load_with`](Self::load_with), but holds the session's lease lock until
@@ -179,7 +196,7 @@ impl Manager {
 
     fn require_index(&self, user: &str) -> Result<()> {
         check::owner(user)?;
-        if !self.ctx.config.owner_index {
+        if !self.inner.ctx.config.owner_index {
             return Err(Error::InvalidInput(
                 "the owner index is off (Config::owner_index is false)".into(),
             ));
@@ -194,7 +211,7 @@ impl Manager {
         user: &str,
     ) -> Result<Vec<(SessionId, Reserved, Option<SystemTime>)>> {
         self.require_index(user)?;
-        let store = &self.ctx.store;
+        let store = &self.inner.ctx.store;
         let now = check::now_millis();
         let mut live = Vec::new();
         for id in store.index_sessions(user).await? {
@@ -203,7 +220,7 @@ impl Manager {
                 Some(loaded) => {
                     let r = Reserved::read_snapshot(&loaded.data, store.name())?;
                     let dead = r.retired.is_some()
-                        || self.ctx.timing.verdict(&r, &ClientInfo::default(), now)?
+                        || self.inner.ctx.timing.verdict(&r, &ClientInfo::default(), now)?
                             == Verdict::Expired;
                     if dead {
                         if r.retired.is_some() {
@@ -245,7 +262,7 @@ impl Manager {
     fn time_left(&self, r: &Reserved, expires_at: Option<SystemTime>, now: u64) -> Result<u64> {
         Ok(match expires_at {
             Some(t) => check::unix_millis(t).saturating_sub(now),
-            None => self.ctx.timing.write_ttl(r, now)?.unwrap_or(0),
+            None => self.inner.ctx.timing.write_ttl(r, now)?.unwrap_or(0),
         })
     }
 
@@ -253,7 +270,7 @@ impl Manager {
     /// passed is what the session had left, when the driver reports it). Returns how many
     /// sessions were changed.
     async fn apply_for_user(&self, user: &str, changes: ChangeSet) -> Result<usize> {
-        let store = &self.ctx.store;
+        let store = &self.inner.ctx.store;
         let mut n = 0;
         for (id, r, expires_at) in self.live_sessions(user).await? {
             let left = self.time_left(&r, expires_at, check::now_millis())?;
@@ -318,12 +335,12 @@ impl Manager {
     /// them back: their saves find the session gone.
     pub async fn destroy_user(&self, user: &str) -> Result<usize> {
         self.require_index(user)?;
-        let store = &self.ctx.store;
+        let store = &self.inner.ctx.store;
         let ids = store.index_sessions(user).await?;
         let n = ids.len();
         for id in ids {
             store.remove_all(&id).await?;
-            self.ctx
+            self.inner.ctx
                 .emit(|| SessionEvent::Destroyed {
                     id,
                     user: Some(user.to_string()),
@@ -381,14 +398,14 @@ impl Manager {
         id: &SessionId,
         user: Option<&str>,
     ) -> Result<Option<Option<String>>> {
-        let store = &self.ctx.store;
+        let store = &self.inner.ctx.store;
         let Some(loaded) = store.load(id).await? else {
             return Ok(None);
         };
         let r = Reserved::read_snapshot(&loaded.data, store.name())?;
         let now = check::now_millis();
         if r.retired.is_some()
-            || self.ctx.timing.verdict(&r, &ClientInfo::default(), now)? == Verdict::Expired
+            || self.inner.ctx.timing.verdict(&r, &ClientInfo::default(), now)? == Verdict::Expired
         {
             return Ok(None);
         }
@@ -426,14 +443,14 @@ impl Manager {
         {
             return Ok(None);
         }
-        if self.ctx.config.owner_index {
+        if self.inner.ctx.config.owner_index {
             match user {
-                Some(user) => store.index_add(user, id, self.ctx.index_ttl(r.ttl)).await?,
+                Some(user) => store.index_add(user, id, self.inner.ctx.index_ttl(r.ttl)).await?,
                 None => store.index_remove(id).await?,
             }
         }
         if let Some(old) = before.clone().filter(|old| Some(old.as_str()) != user) {
-            self.ctx
+            self.inner.ctx
                 .emit(|| SessionEvent::LoggedOut {
                     id: id.clone(),
                     user: old,
@@ -441,7 +458,7 @@ impl Manager {
                 .await;
         }
         if let Some(user) = user {
-            self.ctx
+            self.inner.ctx
                 .emit(|| SessionEvent::LoggedIn {
                     id: id.clone(),
                     user: user.to_string(),
@@ -473,9 +490,9 @@ impl Manager {
     /// # Ok(()) }
     /// ```
     pub fn start_purge(&self) -> Result<PurgeTask> {
-        let store = &self.ctx.store;
+        let store = &self.inner.ctx.store;
         let caps = store.capabilities();
-        let Some(interval) = self.ctx.config.purge_interval else {
+        let Some(interval) = self.inner.ctx.config.purge_interval else {
             return Ok(PurgeTask::idle());
         };
         if caps.native_expiry {
@@ -517,6 +534,6 @@ impl Manager {
     /// # Ok(()) }
     /// ```
     pub fn observe(&self, observer: Arc<dyn SessionObserver>) -> Observation {
-        Observation::new(&self.ctx.observers, observer)
+        Observation::new(&self.inner.ctx.observers, observer)
     }
 }

@@ -9,10 +9,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures_util::lock::{Mutex, MutexGuard};
 use serde::de::DeserializeOwned;
 use serde::ser::SerializeSeq;
 use serde::{Serialize, Serializer};
-use tokio::sync::{Mutex, MutexGuard};
 
 use crate::check;
 use crate::context::Context;
@@ -34,7 +34,7 @@ use crate::value::{Data, Value};
 /// slides the expiry when due, or does nothing.
 ///
 /// `Clone + Send + Sync + 'static`: clones share one state (an `Arc` around a
-/// `tokio::sync::Mutex`), so an HTTP layer keeps one clone, hands another to the handler, and
+/// `futures_util::lock::Mutex`), so an HTTP layer keeps one clone, hands another to the handler, and
 /// saves after the handler returns.
 ///
 /// Values are MessagePack-encoded ([`Value`](crate::Value)) and decoded lazily, only for the
@@ -91,16 +91,13 @@ impl Session {
         &self.inner.ctx
     }
 
-    /// The state's lock. Uncontended (one request using its session, the common case) it is
-    /// taken without a trip through tokio's co-operative budget: `Mutex::lock` spends budget
-    /// even when the lock is free, and a task whose budget runs out is parked behind every other
-    /// runnable task, which put milliseconds into the p99 of a store that never waits itself
-    /// (issue 14).
+    /// The state's lock: an async mutex (held across the store's calls) whose free lock costs
+    /// one atomic operation to take and one to give back, and never a trip through tokio's
+    /// co-operative budget (tokio's `Mutex::lock` spends budget even when the lock is free, and
+    /// a task whose budget runs out is parked behind every other runnable task, which put
+    /// milliseconds into the p99 of a store that never waits itself; issue 14).
     async fn lock_state(&self) -> MutexGuard<'_, State> {
-        match self.inner.state.try_lock() {
-            Ok(guard) => guard,
-            Err(_) => self.inner.state.lock().await,
-        }
+        self.inner.state.lock().await
     }
 
     /// The state, loaded.
