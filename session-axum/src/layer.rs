@@ -160,8 +160,9 @@ where
         // The clone that was made ready is the one to call; leave a fresh clone behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = self.shared.clone();
-
+        // borrowed for the set-up; the future takes only what it needs (no share count of the
+        // layer's state written per request)
+        let shared = &*self.shared;
         let sessions = &shared.sessions;
         let headers = req.headers();
         let peer = req
@@ -187,6 +188,7 @@ where
         req.extensions_mut().insert(sessions.manager().clone());
 
         let span = request.span().clone();
+        let response_header = shared.response_header.clone();
         let work = async move {
             let mut response = inner.call(req).await?;
             let sent = request
@@ -198,9 +200,7 @@ where
             match sent {
                 Ok(None) => {}
                 Ok(Some(value)) => {
-                    response
-                        .headers_mut()
-                        .append(shared.response_header.clone(), value);
+                    response.headers_mut().append(response_header, value);
                 }
                 Err(e) => return Ok(failed(e)),
             }

@@ -2,6 +2,7 @@
 //! [`RequestSession`], one request's share of it.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use session_core::{ClientInfo, CookieAction, Error, IncomingId, Manager, Result, Session};
 use session_layers::IdTagger;
@@ -44,8 +45,17 @@ pub const SPAN_NAME: &str = "session.request";
 /// assert_eq!(request.session().get::<u32>("visits").await?, Some(1));
 /// # Ok(()) }
 /// ```
+///
+/// Cheap to clone: the clones share one manager, config and tagger (each request's
+/// [`RequestSession`] holds a clone, so nothing is copied per request).
 #[derive(Clone, Debug)]
 pub struct HttpSessions {
+    inner: Arc<Inner>,
+}
+
+/// What the clones of an [`HttpSessions`] share.
+#[derive(Clone, Debug)]
+struct Inner {
     manager: Manager,
     codec: Codec,
     tagger: IdTagger,
@@ -56,12 +66,14 @@ impl HttpSessions {
     /// `SameSite=Lax`, `Max-Age` following the session, unsigned).
     pub fn new(manager: Manager) -> Self {
         HttpSessions {
-            manager,
-            codec: Codec {
-                config: CookieConfig::default(),
-                header: None,
-            },
-            tagger: IdTagger::new(),
+            inner: Arc::new(Inner {
+                manager,
+                codec: Codec {
+                    config: CookieConfig::default(),
+                    header: None,
+                },
+                tagger: IdTagger::new(),
+            }),
         }
     }
 
@@ -71,9 +83,11 @@ impl HttpSessions {
         config.validate()?;
         let header = config.header_name()?;
         Ok(HttpSessions {
-            manager,
-            codec: Codec { config, header },
-            tagger: IdTagger::new(),
+            inner: Arc::new(Inner {
+                manager,
+                codec: Codec { config, header },
+                tagger: IdTagger::new(),
+            }),
         })
     }
 
@@ -81,34 +95,38 @@ impl HttpSessions {
     /// [`TracingLayer`](session_layers::TracingLayer) and the tags of one session match in
     /// both.
     pub fn with_tagger(self, tagger: IdTagger) -> Self {
-        HttpSessions { tagger, ..self }
+        let mut inner = Arc::unwrap_or_clone(self.inner);
+        inner.tagger = tagger;
+        HttpSessions {
+            inner: Arc::new(inner),
+        }
     }
 
     /// The manager.
     pub fn manager(&self) -> &Manager {
-        &self.manager
+        &self.inner.manager
     }
 
     /// The cookie config.
     pub fn config(&self) -> &CookieConfig {
-        &self.codec.config
+        &self.inner.codec.config
     }
 
     /// The tagger that turns ids into short tags for logs.
     pub fn tagger(&self) -> &IdTagger {
-        &self.tagger
+        &self.inner.tagger
     }
 
     /// The request header the id is read from, lower-cased: `"cookie"`, or the
     /// [`CookieConfig::header`].
     pub fn request_header(&self) -> &str {
-        self.codec.header.as_deref().unwrap_or("cookie")
+        self.inner.codec.header.as_deref().unwrap_or("cookie")
     }
 
     /// The response header the id is written to, lower-cased: `"set-cookie"`, or the
     /// [`CookieConfig::header`].
     pub fn response_header(&self) -> &str {
-        self.codec.header.as_deref().unwrap_or("set-cookie")
+        self.inner.codec.header.as_deref().unwrap_or("set-cookie")
     }
 
     /// The id in the values of the [`request_header`](Self::request_header) (all of them, in
@@ -119,7 +137,7 @@ impl HttpSessions {
     /// never reaches storage, the request gets a fresh session, and the save tells the client
     /// to drop it. An empty value counts as none.
     pub fn read<'a>(&self, values: impl IntoIterator<Item = &'a [u8]>) -> Incoming {
-        self.codec.read(values)
+        self.inner.codec.read(values)
     }
 
     /// The value of the [`response_header`](Self::response_header) that `action` asks for, if
@@ -132,7 +150,7 @@ impl HttpSessions {
         action: &CookieAction,
         stale_key: bool,
     ) -> Option<std::result::Result<String, String>> {
-        self.codec.outgoing(action, stale_key)
+        self.inner.codec.outgoing(action, stale_key)
     }
 
     /// The client's IP and user agent: `peer` (made canonical: an IPv4-mapped IPv6 address is
@@ -146,7 +164,7 @@ impl HttpSessions {
         user_agent: Option<&[u8]>,
     ) -> ClientInfo {
         let peer = peer.map(|ip| ip.to_canonical());
-        let ip = match self.codec.config.trusted_proxies {
+        let ip = match self.inner.codec.config.trusted_proxies {
             0 => peer,
             hops => forwarded_ip(forwarded_for, hops).or(peer),
         };
@@ -163,7 +181,7 @@ impl HttpSessions {
         client: ClientInfo,
     ) -> RequestSession {
         let (incoming, span) = self.open(values);
-        let session = self.manager.load_with(incoming.id, client);
+        let session = self.inner.manager.load_with(incoming.id, client);
         self.request(session, incoming.stale_key, span)
     }
 
@@ -180,6 +198,7 @@ impl HttpSessions {
     ) -> std::result::Result<RequestSession, (Error, Span)> {
         let (incoming, span) = self.open(values);
         let loaded = self
+            .inner
             .manager
             .load_locked(incoming.id, client)
             .instrument(span.clone())
@@ -208,7 +227,7 @@ impl HttpSessions {
         );
         // The tag costs a hash and a string: only for a span someone listens to.
         if let Some(valid) = incoming.id.id().filter(|_| !span.is_disabled()) {
-            span.record("session", self.tagger.tag(valid));
+            span.record("session", self.inner.tagger.tag(valid));
         }
         if incoming.id.is_invalid() {
             tracing::debug!(
@@ -282,7 +301,7 @@ impl RequestSession {
         let outcome = match session.save().await {
             Ok(outcome) => outcome,
             Err(e) => {
-                let tag = session.id().await.map(|id| sessions.tagger.tag(&id));
+                let tag = session.id().await.map(|id| sessions.inner.tagger.tag(&id));
                 span.record("outcome", e.kind());
                 tracing::error!(
                     session = tag.as_deref().unwrap_or("-"),
@@ -295,7 +314,7 @@ impl RequestSession {
         };
         span.record("action", action_kind(&outcome.cookie));
         if let (CookieAction::Set { id, .. }, false) = (&outcome.cookie, span.is_disabled()) {
-            span.record("issued", sessions.tagger.tag(id));
+            span.record("issued", sessions.inner.tagger.tag(id));
         }
         let sent = match sessions.outgoing(&outcome.cookie, stale_key) {
             None => Ok(None),
