@@ -220,7 +220,11 @@ impl Manager {
                 Some(loaded) => {
                     let r = Reserved::read_snapshot(&loaded.data, store.name())?;
                     let dead = r.retired.is_some()
-                        || self.inner.ctx.timing.verdict(&r, &ClientInfo::default(), now)?
+                        || self
+                            .inner
+                            .ctx
+                            .timing
+                            .verdict(&r, &ClientInfo::default(), now)?
                             == Verdict::Expired;
                     if dead {
                         if r.retired.is_some() {
@@ -340,7 +344,8 @@ impl Manager {
         let n = ids.len();
         for id in ids {
             store.remove_all(&id).await?;
-            self.inner.ctx
+            self.inner
+                .ctx
                 .emit(|| SessionEvent::Destroyed {
                     id,
                     user: Some(user.to_string()),
@@ -405,7 +410,12 @@ impl Manager {
         let r = Reserved::read_snapshot(&loaded.data, store.name())?;
         let now = check::now_millis();
         if r.retired.is_some()
-            || self.inner.ctx.timing.verdict(&r, &ClientInfo::default(), now)? == Verdict::Expired
+            || self
+                .inner
+                .ctx
+                .timing
+                .verdict(&r, &ClientInfo::default(), now)?
+                == Verdict::Expired
         {
             return Ok(None);
         }
@@ -445,12 +455,17 @@ impl Manager {
         }
         if self.inner.ctx.config.owner_index {
             match user {
-                Some(user) => store.index_add(user, id, self.inner.ctx.index_ttl(r.ttl)).await?,
+                Some(user) => {
+                    store
+                        .index_add(user, id, self.inner.ctx.index_ttl(r.ttl))
+                        .await?
+                }
                 None => store.index_remove(id).await?,
             }
         }
         if let Some(old) = before.clone().filter(|old| Some(old.as_str()) != user) {
-            self.inner.ctx
+            self.inner
+                .ctx
                 .emit(|| SessionEvent::LoggedOut {
                     id: id.clone(),
                     user: old,
@@ -458,7 +473,8 @@ impl Manager {
                 .await;
         }
         if let Some(user) = user {
-            self.inner.ctx
+            self.inner
+                .ctx
                 .emit(|| SessionEvent::LoggedIn {
                     id: id.clone(),
                     user: user.to_string(),
