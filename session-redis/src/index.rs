@@ -25,9 +25,13 @@ impl RedisStore {
         let mut add = scripts::INDEX_ADD_SET.call(&[&set_key]);
         add.arg(id.as_str()).arg(ttl.as_millis());
         let _: i64 = self.client.eval(&scripts::INDEX_ADD_SET, &add).await?;
-        let (owner_key, data) = (self.keys.owner_of(id), self.keys.data(id));
-        let mut bind = scripts::INDEX_BIND.call(&[&owner_key, &data]);
-        bind.arg(owner).arg(ttl.as_millis());
+        let (owner_key, data, live) = (
+            self.keys.owner_of(id),
+            self.keys.data(id),
+            self.keys.live(id),
+        );
+        let mut bind = scripts::INDEX_BIND.call(&[&owner_key, &data, &live]);
+        bind.arg(owner).arg(ttl.as_millis()).arg(id.as_str());
         let _: i64 = self.client.eval(&scripts::INDEX_BIND, &bind).await?;
         Ok(())
     }

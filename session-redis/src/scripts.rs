@@ -160,11 +160,12 @@ end
 /// expiry implies only-if-exists. Fields are written 1000 arguments per `HSET`/`HDEL` call (an
 /// even number, so pairs never split; far below the limit of Lua's `unpack`). Order: clear,
 /// remove; then, if session keys are left, the set (with the deadline field, in the same `HSET`),
-/// `PEXPIREAT` of the deadline on the hash and the owner key (so the owner binding expires with
-/// the session; an absolute time, so a server that runs the script late never stretches the
-/// session past the deadline the client recorded), and the id's score in the live index with
-/// `ZADD GT` (which the write also trims, see `trim`): a score only grows, so a write whose
-/// deadline falls in the bucket the entry already has changes nothing in the sorted set. If none
+/// `PEXPIREAT` of the deadline on the hash (an absolute time, so a server that runs the script
+/// late never stretches the session past the deadline the client recorded), and the id's score in
+/// the live index with `ZADD GT CH` (which the write also trims, see `trim`): a score only grows,
+/// so a write whose deadline falls in the bucket the entry already has changes nothing in the
+/// sorted set; when it does raise the score, the owner key's expiry moves to the new score (see
+/// [`BIND`]: the owner key expires at the score, never before the session). If none
 /// are left, the hash is deleted (it may still hold the deadline field), the id leaves the live
 /// index, and the owner key goes too if the session existed before. Whether keys are left is known
 /// without asking the server unless the write removed keys and set none.
@@ -237,8 +238,9 @@ if keep then
   return 1
 end
 redis.call('PEXPIREAT', data, ARGV[1])
-redis.call('PEXPIREAT', okey, ARGV[1])
-redis.call('ZADD', live, 'GT', ARGV[6], id)
+if redis.call('ZADD', live, 'GT', 'CH', ARGV[6], id) == 1 then
+  redis.call('PEXPIREAT', okey, ARGV[6])
+end
 trim(live, ARGV[5])
 return 1
 "#,
@@ -261,8 +263,8 @@ return 0
     )
 });
 
-/// Slides the expiry of an existing session (its hash, deadline field, owner key and live index
-/// entry); no effect on a missing one.
+/// Slides the expiry of an existing session (its hash, deadline field and live index entry, and
+/// its owner key when the entry's score rises, as in [`APPLY`]); no effect on a missing one.
 ///
 /// `KEYS[1]` data hash, `KEYS[2]` owner key, `KEYS[3]` live index, `ARGV[1]` the deadline (unix
 /// ms, decimal), `ARGV[2]` the id, `ARGV[3]` now (unix ms) to trim the index or `0` (see
@@ -278,8 +280,9 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 redis.call('HSET', KEYS[1], D, ARGV[1])
 redis.call('PEXPIREAT', KEYS[1], ARGV[1])
-redis.call('PEXPIREAT', KEYS[2], ARGV[1])
-redis.call('ZADD', KEYS[3], 'GT', ARGV[4], ARGV[2])
+if redis.call('ZADD', KEYS[3], 'GT', 'CH', ARGV[4], ARGV[2]) == 1 then
+  redis.call('PEXPIREAT', KEYS[2], ARGV[4])
+end
 trim(KEYS[3], ARGV[3])
 return 1
 "#,
@@ -414,45 +417,62 @@ return 1
     )
 });
 
-/// Writes a session's owner key with the session's remaining lifetime (or `ttl` if the session
-/// does not exist yet).
-///
-/// `KEYS[1]` owner key, `KEYS[2]` data hash, `ARGV[1]` owner, `ARGV[2]` TTL in ms.
-/// (Cluster: second half of `index_add`.)
-pub(crate) static INDEX_BIND: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        r#"
-local left = redis.call('PTTL', KEYS[2])
-if left <= 0 then
-  left = tonumber(ARGV[2])
+/// `bind(okey, data, live, owner, id, ttl)`: writes a session's owner key `okey` naming `owner`,
+/// expiring with the session: after the session's remaining lifetime (`PTTL` of its hash
+/// `data`, or `ttl` ms if the session does not exist yet), or at the score of its entry in the
+/// live index `live` if that is later. The apply and touch scripts move the owner key's expiry
+/// only when they raise that score (`ZADD GT CH` says so), to the new score: so an owner key
+/// never expires before its session, and outlives it by less than the index's granularity (every
+/// reader of an owner key checks the session's hash).
+const BIND: &str = r#"
+local function bind(okey, data, live, owner, id, ttl)
+  local left = redis.call('PTTL', data)
+  if left <= 0 then
+    left = ttl
+  end
+  redis.call('SET', okey, owner, 'PX', left)
+  local score = redis.call('ZSCORE', live, id)
+  if score then
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    if tonumber(score) - now > left then
+      redis.call('PEXPIREAT', okey, score)
+    end
+  end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', left)
+"#;
+
+/// Writes a session's owner key (see [`BIND`]).
+///
+/// `KEYS[1]` owner key, `KEYS[2]` data hash, `KEYS[3]` live index; `ARGV[1]` owner, `ARGV[2]`
+/// TTL in ms, `ARGV[3]` id. (Cluster: second half of `index_add`; the three keys share the
+/// session's slot.)
+pub(crate) static INDEX_BIND: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(format!(
+        r#"{BIND}
+bind(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[3], tonumber(ARGV[2]))
 return 1
-"#,
-    )
+"#
+    ))
 });
 
 /// Both halves of `index_add` in one script (single node only: the set and the session keys are
 /// in different slots).
 ///
-/// `KEYS[1]` owner set, `KEYS[2]` owner key, `KEYS[3]` data hash; `ARGV[1]` owner, `ARGV[2]` id,
-/// `ARGV[3]` TTL in ms.
+/// `KEYS[1]` owner set, `KEYS[2]` owner key, `KEYS[3]` data hash, `KEYS[4]` live index;
+/// `ARGV[1]` owner, `ARGV[2]` id, `ARGV[3]` TTL in ms.
 pub(crate) static INDEX_ADD_SINGLE: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        r#"
+    Lua::new(format!(
+        r#"{BIND}
 local ttl = tonumber(ARGV[3])
 redis.call('SADD', KEYS[1], ARGV[2])
 if redis.call('PTTL', KEYS[1]) < ttl then
   redis.call('PEXPIRE', KEYS[1], ttl)
 end
-local left = redis.call('PTTL', KEYS[3])
-if left <= 0 then
-  left = ttl
-end
-redis.call('SET', KEYS[2], ARGV[1], 'PX', left)
+bind(KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ttl)
 return 1
-"#,
-    )
+"#
+    ))
 });
 
 /// Lists an owner's live sessions and prunes dead entries (single node only: it reads the keys of

@@ -315,8 +315,12 @@ impl Driver for RedisStore {
             return self.index_add_cluster(owner, id, ttl).await;
         }
         let set_key = self.keys.owner_set(owner);
-        let (owner_key, data) = (self.keys.owner_of(id), self.keys.data(id));
-        let mut inv = scripts::INDEX_ADD_SINGLE.call(&[&set_key, &owner_key, &data]);
+        let (owner_key, data, live) = (
+            self.keys.owner_of(id),
+            self.keys.data(id),
+            self.keys.live(id),
+        );
+        let mut inv = scripts::INDEX_ADD_SINGLE.call(&[&set_key, &owner_key, &data, &live]);
         inv.arg(owner).arg(id.as_str()).arg(ttl.as_millis());
         let _: i64 = self.client.eval(&scripts::INDEX_ADD_SINGLE, &inv).await?;
         Ok(())

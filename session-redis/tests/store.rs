@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use redis::AsyncCommands;
 use session_core::driver::Expiry;
 use session_core::{ChangeSet, Data, Error, SessionId, Storage, Value, check};
-use session_redis::RedisStore;
+use session_redis::{DEFAULT_LIVE_INDEX_GRANULARITY, RedisStore};
 
 async fn raw() -> redis::aio::MultiplexedConnection {
     redis::Client::open(common::redis_url())
@@ -123,8 +123,9 @@ async fn layout_is_one_hash_per_session_with_a_hash_tag_and_an_expiry() {
     let (_, data_ttl) = &keys[1];
     let (_, owner_ttl) = &keys[3];
     assert!(
-        (data_ttl - owner_ttl).abs() < 1000,
-        "owner key follows the session"
+        owner_ttl >= data_ttl
+            && *owner_ttl < data_ttl + DEFAULT_LIVE_INDEX_GRANULARITY.as_millis() as i64 + 1000,
+        "owner key expires with the session, at its live index score ({data_ttl} / {owner_ttl} ms)"
     );
     let (_, set_ttl) = &keys[0];
     assert!(
@@ -1134,4 +1135,87 @@ async fn the_live_index_rounds_deadlines_up_and_scan_skips_expired_entries() {
         "an empty page for the expired entry, then the live one"
     );
     store.clear_prefix().await.unwrap();
+}
+
+/// The owner key expires at the session's live index score (its deadline rounded up to the
+/// granularity): set by `index_add`, before or after the first write, moved only by a write or a
+/// slide that raises the score. So it never expires before its session, and a session whose
+/// deadline came earlier (a shorter TTL) leaves it behind for less than the granularity, which
+/// every owner lookup sees through (it checks the hash).
+#[tokio::test]
+async fn the_owner_key_expires_at_the_live_index_score_and_never_before_its_session() {
+    let store = common::open_shared("owner-expiry").await;
+    let mut raw = raw().await;
+    let ttl = Duration::from_secs(60);
+    let score_of = |deadline: u64| bucket(deadline);
+
+    // bound after the first write: at the score
+    let id = SessionId::generate().unwrap();
+    store.set(&id, "a", v("1"), ttl).await.unwrap();
+    store.index_add("olga", &id, ttl).await.unwrap();
+    let (data, owner) = (data_key(&store, &id), owner_key(&store, &id));
+    let deadline = deadline_field(&mut raw, &data).await.expect("deadline");
+    let at = server_expiry(&mut raw, &owner).await;
+    assert!(
+        at.abs_diff(score_of(deadline)) < 50,
+        "owner key at {at}, score {}",
+        score_of(deadline)
+    );
+
+    // writes: the owner key is always at the score, never before the hash's expiry
+    for step in 0..3 {
+        store.set(&id, "b", v("2"), ttl).await.unwrap();
+        let deadline = deadline_field(&mut raw, &data).await.expect("deadline");
+        let (owner_at, data_at) = (
+            server_expiry(&mut raw, &owner).await,
+            server_expiry(&mut raw, &data).await,
+        );
+        assert!(
+            owner_at + 50 >= data_at && owner_at.abs_diff(score_of(deadline)) < 50,
+            "write {step}: owner key at {owner_at}, hash at {data_at}, score {}",
+            score_of(deadline)
+        );
+    }
+    // a slide into a later bucket moves it
+    store
+        .update_ttl(&id, Duration::from_secs(600))
+        .await
+        .unwrap();
+    let deadline = deadline_field(&mut raw, &data).await.expect("deadline");
+    let at = server_expiry(&mut raw, &owner).await;
+    assert!(
+        at.abs_diff(score_of(deadline)) < 50,
+        "slid: owner key at {at}"
+    );
+
+    // bound before the first write: the first write moves it to the score
+    let early = SessionId::generate().unwrap();
+    store.index_add("olga", &early, ttl).await.unwrap();
+    store.set(&early, "a", v("1"), ttl).await.unwrap();
+    let deadline = deadline_field(&mut raw, &data_key(&store, &early))
+        .await
+        .expect("deadline");
+    let at = server_expiry(&mut raw, &owner_key(&store, &early)).await;
+    assert!(
+        at.abs_diff(score_of(deadline)) < 50,
+        "bound first: owner key at {at}"
+    );
+
+    // a shorter TTL leaves the owner key behind the session, which lookups see through
+    store
+        .set(&early, "a", v("1"), Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.index_owner(&early).await.unwrap().as_deref(),
+        Some("olga")
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let lingering: bool = raw.exists(owner_key(&store, &early)).await.unwrap();
+    assert!(lingering, "the owner key outlives the shortened session");
+    assert_eq!(store.index_owner(&early).await.unwrap(), None);
+    let listed = store.index_sessions("olga").await.unwrap();
+    assert_eq!(listed, vec![id.clone()], "only the live session is listed");
+    store.clear_prefix().await.unwrap();
+    assert!(keys_with_ttl(&mut raw, store.prefix()).await.is_empty());
 }
