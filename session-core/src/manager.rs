@@ -92,8 +92,8 @@ struct ManagerInner {
 impl fmt::Debug for Manager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Manager")
-            .field("store", &self.inner.ctx.store.name())
-            .field("config", &self.inner.ctx.config)
+            .field("store", &self.ctx().store.name())
+            .field("config", &self.ctx().config)
             .finish()
     }
 }
@@ -126,14 +126,19 @@ impl Manager {
         })
     }
 
+    /// The context this manager's own methods use.
+    fn ctx(&self) -> &Context {
+        &self.inner.ctx
+    }
+
     /// The config.
     pub fn config(&self) -> &Config {
-        &self.inner.ctx.config
+        &self.ctx().config
     }
 
     /// The store.
     pub fn store(&self) -> &Arc<dyn Storage> {
-        &self.inner.ctx.store
+        &self.ctx().store
     }
 
     /// The session of a request that presented `id`, without touching storage: the first read
@@ -196,7 +201,7 @@ impl Manager {
 
     fn require_index(&self, user: &str) -> Result<()> {
         check::owner(user)?;
-        if !self.inner.ctx.config.owner_index {
+        if !self.ctx().config.owner_index {
             return Err(Error::InvalidInput(
                 "the owner index is off (Config::owner_index is false)".into(),
             ));
@@ -211,7 +216,7 @@ impl Manager {
         user: &str,
     ) -> Result<Vec<(SessionId, Reserved, Option<SystemTime>)>> {
         self.require_index(user)?;
-        let store = &self.inner.ctx.store;
+        let store = &self.ctx().store;
         let now = check::now_millis();
         let mut live = Vec::new();
         for id in store.index_sessions(user).await? {
@@ -266,7 +271,7 @@ impl Manager {
     fn time_left(&self, r: &Reserved, expires_at: Option<SystemTime>, now: u64) -> Result<u64> {
         Ok(match expires_at {
             Some(t) => check::unix_millis(t).saturating_sub(now),
-            None => self.inner.ctx.timing.write_ttl(r, now)?.unwrap_or(0),
+            None => self.ctx().timing.write_ttl(r, now)?.unwrap_or(0),
         })
     }
 
@@ -274,7 +279,7 @@ impl Manager {
     /// passed is what the session had left, when the driver reports it). Returns how many
     /// sessions were changed.
     async fn apply_for_user(&self, user: &str, changes: ChangeSet) -> Result<usize> {
-        let store = &self.inner.ctx.store;
+        let store = &self.ctx().store;
         let mut n = 0;
         for (id, r, expires_at) in self.live_sessions(user).await? {
             let left = self.time_left(&r, expires_at, check::now_millis())?;
@@ -339,7 +344,7 @@ impl Manager {
     /// them back: their saves find the session gone.
     pub async fn destroy_user(&self, user: &str) -> Result<usize> {
         self.require_index(user)?;
-        let store = &self.inner.ctx.store;
+        let store = &self.ctx().store;
         let ids = store.index_sessions(user).await?;
         let n = ids.len();
         for id in ids {
@@ -403,7 +408,7 @@ impl Manager {
         id: &SessionId,
         user: Option<&str>,
     ) -> Result<Option<Option<String>>> {
-        let store = &self.inner.ctx.store;
+        let store = &self.ctx().store;
         let Some(loaded) = store.load(id).await? else {
             return Ok(None);
         };
@@ -453,11 +458,11 @@ impl Manager {
         {
             return Ok(None);
         }
-        if self.inner.ctx.config.owner_index {
+        if self.ctx().config.owner_index {
             match user {
                 Some(user) => {
                     store
-                        .index_add(user, id, self.inner.ctx.index_ttl(r.ttl))
+                        .index_add(user, id, self.ctx().index_ttl(r.ttl))
                         .await?
                 }
                 None => store.index_remove(id).await?,
@@ -506,9 +511,9 @@ impl Manager {
     /// # Ok(()) }
     /// ```
     pub fn start_purge(&self) -> Result<PurgeTask> {
-        let store = &self.inner.ctx.store;
+        let store = &self.ctx().store;
         let caps = store.capabilities();
-        let Some(interval) = self.inner.ctx.config.purge_interval else {
+        let Some(interval) = self.ctx().config.purge_interval else {
             return Ok(PurgeTask::idle());
         };
         if caps.native_expiry {
@@ -550,6 +555,6 @@ impl Manager {
     /// # Ok(()) }
     /// ```
     pub fn observe(&self, observer: Arc<dyn SessionObserver>) -> Observation {
-        Observation::new(&self.inner.ctx.observers, observer)
+        Observation::new(&self.ctx().observers, observer)
     }
 }
