@@ -164,7 +164,7 @@ impl HttpSessions {
         user_agent: Option<&[u8]>,
     ) -> ClientInfo {
         let peer = peer.map(|ip| ip.to_canonical());
-        let ip = match self.inner.codec.config.trusted_proxies {
+        let ip = match self.config().trusted_proxies {
             0 => peer,
             hops => forwarded_ip(forwarded_for, hops).or(peer),
         };
@@ -181,7 +181,7 @@ impl HttpSessions {
         client: ClientInfo,
     ) -> RequestSession {
         let (incoming, span) = self.open(values);
-        let session = self.inner.manager.load_with(incoming.id, client);
+        let session = self.manager().load_with(incoming.id, client);
         self.request(session, incoming.stale_key, span)
     }
 
@@ -198,8 +198,7 @@ impl HttpSessions {
     ) -> std::result::Result<RequestSession, (Error, Span)> {
         let (incoming, span) = self.open(values);
         let loaded = self
-            .inner
-            .manager
+            .manager()
             .load_locked(incoming.id, client)
             .instrument(span.clone())
             .await;
@@ -227,7 +226,7 @@ impl HttpSessions {
         );
         // The tag costs a hash and a string: only for a span someone listens to.
         if let Some(valid) = incoming.id.id().filter(|_| !span.is_disabled()) {
-            span.record("session", self.inner.tagger.tag(valid));
+            span.record("session", self.tagger().tag(valid));
         }
         if incoming.id.is_invalid() {
             tracing::debug!(
@@ -301,7 +300,7 @@ impl RequestSession {
         let outcome = match session.save().await {
             Ok(outcome) => outcome,
             Err(e) => {
-                let tag = session.id().await.map(|id| sessions.inner.tagger.tag(&id));
+                let tag = session.id().await.map(|id| sessions.tagger().tag(&id));
                 span.record("outcome", e.kind());
                 tracing::error!(
                     session = tag.as_deref().unwrap_or("-"),
@@ -314,7 +313,7 @@ impl RequestSession {
         };
         span.record("action", action_kind(&outcome.cookie));
         if let (CookieAction::Set { id, .. }, false) = (&outcome.cookie, span.is_disabled()) {
-            span.record("issued", sessions.inner.tagger.tag(id));
+            span.record("issued", sessions.tagger().tag(id));
         }
         let sent = match sessions.outgoing(&outcome.cookie, stale_key) {
             None => Ok(None),
