@@ -19,6 +19,7 @@ pub struct MemoryStoreBuilder {
     /// How long moka keeps an entry past its deadline; tests stretch it to catch reads that
     /// would return an expired record moka still holds.
     pub(crate) eviction_slack: Duration,
+    pub(crate) eviction_headroom: Duration,
 }
 
 impl MemoryStoreBuilder {
@@ -27,6 +28,30 @@ impl MemoryStoreBuilder {
     /// as one too. Zero is taken as one.
     pub fn max_sessions(mut self, max_sessions: u64) -> Self {
         self.max_sessions = max_sessions.max(1);
+        self
+    }
+
+    /// How long past a session's deadline its cache entry may stay (default 10 s).
+    ///
+    /// A write whose new deadline is at or before the entry's eviction time (the deadline the
+    /// entry was inserted with, plus this) replaces the record inside the entry; a later one
+    /// inserts a new entry, which costs moka's write path (a new entry, its expiry rescheduled,
+    /// the old one retired). So a session written again within this time of its last insert is
+    /// cheaper to write, and an expired session's memory is freed at most this long after its
+    /// deadline. It never makes an expired session readable: every read checks the deadline.
+    /// Zero inserts an entry on every write that moves the deadline later.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use session_memory::MemoryStore;
+    ///
+    /// let store = MemoryStore::builder()
+    ///     .eviction_headroom(Duration::from_secs(60))
+    ///     .build();
+    /// assert_eq!(store.eviction_headroom(), Duration::from_secs(60));
+    /// ```
+    pub fn eviction_headroom(mut self, headroom: Duration) -> Self {
+        self.eviction_headroom = headroom;
         self
     }
 
@@ -60,6 +85,7 @@ impl MemoryStoreBuilder {
             owners,
             stamps: Arc::new(AtomicU64::new(1)),
             max_sessions: self.max_sessions,
+            eviction_headroom: self.eviction_headroom,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! What the caches hold: session records, lock leases, and the expiry policy that makes moka
 //! evict each at its own deadline.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use moka::Expiry;
@@ -49,6 +49,71 @@ impl Record {
     /// Whether the record is a session (live and with at least one key).
     pub(crate) fn is_session(&self, now: SystemTime) -> bool {
         self.is_live(now) && !self.body.is_empty()
+    }
+}
+
+/// How long past a session's deadline its cache entry may stay by default, so that writes which
+/// slide the deadline by less than that replace the record in place instead of inserting a new
+/// entry (see [`Slot`]): 10 s, the Redis driver's live index granularity.
+pub(crate) const EVICTION_HEADROOM: Duration = Duration::from_secs(10);
+
+/// The cache entry of one session: its current record, which writes replace in place, and the
+/// time moka evicts the entry, fixed when the entry is inserted.
+///
+/// A moka insert is the expensive part of a write (a new entry, a write-log record, its
+/// expiry rescheduled, and an epoch flush that allocates 2 KB to retire the old entry), so a
+/// write whose new deadline is still at or before the entry's eviction time ([`Slot::replace`])
+/// swaps the record under the slot's lock and leaves moka alone. The eviction time is the
+/// deadline the entry was inserted with plus a headroom ([`EVICTION_HEADROOM`] by default): a
+/// session written again within the headroom of its last insert never touches moka's write
+/// path, and an expired session's memory is freed at most the headroom after its deadline.
+/// Reads never depend on it: every read checks the record's own deadline.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    record: Mutex<Record>,
+    evict_at: SystemTime,
+}
+
+impl Slot {
+    /// A slot for `record`, evicted `headroom` after its deadline.
+    pub(crate) fn new(record: Record, headroom: Duration) -> Arc<Slot> {
+        let evict_at = record
+            .deadline
+            .checked_add(headroom)
+            .unwrap_or(record.deadline);
+        Arc::new(Slot {
+            record: Mutex::new(record),
+            evict_at,
+        })
+    }
+
+    /// The current record (two reference counts, no copy of the data).
+    pub(crate) fn record(&self) -> Record {
+        // A record is replaced whole: a panic elsewhere cannot leave it half written.
+        self.record
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the record if its deadline is at or before this entry's eviction time; gives
+    /// it back otherwise (the caller inserts a new slot).
+    pub(crate) fn replace(&self, record: Record) -> std::result::Result<(), Record> {
+        if record.deadline > self.evict_at {
+            return Err(record);
+        }
+        let old = std::mem::replace(
+            &mut *self.record.lock().unwrap_or_else(PoisonError::into_inner),
+            record,
+        );
+        drop(old);
+        Ok(())
+    }
+}
+
+impl Deadline for Slot {
+    fn deadline(&self) -> SystemTime {
+        self.evict_at
     }
 }
 

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use moka::ops::compute::{CompResult, Op};
 use moka::sync::Cache;
@@ -14,7 +14,7 @@ use session_core::driver::{
 
 use crate::builder::MemoryStoreBuilder;
 use crate::owners::OwnerIndex;
-use crate::record::{Binding, EVICTION_SLACK, Lease, Record};
+use crate::record::{Binding, EVICTION_HEADROOM, EVICTION_SLACK, Lease, Record, Slot};
 use crate::{DEFAULT_MAX_SESSIONS, NAME};
 
 /// Number of write locks; a session's writes take the one its id hashes to.
@@ -26,10 +26,13 @@ pub(crate) const SWEEP_FLOOR: usize = 1024;
 /// The in-memory session store: a [`session_core::Storage`] on a [moka](moka) cache.
 ///
 /// Sessions live in this process only and are lost when it exits. Each session is one cache
-/// entry that moka evicts at the session's own deadline; reads check the deadline too, so an
-/// expired session is never returned even before moka evicts it. Every write reads and replaces
-/// the record under one of 64 striped locks (chosen by id hash), so concurrent writers to one
-/// session never lose each other's keys.
+/// entry that moka evicts after the session's own deadline (at most
+/// [`eviction_headroom`](MemoryStoreBuilder::eviction_headroom) after it); every read checks the
+/// deadline itself, so an expired session is never returned even before moka evicts it. Every
+/// write reads and replaces the record under one of 64 striped locks (chosen by id hash), so
+/// concurrent writers to one session never lose each other's keys; a write that keeps the
+/// deadline within the entry's eviction time replaces the record inside the entry and leaves
+/// moka's write path alone.
 ///
 /// At most [`max_sessions`](MemoryStoreBuilder::max_sessions) sessions are kept (default
 /// [`DEFAULT_MAX_SESSIONS`]); past the bound moka evicts the least recently used session. The
@@ -47,14 +50,17 @@ pub(crate) const SWEEP_FLOOR: usize = 1024;
 /// ```
 #[derive(Clone)]
 pub struct MemoryStore {
-    pub(crate) sessions: Cache<SessionId, Record>,
+    pub(crate) sessions: Cache<SessionId, Arc<Slot>>,
     /// Serialises the writes of one session: a write holds the stripe of its id across its
-    /// read and its insert, so concurrent writers to one session never lose each other's keys.
+    /// read and its swap or insert, so concurrent writers to one session never lose each
+    /// other's keys.
     pub(crate) stripes: Arc<[Mutex<()>]>,
     pub(crate) locks: Cache<SessionId, Arc<Lease>>,
     pub(crate) owners: Arc<OwnerIndex>,
     pub(crate) stamps: Arc<AtomicU64>,
     pub(crate) max_sessions: u64,
+    /// How long past its deadline a session's entry may stay (see [`Slot`]).
+    pub(crate) eviction_headroom: Duration,
 }
 
 impl MemoryStore {
@@ -68,12 +74,19 @@ impl MemoryStore {
         MemoryStoreBuilder {
             max_sessions: DEFAULT_MAX_SESSIONS,
             eviction_slack: EVICTION_SLACK,
+            eviction_headroom: EVICTION_HEADROOM,
         }
     }
 
     /// The bound on the number of sessions this store keeps.
     pub fn max_sessions(&self) -> u64 {
         self.max_sessions
+    }
+
+    /// How long past its deadline a session's entry may stay
+    /// ([`MemoryStoreBuilder::eviction_headroom`]).
+    pub fn eviction_headroom(&self) -> Duration {
+        self.eviction_headroom
     }
 }
 
@@ -104,7 +117,8 @@ impl MemoryStore {
     ) -> Result<R> {
         let _guard = self.lock_stripe(id);
         let now = SystemTime::now();
-        let (current, dead) = match self.sessions.get(id) {
+        let slot = self.sessions.get(id);
+        let (current, dead) = match slot.as_ref().map(|s| s.record()) {
             Some(record) if record.is_live(now) => (Some(record), false),
             Some(record) => {
                 if let Some(binding) = &record.owner {
@@ -116,12 +130,34 @@ impl MemoryStore {
         };
         let (op, result) = f(current, now)?;
         match op {
-            Op::Put(record) => self.sessions.insert(id.clone(), record),
+            Op::Put(record) => self.put(id, slot.filter(|_| !dead), record),
             Op::Remove => self.sessions.invalidate(id),
             Op::Nop if dead => self.sessions.invalidate(id),
             Op::Nop => {}
         }
         Ok(result)
+    }
+
+    /// Stores `record` as the record of `id`, whose live entry (if any) is `slot`: in place if
+    /// the record's deadline is within the entry's eviction time, else in a new entry. Called
+    /// under the id's stripe.
+    pub(crate) fn put(&self, id: &SessionId, slot: Option<Arc<Slot>>, record: Record) {
+        let record = match slot {
+            Some(slot) => match slot.replace(record) {
+                Ok(()) => {
+                    // Moka may have evicted the entry (LRU) since the lookup: put it back, so a
+                    // write is never lost to an eviction that ran before it.
+                    if !self.sessions.contains_key(id) {
+                        self.sessions.insert(id.clone(), slot);
+                    }
+                    return;
+                }
+                Err(record) => record,
+            },
+            None => record,
+        };
+        self.sessions
+            .insert(id.clone(), Slot::new(record, self.eviction_headroom));
     }
 
     /// The write lock of `id`'s stripe.
@@ -140,14 +176,17 @@ impl MemoryStore {
 
     /// The record of `id` if it is a live session (one cache lookup, no copy of the data).
     fn session(&self, id: &SessionId) -> Option<Record> {
-        self.sessions
-            .get(id)
-            .filter(|r| r.is_session(SystemTime::now()))
+        self.record(id).filter(|r| r.is_session(SystemTime::now()))
+    }
+
+    /// The record of `id`'s entry, live or not.
+    pub(crate) fn record(&self, id: &SessionId) -> Option<Record> {
+        self.sessions.get(id).map(|slot| slot.record())
     }
 
     /// Whether `binding` of `id` is still the current binding of a live record.
     fn binding_is_current(&self, id: &SessionId, binding: &Binding) -> (bool, bool) {
-        match self.sessions.get(id) {
+        match self.record(id) {
             Some(r) if r.is_live(SystemTime::now()) && r.owner.as_ref() == Some(binding) => {
                 (true, !r.body.is_empty())
             }
@@ -360,13 +399,13 @@ impl Driver for MemoryStore {
         let expired: Vec<Arc<SessionId>> = self
             .sessions
             .iter()
-            .filter(|(_, r)| !r.is_live(now))
+            .filter(|(_, slot)| !slot.record().is_live(now))
             .map(|(id, _)| id)
             .collect();
         let mut purged = 0;
         for id in expired {
             let _guard = self.lock_stripe(&id);
-            if let Some(record) = self.sessions.get(&*id)
+            if let Some(record) = self.record(&id)
                 && !record.is_live(SystemTime::now())
             {
                 if let Some(binding) = &record.owner {
@@ -393,7 +432,9 @@ impl Driver for MemoryStore {
         let mut ids: Vec<Arc<SessionId>> = self
             .sessions
             .iter()
-            .filter(|(id, r)| r.is_session(now) && after.as_ref().is_none_or(|a| **id > *a))
+            .filter(|(id, slot)| {
+                after.as_ref().is_none_or(|a| **id > *a) && slot.record().is_session(now)
+            })
             .map(|(id, _)| id)
             .collect();
         let more = ids.len() > limit;

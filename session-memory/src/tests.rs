@@ -411,3 +411,102 @@ async fn load_reports_the_deadline_and_reads_do_not_move_it() {
     let again = store.load(&id).await.expect("load").expect("live");
     assert_eq!(again.expires_at, Some(deadline));
 }
+
+/// The cache entry of `id` (moka's copy of the slot pointer).
+fn entry(store: &MemoryStore, id: &SessionId) -> Arc<crate::record::Slot> {
+    store.sessions.get(id).expect("cached")
+}
+
+#[tokio::test]
+async fn writes_within_the_headroom_replace_the_record_in_its_entry() {
+    let store = MemoryStore::new();
+    assert_eq!(store.eviction_headroom(), Duration::from_secs(10));
+    let id = id();
+    store.set(&id, "a", v(1), LONG).await.expect("set");
+    let first = entry(&store, &id);
+    // Each write slides the deadline by the time since the last one: far below 10 s.
+    store.set(&id, "b", v(2), LONG).await.expect("set");
+    store.remove(&id, "a").await.expect("remove");
+    store.update_ttl(&id, LONG).await.expect("update_ttl");
+    let same = entry(&store, &id);
+    assert!(Arc::ptr_eq(&first, &same), "a write inserted a new entry");
+    let map = store.get_map(&id).await.expect("get_map");
+    assert_eq!(map.keys().collect::<Vec<_>>(), ["b"]);
+    assert_eq!(store.get(&id, "b").await.expect("get"), Some(v(2)));
+
+    // A deadline past the entry's eviction time takes a new entry, which moka keeps until then.
+    store
+        .set(&id, "c", v(3), LONG + Duration::from_secs(60))
+        .await
+        .expect("set");
+    let moved = entry(&store, &id);
+    assert!(
+        !Arc::ptr_eq(&first, &moved),
+        "the entry would be evicted early"
+    );
+    assert_eq!(store.get_map(&id).await.expect("get_map").len(), 2);
+    let deadline = store
+        .load(&id)
+        .await
+        .expect("load")
+        .expect("live")
+        .expires_at;
+    assert!(moved.record().deadline == deadline.expect("deadline"));
+}
+
+#[tokio::test]
+async fn without_headroom_every_later_deadline_takes_a_new_entry_evicted_at_it() {
+    let store = MemoryStore::builder()
+        .eviction_headroom(Duration::ZERO)
+        .build();
+    let id = id();
+    store.set(&id, "a", v(1), LONG).await.expect("set");
+    let first = entry(&store, &id);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    store.set(&id, "a", v(2), LONG).await.expect("set");
+    assert!(!Arc::ptr_eq(&first, &entry(&store, &id)));
+    // a write that keeps the deadline (Expiry::Keep) still replaces in place
+    let kept = entry(&store, &id);
+    store
+        .update_ttl(&id, Duration::from_secs(1))
+        .await
+        .expect("shorter");
+    assert!(
+        Arc::ptr_eq(&kept, &entry(&store, &id)),
+        "a shorter deadline fits"
+    );
+
+    let short = SessionId::generate().expect("os rng");
+    store
+        .set(&short, "k", v(1), Duration::from_millis(150))
+        .await
+        .expect("set");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store.sessions.run_pending_tasks();
+    assert!(
+        store.sessions.get(&short).is_none(),
+        "moka keeps an expired session past its deadline without headroom"
+    );
+}
+
+#[tokio::test]
+async fn a_write_into_an_entry_evicted_meanwhile_puts_it_back() {
+    let store = MemoryStore::new();
+    let id = id();
+    store.set(&id, "a", v(1), LONG).await.expect("set");
+    let slot = entry(&store, &id);
+    let mut record = slot.record();
+    // moka evicts the entry (LRU) between the write's lookup and its replace
+    store.sessions.invalidate(&id);
+    record.body = record
+        .body
+        .apply(&ChangeSet {
+            set: [("b".to_string(), v(2))].into_iter().collect(),
+            ..ChangeSet::default()
+        })
+        .expect("apply");
+    store.put(&id, Some(slot.clone()), record);
+    assert!(Arc::ptr_eq(&slot, &entry(&store, &id)));
+    assert_eq!(store.get(&id, "b").await.expect("get"), Some(v(2)));
+    assert_eq!(store.get(&id, "a").await.expect("get"), Some(v(1)));
+}
