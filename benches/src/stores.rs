@@ -125,6 +125,8 @@ pub struct StoreOptions {
     pub pool_size: Option<u32>,
     /// The Redis driver's live index granularity; `None`: the driver's default.
     pub redis_index_granularity: Option<std::time::Duration>,
+    /// How the moka floor of the memory driver keeps a session.
+    pub moka_layout: direct::MokaLayout,
     /// The PostgreSQL schema or MySQL database the run creates, uses and drops
     /// (`loadgen_<pid>_<nanos>`).
     pub server_name: String,
@@ -138,6 +140,7 @@ impl Default for StoreOptions {
             redis_prefix: crate::private_prefix("bench"),
             pool_size: None,
             redis_index_granularity: None,
+            moka_layout: direct::MokaLayout::default(),
             server_name: crate::private_prefix("loadgen").replace('-', "_"),
         }
     }
@@ -375,6 +378,7 @@ pub async fn open_raw(spec: &StoreSpec, opts: &StoreOptions, threads: usize) -> 
         "memory" => {
             return Ok(Baseline::Threads(Box::new(direct::MokaDirect::new(
                 opts.capacity,
+                opts.moka_layout,
             ))));
         }
         "file" => {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use session_benches::direct::Direct;
+use session_benches::direct::MokaLayout;
 use session_benches::payload;
 use session_benches::raw::Raw;
 use session_benches::redis_stats::RedisStats;
@@ -18,11 +19,13 @@ use session_core::{Config, Manager};
 const USAGE: &str =
     "usage: loadgen --store SPEC [--raw] [--sessions N] [--ops M] [--concurrency C] \
 [--workers W] [--pool P] [--no-fsync] [--probe K] [--phases create,read,write] [--rounds R] \
-[--raw-threads T] [--redis-index-ms G]
+[--raw-threads T] [--redis-index-ms G] [--moka-floor cells|blobs]
   T: OS threads of an embedded raw baseline, every phase (default: C, at most 16, and for
      the memory floor's writes and creates at most one per core)
   G: the Redis driver's live index granularity in ms (default: the driver's, 10 s;
      1 scores every session with its exact deadline, as before 2026-12-05)
+  --moka-floor: how the memory driver's floor keeps a session in moka: cells (default; a
+     write replaces the blob inside its entry) or blobs (each write inserts the blob)
   SPEC: memory | file[:DIR] | sqlite[:PATH] | sled[:DIR] | redis://HOST:PORT[/DB]
         | postgres://USER@HOST:PORT/DB | mysql://USER@HOST:PORT | memcached://HOST:PORT";
 
@@ -42,6 +45,7 @@ struct Args {
     rounds: u64,
     raw_threads: Option<usize>,
     redis_index_ms: Option<u64>,
+    moka_layout: MokaLayout,
 }
 
 fn parse_args() -> Result<Args> {
@@ -59,6 +63,7 @@ fn parse_args() -> Result<Args> {
         rounds: 10,
         raw_threads: None,
         redis_index_ms: None,
+        moka_layout: MokaLayout::default(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -84,6 +89,17 @@ fn parse_args() -> Result<Args> {
             "--no-fsync" => a.fsync = false,
             "--redis-index-ms" => {
                 a.redis_index_ms = Some(num(value("--redis-index-ms")?, "--redis-index-ms")?)
+            }
+            "--moka-floor" => {
+                a.moka_layout = match value("--moka-floor")?.as_str() {
+                    "cells" => MokaLayout::Cells,
+                    "blobs" => MokaLayout::Blobs,
+                    other => {
+                        return Err(
+                            format!("--moka-floor: {other:?}: cells or blobs\n{USAGE}").into()
+                        );
+                    }
+                }
             }
             "--raw-threads" => {
                 a.raw_threads =
@@ -233,6 +249,7 @@ async fn run(args: Args) -> Result<()> {
         file_sync: args.fsync,
         pool_size: args.pool,
         redis_index_granularity: args.redis_index_ms.map(Duration::from_millis),
+        moka_layout: args.moka_layout,
         ..StoreOptions::default()
     };
     let ttl = Duration::from_secs(30 * 60);
