@@ -135,7 +135,7 @@ impl Direct for MokaDirect {
     /// One writer per core: moka's write path takes locks, and a writer preempted while it holds
     /// one stalls the others for its time slice. Measured with the blobs layout (2026-12-03
     /// 14:37 UTC, 300,000 writes, 3 rounds): 204,354 writes/s from 2 threads, 171,562 from 4,
-    /// 94,790 from 16; with cells (2026-12-06 00:33 UTC, two runs each) 2, 4 and 16 threads
+    /// 94,790 from 16; with cells (2026-12-06 00:32 UTC, two runs each) 2, 4 and 16 threads
     /// wrote within the noise of each other (340-443k writes/s).
     fn writer_threads(&self, threads: usize) -> usize {
         threads.min(cores())
