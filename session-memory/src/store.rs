@@ -391,8 +391,9 @@ impl Driver for MemoryStore {
     }
 
     async fn purge_expired(&self) -> Result<u64> {
-        // Moka evicts at the deadline (plus a millisecond of slack) during its maintenance;
-        // run it now, then remove what is past its deadline but still inside the slack.
+        // Moka evicts an entry at its eviction time (the deadline it was inserted with, plus the
+        // headroom and a millisecond of slack) during its maintenance; run it now, then remove
+        // the records past their deadline whose entries moka still holds.
         self.sessions.run_pending_tasks();
         self.locks.run_pending_tasks();
         let now = SystemTime::now();
