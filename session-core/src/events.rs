@@ -64,7 +64,7 @@ pub enum SessionEvent {
     },
 }
 
-/// Something that follows session events (see the [module](self) documentation).
+/// Something that follows session events.
 ///
 /// `on_event` runs inside the call that made the change, after the store has it, and that call
 /// waits for it: keep it short, and handle its own errors (the change is done whatever the

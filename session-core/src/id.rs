@@ -43,7 +43,7 @@ const ID_CHAR: [bool; 256] = {
 /// # Ok::<(), session_core::Error>(())
 /// ```
 ///
-/// Cloning is cheap: an id of up to [`INLINE_LEN`] characters (every generated one) is kept
+/// Cloning is cheap: an id of up to 46 characters (every generated one) is kept
 /// inline, without a heap allocation, and is copied; a longer one is reference counted. The
 /// session layer hands the id to the store, the cookie and its own state. Comparing and hashing
 /// read the characters in place (no pointer to follow), which is what a store keyed by ids does

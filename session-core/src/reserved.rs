@@ -211,7 +211,7 @@ impl<T: serde::de::DeserializeOwned> Lazy<T> {
     }
 }
 
-/// The reserved keys of a loaded session: the small ones decoded, the metadata ([`Lazy`]) when
+/// The reserved keys of a loaded session: the small ones decoded, the metadata (`Lazy`) when
 /// first needed.
 #[derive(Clone, Debug, Default)]
 pub struct Reserved {

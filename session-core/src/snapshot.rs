@@ -271,7 +271,7 @@ fn spare_capacity(len: usize) -> usize {
 /// The keys and values of a session packed in one buffer: the number of entries and the total
 /// length of the keys, then every entry's header (key length, value length), then every key's
 /// UTF-8 bytes, then every value's bytes, then unused bytes if the buffer is a store's
-/// long-lived copy (see [`SPARE`]). Empty: an empty buffer. (A layout in memory only: nothing
+/// long-lived copy (64 to 127 spare bytes, see [`apply`](Self::apply)). Empty: an empty buffer. (A layout in memory only: nothing
 /// stores it, so it may change in any release.)
 ///
 /// One allocation instead of a `HashMap<String, Value>` with a `String` and a shared buffer per
@@ -347,8 +347,10 @@ impl Packed {
 
     /// This buffer with `changes` applied, as a new buffer: every key dropped if `clear`, then
     /// the keys of `remove`, then the keys of `set` inserted or overwritten (a key both removed
-    /// and set ends up set). The new buffer keeps this one's capacity when its length is within
-    /// that capacity and less than two [`SPARE`]s below it (see [`SPARE`]).
+    /// and set ends up set). The new buffer has 64 to 127 spare bytes after its last value, or
+    /// keeps this buffer's size when the new entries fit in it with less than 128 bytes to
+    /// spare: a write that changes a session by a few dozen bytes then makes a buffer of the size
+    /// of the one it replaces, which the allocator can hand to the next such write.
     pub fn apply(&self, changes: &ChangeSet) -> Result<Packed> {
         // One vector: the set entries first, then the stored entries kept. A change set touches
         // a key or two, so a stored key is compared with the few set keys' bytes rather than
