@@ -64,8 +64,9 @@ pub enum MokaDirect {
 pub enum MokaLayout {
     /// Each entry a cell holding the blob: a write of a cached session replaces the blob in its
     /// cell (`get`, then a lock) and leaves moka's write path alone; a read locks the cell to
-    /// clone the blob. The memory driver's own layout since 2026-12-06; writes about 1.6-2x
-    /// faster than [`Blobs`](Self::Blobs), reads the same within the noise (BENCHMARKS.md).
+    /// clone the blob. The memory driver's own layout since 2026-12-06; writes 1.6-2x faster
+    /// than [`Blobs`](Self::Blobs), reads a little slower (the lock): BENCHMARKS.md gives the
+    /// read ratios against both.
     #[default]
     Cells,
     /// Each entry the blob itself: `get` to read, `insert` to write.
@@ -75,19 +76,15 @@ pub enum MokaLayout {
 impl MokaDirect {
     /// A cache holding up to `capacity` sessions, laid out as `layout` says.
     pub fn new(capacity: u64, layout: MokaLayout) -> Self {
+        fn lru<V: Clone + Send + Sync + 'static>(capacity: u64) -> Cache<String, V> {
+            Cache::builder()
+                .max_capacity(capacity)
+                .eviction_policy(EvictionPolicy::lru())
+                .build()
+        }
         match layout {
-            MokaLayout::Cells => MokaDirect::Cells(
-                Cache::builder()
-                    .max_capacity(capacity)
-                    .eviction_policy(EvictionPolicy::lru())
-                    .build(),
-            ),
-            MokaLayout::Blobs => MokaDirect::Blobs(
-                Cache::builder()
-                    .max_capacity(capacity)
-                    .eviction_policy(EvictionPolicy::lru())
-                    .build(),
-            ),
+            MokaLayout::Cells => MokaDirect::Cells(lru(capacity)),
+            MokaLayout::Blobs => MokaDirect::Blobs(lru(capacity)),
         }
     }
 }

@@ -271,8 +271,8 @@ fn spare_capacity(len: usize) -> usize {
 /// The keys and values of a session packed in one buffer: the number of entries and the total
 /// length of the keys, then every entry's header (key length, value length), then every key's
 /// UTF-8 bytes, then every value's bytes, then unused bytes if the buffer is a store's
-/// long-lived copy (64 to 127 spare bytes, see [`apply`](Self::apply)). Empty: an empty buffer. (A layout in memory only: nothing
-/// stores it, so it may change in any release.)
+/// long-lived copy (64 to 127 spare bytes, see [`apply`](Self::apply)). Empty: an empty
+/// buffer. (A layout in memory only: nothing stores it, so it may change in any release.)
 ///
 /// One allocation instead of a `HashMap<String, Value>` with a `String` and a shared buffer per
 /// key: the benchmark session (five keys, ~1 KB) takes about 900 bytes packed against about 2 KB
@@ -471,8 +471,8 @@ impl Packed {
         Entries::new(&self.0)
     }
 
-    /// Packs `entries`, whose keys are UTF-8 (from `&str`s, or from a buffer packed from them).
-    /// Packs `entries` into a buffer of `capacity(length)` bytes (at least the length).
+    /// Packs `entries`, whose keys are UTF-8 (from `&str`s, or from a buffer packed from them),
+    /// into a buffer of `capacity(length)` bytes (at least the length; see [`SPARE`]).
     fn pack_entries<K: AsRef<[u8]>>(
         entries: &[(K, &[u8])],
         capacity: impl FnOnce(usize) -> usize,

@@ -23,7 +23,8 @@ pub struct MemoryStoreBuilder {
 }
 
 impl MemoryStoreBuilder {
-    /// At most this many sessions are kept (default [`DEFAULT_MAX_SESSIONS`](crate::DEFAULT_MAX_SESSIONS)); past it moka evicts
+    /// At most this many sessions are kept (default
+    /// [`DEFAULT_MAX_SESSIONS`](crate::DEFAULT_MAX_SESSIONS)); past it moka evicts
     /// the least recently used one. A session bound to an owner before its first write counts
     /// as one too. Zero is taken as one.
     pub fn max_sessions(mut self, max_sessions: u64) -> Self {
