@@ -10,10 +10,12 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
 use bytes::Bytes;
+use dashmap::DashMap;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -53,21 +55,60 @@ fn cores() -> usize {
 /// moka's synchronous cache of the encoded blobs, LRU like the memory driver's, in one of two
 /// layouts ([`MokaLayout`]).
 pub enum MokaDirect {
+    /// [`MokaLayout::Indexed`]: moka, and the index reads look up.
+    Indexed(Cache<String, Arc<Cell>>, DashMap<String, Arc<Cell>>),
     /// [`MokaLayout::Cells`].
     Cells(Cache<String, Arc<Mutex<Bytes>>>),
     /// [`MokaLayout::Blobs`].
     Blobs(Cache<String, Bytes>),
 }
 
+/// A session's blob in the indexed layout, and when a read last told moka about it (unix ms).
+pub struct Cell {
+    blob: Mutex<Bytes>,
+    touched: AtomicU64,
+}
+
+impl Cell {
+    fn new(blob: Bytes) -> Arc<Cell> {
+        Arc::new(Cell {
+            blob: Mutex::new(blob),
+            touched: AtomicU64::new(0),
+        })
+    }
+
+    fn blob(&self) -> Bytes {
+        self.blob
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether this read should tell moka (once a second per session, as the driver).
+    fn touch_due(&self, now_ms: u64) -> bool {
+        let last = self.touched.load(Ordering::Relaxed);
+        now_ms.saturating_sub(last) >= 1000
+            && self
+                .touched
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
 /// How the moka floor keeps a session.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MokaLayout {
+    /// The memory driver's layout since 2026-12-06 (its second change that day): cells, and a
+    /// concurrent map (dashmap, 64 shards) of the same cells that reads look up, telling moka
+    /// about a session (`get`: the LRU order, and whether it is still cached) at most once a
+    /// second; writes go through moka as in [`Cells`](Self::Cells) and put a new cell in both.
+    #[default]
+    Indexed,
     /// Each entry a cell holding the blob: a write of a cached session replaces the blob in its
     /// cell (`get`, then a lock) and leaves moka's write path alone; a read locks the cell to
     /// clone the blob. The memory driver's own layout since 2026-12-06; writes 1.6-2x faster
     /// than [`Blobs`](Self::Blobs), reads a little slower (the lock): BENCHMARKS.md gives the
     /// read ratios against both.
-    #[default]
     Cells,
     /// Each entry the blob itself: `get` to read, `insert` to write.
     Blobs,
@@ -83,6 +124,9 @@ impl MokaDirect {
                 .build()
         }
         match layout {
+            MokaLayout::Indexed => {
+                MokaDirect::Indexed(lru(capacity), DashMap::with_shard_amount(64))
+            }
             MokaLayout::Cells => MokaDirect::Cells(lru(capacity)),
             MokaLayout::Blobs => MokaDirect::Blobs(lru(capacity)),
         }
@@ -96,6 +140,15 @@ impl Direct for MokaDirect {
 
     fn load(&self, _: usize, id: &str) -> Result<Option<RawData>> {
         let blob = match self {
+            MokaDirect::Indexed(cache, index) => {
+                match index.get(id).map(|e| Arc::clone(e.value())) {
+                    Some(cell) if cell.touch_due(now_millis()) => {
+                        cache.get(id).map(|cached| cached.blob())
+                    }
+                    Some(cell) => Some(cell.blob()),
+                    None => None,
+                }
+            }
             MokaDirect::Cells(cache) => cache
                 .get(id)
                 .map(|cell| cell.lock().unwrap_or_else(PoisonError::into_inner).clone()),
@@ -110,6 +163,25 @@ impl Direct for MokaDirect {
     fn store(&self, _: usize, id: &str, full: &RawData, ttl: Duration) -> Result<()> {
         let blob = Bytes::from(encode_blob(deadline(ttl), full)?);
         match self {
+            MokaDirect::Indexed(cache, index) => match cache.get(id) {
+                Some(cell) => {
+                    let old = std::mem::replace(
+                        &mut *cell.blob.lock().unwrap_or_else(PoisonError::into_inner),
+                        blob,
+                    );
+                    drop(old);
+                    if !cache.contains_key(id) {
+                        let fresh = Cell::new(cell.blob());
+                        cache.insert(id.to_string(), Arc::clone(&fresh));
+                        index.insert(id.to_string(), fresh);
+                    }
+                }
+                None => {
+                    let cell = Cell::new(blob);
+                    cache.insert(id.to_string(), Arc::clone(&cell));
+                    index.insert(id.to_string(), cell);
+                }
+            },
             MokaDirect::Cells(cache) => match cache.get(id) {
                 Some(cell) => {
                     let old = std::mem::replace(
@@ -454,6 +526,7 @@ mod tests {
 
     #[test]
     fn every_embedded_baseline_round_trips_and_expires() {
+        round_trip(&MokaDirect::new(100, MokaLayout::Indexed));
         round_trip(&MokaDirect::new(100, MokaLayout::Cells));
         round_trip(&MokaDirect::new(100, MokaLayout::Blobs));
         let dir = tempfile::tempdir().expect("tempdir");

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use dashmap::DashMap;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
@@ -87,6 +88,7 @@ impl MemoryStoreBuilder {
             stamps: Arc::new(AtomicU64::new(1)),
             max_sessions: self.max_sessions,
             eviction_headroom: self.eviction_headroom,
+            index: Arc::new(DashMap::with_shard_amount(64)),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! What the caches hold: session records, lock leases, and the expiry policy that makes moka
 //! evict each at its own deadline.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -72,7 +73,17 @@ pub(crate) const EVICTION_HEADROOM: Duration = Duration::from_secs(10);
 pub(crate) struct Slot {
     record: Mutex<Record>,
     evict_at: SystemTime,
+    /// When a read last told moka about this session (unix ms; 0: never), see
+    /// [`Slot::touch_due`].
+    touched: AtomicU64,
+    /// Set when a read found moka no longer holds this slot (evicted): reads of it through the
+    /// index miss from then on.
+    gone: AtomicBool,
 }
+
+/// How often a session's reads tell moka about it (moka's `get`, which logs the hit for the LRU
+/// order and says whether the entry is still cached): at most once per second per session.
+pub(crate) const TOUCH_EVERY_MS: u64 = 1000;
 
 impl Slot {
     /// A slot for `record`, evicted `headroom` after its deadline.
@@ -84,7 +95,30 @@ impl Slot {
         Arc::new(Slot {
             record: Mutex::new(record),
             evict_at,
+            touched: AtomicU64::new(0),
+            gone: AtomicBool::new(false),
         })
+    }
+
+    /// Whether a read at `now_ms` should tell moka (the last touch is [`TOUCH_EVERY_MS`] old or
+    /// more); if so, this read takes the touch (one reader per interval).
+    pub(crate) fn touch_due(&self, now_ms: u64) -> bool {
+        let last = self.touched.load(Ordering::Relaxed);
+        now_ms.saturating_sub(last) >= TOUCH_EVERY_MS
+            && self
+                .touched
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Whether a read found this slot evicted from moka.
+    pub(crate) fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
+    }
+
+    /// Marks this slot as evicted from moka.
+    pub(crate) fn set_gone(&self) {
+        self.gone.store(true, Ordering::Relaxed);
     }
 
     /// The current record (two reference counts, no copy of the data).

@@ -5,11 +5,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use dashmap::DashMap;
 use moka::ops::compute::{CompResult, Op};
 use moka::sync::Cache;
 use session_core::driver::{
     Capabilities, ChangeSet, Driver, Error, Expiry, Loaded, LockToken, Packed, Result, ScanPage,
-    SessionId, Snapshot, Ttl, async_trait,
+    SessionId, Snapshot, Ttl, async_trait, check,
 };
 
 use crate::builder::MemoryStoreBuilder;
@@ -32,7 +33,9 @@ pub(crate) const SWEEP_FLOOR: usize = 1024;
 /// write reads and replaces the record under one of 64 striped locks (chosen by id hash), so
 /// concurrent writers to one session never lose each other's keys; a write that keeps the
 /// deadline within the entry's eviction time replaces the record inside the entry and leaves
-/// moka's write path alone.
+/// moka's write path alone. Reads look the session up in an index beside the cache and tell
+/// moka about it at most once a second per session, so the least-recently-used order is kept
+/// to the second.
 ///
 /// At most [`max_sessions`](MemoryStoreBuilder::max_sessions) sessions are kept (default
 /// [`DEFAULT_MAX_SESSIONS`]); past the bound moka evicts the least recently used session. The
@@ -51,6 +54,11 @@ pub(crate) const SWEEP_FLOOR: usize = 1024;
 #[derive(Clone)]
 pub struct MemoryStore {
     pub(crate) sessions: Cache<SessionId, Arc<Slot>>,
+    /// What reads look up: every slot moka holds (writers put a new slot in both, under the
+    /// stripe), and, until a read finds them gone, a write or a sweep removes them, the slots
+    /// moka has evicted. A read asks moka only when the slot's touch is due (once a second per
+    /// session), so most reads log nothing in moka's read log (see [`Slot::touch_due`]).
+    pub(crate) index: Arc<DashMap<SessionId, Arc<Slot>>>,
     /// Serialises the writes of one session: a write holds the stripe of its id across its
     /// read and its swap or insert, so concurrent writers to one session never lose each
     /// other's keys.
@@ -115,9 +123,13 @@ impl MemoryStore {
         id: &SessionId,
         f: impl FnOnce(Option<Record>, SystemTime) -> Result<(Op<Record>, R)>,
     ) -> Result<R> {
-        let _guard = self.lock_stripe(id);
+        let guard = self.lock_stripe(id);
         let now = SystemTime::now();
         let slot = self.sessions.get(id);
+        if slot.is_none() {
+            // moka evicted it, or there was none: no read may find it through the index
+            self.index.remove(id);
+        }
         let (current, dead) = match slot.as_ref().map(|s| s.record()) {
             Some(record) if record.is_live(now) => (Some(record), false),
             Some(record) => {
@@ -129,35 +141,78 @@ impl MemoryStore {
             None => (None, false),
         };
         let (op, result) = f(current, now)?;
-        match op {
+        let inserted = match op {
             Op::Put(record) => self.put(id, slot.filter(|_| !dead), record),
-            Op::Remove => self.sessions.invalidate(id),
-            Op::Nop if dead => self.sessions.invalidate(id),
-            Op::Nop => {}
+            Op::Remove => self.remove_entry(id),
+            Op::Nop if dead => self.remove_entry(id),
+            Op::Nop => false,
+        };
+        drop(guard);
+        if inserted {
+            // outside the stripe: the sweep takes the stripes of the ids it removes
+            self.sweep_index_if_due();
         }
         Ok(result)
     }
 
+    /// Removes `id`'s entry from moka and the index (under its stripe).
+    fn remove_entry(&self, id: &SessionId) -> bool {
+        self.sessions.invalidate(id);
+        self.index.remove(id);
+        false
+    }
+
+    /// Caches `slot` as `id`'s entry, in moka and then in the index (under its stripe).
+    fn insert_slot(&self, id: &SessionId, slot: Arc<Slot>) {
+        self.sessions.insert(id.clone(), Arc::clone(&slot));
+        self.index.insert(id.clone(), slot);
+    }
+
+    /// Removes from the index the slots moka no longer holds, once the index has grown past
+    /// twice moka's entry count (at least [`SWEEP_FLOOR`] entries): evicted sessions that no
+    /// read or write came back to. Keeps the index at about twice the cache at most.
+    fn sweep_index_if_due(&self) {
+        let limit = (self.sessions.entry_count() as usize)
+            .saturating_mul(2)
+            .max(SWEEP_FLOOR);
+        if self.index.len() > limit {
+            self.sweep_index();
+        }
+    }
+
+    /// Removes from the index every slot moka no longer holds.
+    pub(crate) fn sweep_index(&self) {
+        let stale: Vec<SessionId> = self
+            .index
+            .iter()
+            .filter(|e| !self.sessions.contains_key(e.key()))
+            .map(|e| e.key().clone())
+            .collect();
+        for id in stale {
+            let _guard = self.lock_stripe(&id);
+            if !self.sessions.contains_key(&id) {
+                self.index.remove(&id);
+            }
+        }
+    }
+
     /// Stores `record` as the record of `id`, whose live entry (if any) is `slot`: in place if
     /// the record's deadline is within the entry's eviction time, else in a new entry. Called
-    /// under the id's stripe.
-    pub(crate) fn put(&self, id: &SessionId, slot: Option<Arc<Slot>>, record: Record) {
+    /// under the id's stripe. Returns whether it inserted a new entry.
+    pub(crate) fn put(&self, id: &SessionId, slot: Option<Arc<Slot>>, record: Record) -> bool {
         let record = match slot {
             Some(slot) => match slot.replace(record) {
-                Ok(()) => {
-                    // Moka may have evicted the entry (LRU) since the lookup: put it back, so a
-                    // write is never lost to an eviction that ran before it.
-                    if !self.sessions.contains_key(id) {
-                        self.sessions.insert(id.clone(), slot);
-                    }
-                    return;
-                }
+                Ok(()) if self.sessions.contains_key(id) => return false,
+                // Moka evicted the entry (LRU) since the lookup: cache the record again, so a
+                // write is never lost to an eviction that ran before it. In a new slot: a read
+                // may have marked this one gone.
+                Ok(()) => slot.record(),
                 Err(record) => record,
             },
             None => record,
         };
-        self.sessions
-            .insert(id.clone(), Slot::new(record, self.eviction_headroom));
+        self.insert_slot(id, Slot::new(record, self.eviction_headroom));
+        true
     }
 
     /// The write lock of `id`'s stripe.
@@ -174,9 +229,31 @@ impl MemoryStore {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The record of `id` if it is a live session (one cache lookup, no copy of the data).
+    /// The record of `id` if it is a live session (one index lookup, no copy of the data).
+    ///
+    /// Moka is asked only when the slot's touch is due (once a second per session): its `get`
+    /// logs the hit for the LRU order and tells whether the entry is still cached; a slot it no
+    /// longer holds is marked gone. So a session moka evicts for the capacity bound may still
+    /// be read for up to a second after the last such check, never after it.
     fn session(&self, id: &SessionId) -> Option<Record> {
-        self.record(id).filter(|r| r.is_session(SystemTime::now()))
+        let now = SystemTime::now();
+        let slot = self.index.get(id).map(|e| Arc::clone(e.value()))?;
+        if slot.is_gone() {
+            return None;
+        }
+        let slot = if slot.touch_due(check::unix_millis(now)) {
+            match self.sessions.get(id) {
+                // the same slot, or a newer one a write is putting in the index
+                Some(cached) => cached,
+                None => {
+                    slot.set_gone();
+                    return None;
+                }
+            }
+        } else {
+            slot
+        };
+        Some(slot.record()).filter(|r| r.is_session(now))
     }
 
     /// The record of `id`'s entry, live or not.
@@ -412,10 +489,11 @@ impl Driver for MemoryStore {
                 if let Some(binding) = &record.owner {
                     self.owners.unbind(&id, binding);
                 }
-                self.sessions.invalidate(&*id);
+                self.remove_entry(&id);
                 purged += 1;
             }
         }
+        self.sweep_index();
         self.prune(self.owners.all());
         Ok(purged)
     }

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_core::{ChangeSet, Data, Error, SessionId, Storage, Value};
+use session_core::{ChangeSet, Data, Error, SessionId, Storage, Value, check};
 
 use crate::MemoryStore;
 use crate::record::Binding;
@@ -505,8 +505,81 @@ async fn a_write_into_an_entry_evicted_meanwhile_puts_it_back() {
             ..ChangeSet::default()
         })
         .expect("apply");
-    store.put(&id, Some(slot.clone()), record);
-    assert!(Arc::ptr_eq(&slot, &entry(&store, &id)));
+    // (a read meanwhile found the entry gone and marked its slot)
+    slot.set_gone();
+    assert!(store.put(&id, Some(slot.clone()), record), "no new entry");
+    let cached = entry(&store, &id);
+    assert!(
+        !Arc::ptr_eq(&slot, &cached),
+        "the slot a read marked gone came back"
+    );
+    let indexed = store.index.get(&id).map(|e| Arc::clone(e.value()));
+    assert!(indexed.is_some_and(|s| Arc::ptr_eq(&s, &cached)));
     assert_eq!(store.get(&id, "b").await.expect("get"), Some(v(2)));
     assert_eq!(store.get(&id, "a").await.expect("get"), Some(v(1)));
+}
+
+#[tokio::test]
+async fn reads_ask_moka_once_a_second_and_a_session_it_evicted_goes() {
+    let store = MemoryStore::new();
+    let id = id();
+    store.set(&id, "a", v(1), LONG).await.expect("set");
+    // the first read asks moka (a new slot's touch is due), the next ones within a second don't
+    assert_eq!(store.get(&id, "a").await.expect("get"), Some(v(1)));
+    let slot = entry(&store, &id);
+    assert!(
+        !slot.touch_due(check::now_millis()),
+        "the read did not touch"
+    );
+
+    // moka evicts the entry (as for the capacity bound): within the second the index still
+    // serves it; once the touch is due, the read asks moka, finds it gone, and it stays gone
+    store.sessions.invalidate(&id);
+    assert_eq!(store.get(&id, "a").await.expect("get"), Some(v(1)));
+    tokio::time::sleep(Duration::from_millis(crate::record::TOUCH_EVERY_MS + 50)).await;
+    assert_eq!(store.get(&id, "a").await.expect("get"), None);
+    assert!(slot.is_gone());
+    assert_eq!(store.get_size(&id).await.expect("get_size"), 0);
+    assert!(store.load(&id).await.expect("load").is_none());
+
+    // a write finds no entry in moka, drops the index's stale slot and starts from nothing
+    assert!(
+        !store
+            .apply(
+                &id,
+                ChangeSet {
+                    set: [("b".to_string(), v(2))].into_iter().collect(),
+                    only_if_exists: true,
+                    ..ChangeSet::default()
+                },
+                LONG
+            )
+            .await
+            .expect("apply")
+    );
+    assert!(
+        store.index.get(&id).is_none(),
+        "the stale slot stayed in the index"
+    );
+    store.set(&id, "c", v(3), LONG).await.expect("set");
+    assert_eq!(store.get_map(&id).await.expect("get_map").len(), 1);
+}
+
+#[tokio::test]
+async fn the_index_stays_bounded_when_moka_evicts_sessions_nobody_reads_again() {
+    let store = MemoryStore::builder().max_sessions(8).build();
+    for n in 0..(SWEEP_FLOOR * 3) {
+        store.set(&id(), "k", v(1), LONG).await.expect("set");
+        if n % 64 == 0 {
+            store.sessions.run_pending_tasks();
+        }
+        assert!(
+            store.index.len() <= SWEEP_FLOOR + 1,
+            "{} index entries after {n} sessions",
+            store.index.len()
+        );
+    }
+    store.purge_expired().await.expect("purge");
+    store.sessions.run_pending_tasks();
+    assert!(store.index.len() <= 8, "{} entries", store.index.len());
 }

@@ -19,13 +19,14 @@ use session_core::{Config, Manager};
 const USAGE: &str =
     "usage: loadgen --store SPEC [--raw] [--sessions N] [--ops M] [--concurrency C] \
 [--workers W] [--pool P] [--no-fsync] [--probe K] [--phases create,read,write] [--rounds R] \
-[--raw-threads T] [--redis-index-ms G] [--moka-floor cells|blobs]
+[--raw-threads T] [--redis-index-ms G] [--moka-floor indexed|cells|blobs]
   T: OS threads of an embedded raw baseline, every phase (default: C, at most 16, and for
      the memory floor's writes and creates at most one per core)
   G: the Redis driver's live index granularity in ms (default: the driver's, 10 s;
      1 scores every session with its exact deadline, as before 2026-12-05)
-  --moka-floor: how the memory driver's floor keeps a session in moka: cells (default; a
-     write replaces the blob inside its entry) or blobs (each write inserts the blob)
+  --moka-floor: how the memory driver's floor keeps a session in moka: indexed (default;
+     cells, and a map of them that reads look up, telling moka once a second per session),
+     cells (a write replaces the blob inside its entry) or blobs (each write inserts it)
   SPEC: memory | file[:DIR] | sqlite[:PATH] | sled[:DIR] | redis://HOST:PORT[/DB]
         | postgres://USER@HOST:PORT/DB | mysql://USER@HOST:PORT | memcached://HOST:PORT";
 
@@ -92,12 +93,14 @@ fn parse_args() -> Result<Args> {
             }
             "--moka-floor" => {
                 a.moka_layout = match value("--moka-floor")?.as_str() {
+                    "indexed" => MokaLayout::Indexed,
                     "cells" => MokaLayout::Cells,
                     "blobs" => MokaLayout::Blobs,
                     other => {
-                        return Err(
-                            format!("--moka-floor: {other:?}: cells or blobs\n{USAGE}").into()
-                        );
+                        return Err(format!(
+                            "--moka-floor: {other:?}: indexed, cells or blobs\n{USAGE}"
+                        )
+                        .into());
                     }
                 }
             }
