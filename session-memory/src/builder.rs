@@ -89,6 +89,7 @@ impl MemoryStoreBuilder {
             max_sessions: self.max_sessions,
             eviction_headroom: self.eviction_headroom,
             index: Arc::new(DashMap::with_shard_amount(64)),
+            index_sweep: Arc::default(),
         }
     }
 }

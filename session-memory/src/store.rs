@@ -1,7 +1,7 @@
 //! [`MemoryStore`] and its [`Driver`] implementation.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -21,8 +21,22 @@ use crate::{DEFAULT_MAX_SESSIONS, NAME};
 /// Number of write locks; a session's writes take the one its id hashes to.
 pub(crate) const STRIPES: usize = 64;
 
-/// Smallest index size at which [`MemoryStore::sweep_owners_if_due`] considers a full sweep.
+/// Smallest index size at which [`MemoryStore::sweep_owners_if_due`] and
+/// [`MemoryStore::sweep_index_if_due`] consider a full sweep.
 pub(crate) const SWEEP_FLOOR: usize = 1024;
+
+/// Every how many new entries the read index's size is checked ([`DashMap::len`] locks each of
+/// its shards in turn).
+pub(crate) const INDEX_CHECK_EVERY: u64 = 64;
+
+/// When the read index is swept next.
+#[derive(Debug, Default)]
+pub(crate) struct IndexSweep {
+    /// New entries so far (the size is checked every [`INDEX_CHECK_EVERY`]).
+    inserts: AtomicU64,
+    /// The size past which the next sweep runs: twice what the last sweep left.
+    next_at: AtomicUsize,
+}
 
 /// The in-memory session store: a [`session_core::Storage`] on a [moka](moka) cache.
 ///
@@ -59,6 +73,7 @@ pub struct MemoryStore {
     /// moka has evicted. A read asks moka only when the slot's touch is due (once a second per
     /// session), so most reads log nothing in moka's read log (see [`Slot::touch_due`]).
     pub(crate) index: Arc<DashMap<SessionId, Arc<Slot>>>,
+    pub(crate) index_sweep: Arc<IndexSweep>,
     /// Serialises the writes of one session: a write holds the stripe of its id across its
     /// read and its swap or insert, so concurrent writers to one session never lose each
     /// other's keys.
@@ -168,15 +183,25 @@ impl MemoryStore {
         self.index.insert(id.clone(), slot);
     }
 
-    /// Removes from the index the slots moka no longer holds, once the index has grown past
-    /// twice moka's entry count (at least [`SWEEP_FLOOR`] entries): evicted sessions that no
-    /// read or write came back to. Keeps the index at about twice the cache at most.
+    /// Removes from the index the slots moka no longer holds (evicted sessions that no read or
+    /// write came back to), once the index has grown past twice moka's entry count and twice
+    /// what the last sweep left (at least [`SWEEP_FLOOR`] entries): the index stays at about
+    /// twice the cache at most, and the sweeps cost O(1) per new entry. Checked every
+    /// [`INDEX_CHECK_EVERY`] new entries.
     fn sweep_index_if_due(&self) {
+        let inserts = self.index_sweep.inserts.fetch_add(1, Ordering::Relaxed);
+        if inserts % INDEX_CHECK_EVERY != INDEX_CHECK_EVERY - 1 {
+            return;
+        }
         let limit = (self.sessions.entry_count() as usize)
             .saturating_mul(2)
+            .max(self.index_sweep.next_at.load(Ordering::Relaxed))
             .max(SWEEP_FLOOR);
         if self.index.len() > limit {
             self.sweep_index();
+            self.index_sweep
+                .next_at
+                .store(self.index.len().saturating_mul(2), Ordering::Relaxed);
         }
     }
 

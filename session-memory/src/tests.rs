@@ -9,7 +9,7 @@ use session_core::{ChangeSet, Data, Error, SessionId, Storage, Value, check};
 
 use crate::MemoryStore;
 use crate::record::Binding;
-use crate::store::SWEEP_FLOOR;
+use crate::store::{INDEX_CHECK_EVERY, SWEEP_FLOOR};
 
 const LONG: Duration = Duration::from_secs(600);
 
@@ -574,7 +574,7 @@ async fn the_index_stays_bounded_when_moka_evicts_sessions_nobody_reads_again() 
             store.sessions.run_pending_tasks();
         }
         assert!(
-            store.index.len() <= SWEEP_FLOOR + 1,
+            store.index.len() <= SWEEP_FLOOR + INDEX_CHECK_EVERY as usize,
             "{} index entries after {n} sessions",
             store.index.len()
         );
