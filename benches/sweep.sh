@@ -54,4 +54,8 @@ for store in $stores; do
     fi
   done
 done
-target/release/charts "$out/charts" "$out"/*-c*.txt
+# only the sweep's own files (<store>-c<N>.txt, <store>-c<N>-peer.txt): results kept beside them
+# under other names (A/B runs such as redis-c1-write-fred-ab-*.txt) are no sweep points
+mapfile -t points < <(find "$out" -maxdepth 1 -type f -regextype posix-extended \
+  -regex '.*/[a-z]+-c[0-9]+(-peer)?\.txt' | sort)
+target/release/charts "$out/charts" "${points[@]}"
