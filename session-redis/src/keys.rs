@@ -12,11 +12,35 @@ const FORBIDDEN_IN_PREFIX: &[char] = &['{', '}', '*', '?', '[', ']', '\\'];
 /// Longest accepted key prefix, in bytes.
 pub const MAX_PREFIX_LEN: usize = 128;
 
-/// The driver-private field of a session hash that holds the session's deadline: unix
-/// milliseconds, decimal ASCII, on the writing client's clock (now + TTL), written by every script
-/// that sets the hash's expiry. It starts with byte 0xFF, which never occurs in UTF-8, so no session key (a Rust
-/// `String`) can be named like it. Every read drops it; a hash never holds it alone.
+/// The driver-private field of a session hash that holds the session's deadline and the session
+/// layer's two bookkeeping keys ([`FOLDED_SEEN`], [`FOLDED_META`]), written by every script that
+/// sets the hash's expiry or one of those keys:
+///
+/// ```text
+/// <deadline>,<length of __s.seen or ->,<length of __s.meta or ->,<__s.seen><__s.meta>
+/// ```
+///
+/// The deadline is unix milliseconds, decimal ASCII, on the writing client's clock (now + TTL);
+/// a length is decimal, `-` where the key is absent. A value without a comma is a deadline
+/// alone, as written before the keys were folded (such a hash holds them as fields, until its
+/// next write moves them). It starts with byte 0xFF, which never occurs in UTF-8, so no session
+/// key (a Rust `String`) can be named like it. Every read drops it (and hands out the keys it
+/// folds); a hash never holds it without a session key.
+///
+/// Why fold: every read of a session is one `HGETALL`, and each field of its reply costs the
+/// client more than its bytes (redis-rs parses each element into its own allocation) and the
+/// server an entry to walk. The session layer writes `__s.seen` on every save and `__s.meta` on
+/// every create; as three fields, they and the deadline made a session of five keys eight fields;
+/// folded, six (see the crate's Performance notes).
 pub(crate) const DEADLINE_FIELD: &[u8] = b"\xffdeadline";
+
+/// The session layer's "last seen" key (`session_core`'s `__s.seen`), kept inside
+/// [`DEADLINE_FIELD`] instead of a field of its own.
+pub(crate) const FOLDED_SEEN: &str = "__s.seen";
+
+/// The session layer's metadata key (`session_core`'s `__s.meta`), kept inside
+/// [`DEADLINE_FIELD`] instead of a field of its own.
+pub(crate) const FOLDED_META: &str = "__s.meta";
 
 /// Checks a key prefix: 1 to [`MAX_PREFIX_LEN`] bytes, without hash-tag braces (`{}`: they
 /// would move the slot of every key), glob characters (`*?[]\`: they would widen the

@@ -19,7 +19,7 @@ use std::sync::LazyLock;
 
 use redis::{Cmd, Script};
 
-use crate::keys::DEADLINE_FIELD;
+use crate::keys::{DEADLINE_FIELD, FOLDED_META, FOLDED_SEEN};
 
 /// A Lua script of this driver, called with `EVALSHA` by its SHA1.
 ///
@@ -111,9 +111,17 @@ pub(crate) const TRIM_LIMIT: u32 = 2 * TRIM_EVERY;
 
 /// A script whose body can use what every script on a session hash shares:
 ///
-/// * `D`: the name of the deadline field ([`DEADLINE_FIELD`]);
-/// * `has_keys(key)`: whether the hash `key` holds a session key (a field other than the deadline
-///   field). One `HLEN` in the usual case; `HEXISTS` only for a hash of one field.
+/// * `D`: the name of the deadline field ([`DEADLINE_FIELD`]); `SEEN` and `META`, the session
+///   layer's two bookkeeping keys that the deadline field holds ([`FOLDED_SEEN`],
+///   [`FOLDED_META`]);
+/// * `unfold(v)`: a deadline field's value `v` (or `false`) split into the deadline (a string of
+///   digits, maybe empty; `false` without a field), the two folded values (`false` where
+///   absent) and whether `v` is in the folded layout (a value without a comma is a deadline
+///   alone, written before keys were folded: those hashes keep the two keys as fields);
+/// * `fold(deadline, seen, meta)`: the value back (see [`DEADLINE_FIELD`] for the layout);
+/// * `has_keys(key)`: whether the hash `key` holds a session key: a field other than the deadline
+///   field, or a folded key. One `HLEN` in the usual case; `HGET` of the field only for a hash
+///   of one field.
 /// * `trim(live, now)`: unless `now` is `'0'`, removes at most [`TRIM_LIMIT`] entries of expired
 ///   sessions (deadline at or before `now`) from the live index `live`. Every
 ///   [`TRIM_EVERY`]th write that adds to the index trims it (the others pass `'0'`: the search
@@ -123,10 +131,47 @@ pub(crate) const TRIM_LIMIT: u32 = 2 * TRIM_EVERY;
 fn session_script(body: &str) -> Lua {
     let source = format!(
         r#"
-local D = {field}
+local D, SEEN, META = {field}, {seen}, {meta}
+local function unfold(v)
+  if not v then
+    return false, false, false, false
+  end
+  local dl, sl, ml, pos = string.match(v, '^(%d*),([%d%-]+),([%d%-]+),()')
+  if not dl then
+    if string.find(v, ',', 1, true) then
+      return '', false, false, true
+    end
+    return v, false, false, false
+  end
+  local seen, meta = false, false
+  if sl ~= '-' then
+    local n = tonumber(sl)
+    seen = string.sub(v, pos, pos + n - 1)
+    pos = pos + n
+  end
+  if ml ~= '-' then
+    meta = string.sub(v, pos, pos + tonumber(ml) - 1)
+  end
+  return dl, seen, meta, true
+end
+local function fold(dl, seen, meta)
+  return dl .. ',' .. (seen and #seen or '-') .. ',' .. (meta and #meta or '-') .. ','
+    .. (seen or '') .. (meta or '')
+end
 local function has_keys(key)
   local n = redis.call('HLEN', key)
-  return n > 1 or (n == 1 and redis.call('HEXISTS', key, D) == 0)
+  if n > 1 then
+    return true
+  end
+  if n == 0 then
+    return false
+  end
+  local v = redis.call('HGET', key, D)
+  if not v then
+    return true
+  end
+  local _, seen, meta = unfold(v)
+  return seen ~= false or meta ~= false
 end
 local function trim(live, now)
   if now == '0' then
@@ -140,6 +185,8 @@ end
 {body}"#,
         trim = TRIM_LIMIT,
         field = lua_literal(DEADLINE_FIELD),
+        seen = lua_literal(FOLDED_SEEN.as_bytes()),
+        meta = lua_literal(FOLDED_META.as_bytes()),
     );
     Lua::new(source)
 }
@@ -151,28 +198,36 @@ end
 /// decimal), or `0` to keep the expiry (`Expiry::Keep`), `ARGV[2]` clear ("1"/"0"), `ARGV[3]`
 /// only-if-exists ("1"/"0"), `ARGV[4]` the session id, `ARGV[5]` now (unix ms, the clock the
 /// deadline was computed on) if this write trims the live index, else `0` (see `trim`),
-/// `ARGV[6]` the index score of the deadline ([`index_score`]; `0` with `ARGV[1]` `0`), `ARGV[7]`
-/// number `n` of removed fields, then the `n` fields, then field/value pairs to set; with a
-/// deadline the last pair is always the deadline field and the deadline. Returns 1 if the
-/// session exists afterwards, else 0.
+/// `ARGV[6]` the index score of the deadline ([`index_score`]; `0` with `ARGV[1]` `0`),
+/// `ARGV[7]`/`ARGV[8]` what happens to the folded key [`FOLDED_SEEN`] (`k` keep, `r` remove,
+/// `s` set to `ARGV[8]`; `ARGV[8]` is empty unless `s`), `ARGV[9]`/`ARGV[10]` the same for
+/// [`FOLDED_META`], `ARGV[11]` number `n` of removed fields, then the `n` fields, then
+/// field/value pairs to set (neither holds a folded key), the last pair always the deadline
+/// field and a placeholder the script replaces with the field's new value (so the field goes
+/// in the same `HSET` as the keys). Returns 1 if the session exists afterwards, else 0.
 ///
-/// The session exists when its hash holds a field other than the deadline field. Keeping the
-/// expiry implies only-if-exists. Fields are written 1000 arguments per `HSET`/`HDEL` call (an
-/// even number, so pairs never split; far below the limit of Lua's `unpack`). Order: clear,
-/// remove; then, if session keys are left, the set (with the deadline field, in the same `HSET`),
-/// `PEXPIREAT` of the deadline on the hash (an absolute time, so a server that runs the script
-/// late never stretches the session past the deadline the client recorded), and the id's score in
-/// the live index with `ZADD GT CH` (which the write also trims, see `trim`): a score only grows,
-/// so a write whose deadline falls in the bucket the entry already has changes nothing in the
-/// sorted set; when it does raise the score, the owner key's expiry moves to the new score (see
-/// [`BIND`]: the owner key expires at the score, never before the session). If none
-/// are left, the hash is deleted (it may still hold the deadline field), the id leaves the live
-/// index, and the owner key goes too if the session existed before. Whether keys are left is known
-/// without asking the server unless the write removed keys and set none.
+/// The session exists when its hash holds a session key (a field other than the deadline field,
+/// or a folded key). Keeping the expiry implies only-if-exists. Fields are written 1000
+/// arguments per `HSET`/`HDEL` call (an even number, so pairs never split; far below the limit of
+/// Lua's `unpack`). Order: clear, remove; then, if session keys are left, the set, the deadline
+/// field (the deadline and the folded keys, see [`DEADLINE_FIELD`]), `PEXPIREAT` of the
+/// deadline on the hash (an absolute time, so a server that runs the script late never stretches
+/// the session past the deadline the client recorded), and the id's score in the live index with
+/// `ZADD GT CH` (which the write also trims, see `trim`): a score only grows, so a write whose
+/// deadline falls in the bucket the entry already has changes nothing in the sorted set; when it
+/// does raise the score, the owner key's expiry moves to the new score (see [`BIND`]: the owner
+/// key expires at the score, never before the session). If none are left, the hash is deleted,
+/// the id leaves the live index, and the owner key goes too if the session existed before.
 ///
-/// Keeping the expiry, no `PEXPIREAT` runs and neither the deadline field nor the index is written
+/// The one read is the deadline field (`HGET`): it says whether the session exists (when it
+/// holds a folded key, as every session the session layer saved does; else an `HLEN` tells) and
+/// holds the folded keys the write keeps. A hash whose deadline field is a deadline alone
+/// (written before keys were folded) has the two keys as fields: the write moves them into the
+/// field.
+///
+/// Keeping the expiry, no `PEXPIREAT` runs and the deadline stays; the live index is not written
 /// (`HSET` and `HDEL` leave a key's TTL alone); only a clear, which deletes the hash, reads its
-/// `PTTL` and deadline field first and puts both back, so the two stay as they were.
+/// `PTTL` first and puts it back.
 pub(crate) static APPLY: LazyLock<Lua> = LazyLock::new(|| {
     session_script(
         r#"
@@ -180,46 +235,84 @@ local data, okey, live = KEYS[1], KEYS[2], KEYS[3]
 local keep = ARGV[1] == '0'
 local clear = ARGV[2] == '1'
 local id = ARGV[4]
-local removed = tonumber(ARGV[7])
-local existed = has_keys(data)
-if (keep or ARGV[3] == '1') and not existed then
+local removed = tonumber(ARGV[11])
+local old = redis.call('HGET', data, D)
+local dl0, seen, meta, folded = unfold(old)
+local moved = false
+if old and not folded then
+  seen, meta = unpack(redis.call('HMGET', data, SEEN, META))
+  moved = seen ~= false or meta ~= false
+  if moved then
+    redis.call('HDEL', data, SEEN, META)
+  end
+end
+local existed
+if old and (seen or meta) then
+  existed = true
+end
+local function exists()
+  if existed == nil then
+    if old then
+      existed = redis.call('HLEN', data) > 1
+    else
+      existed = redis.call('EXISTS', data) == 1
+    end
+  end
+  return existed
+end
+if (keep or ARGV[3] == '1') and not exists() then
   return 0
 end
-local pttl, deadline
+local pttl
 if clear then
+  exists()
   if keep then
     pttl = redis.call('PTTL', data)
-    deadline = redis.call('HGET', data, D)
   end
   redis.call('DEL', data)
+  seen, meta = false, false
+end
+if ARGV[7] == 's' then
+  seen = ARGV[8]
+elseif ARGV[7] == 'r' then
+  seen = false
+end
+if ARGV[9] == 's' then
+  meta = ARGV[10]
+elseif ARGV[9] == 'r' then
+  meta = false
 end
 local step = 1000
-local last = 7 + removed
-local i = 8
+local last = 11 + removed
+local n = #ARGV
+if n - last <= 2 then
+  exists()
+end
+local i = 12
 while i <= last do
   local j = math.min(i + step - 1, last)
   redis.call('HDEL', data, unpack(ARGV, i, j))
   i = j + 1
 end
-local n = #ARGV
 local left
-if n - last > (keep and 0 or 2) then
+if n - last > 2 or seen or meta then
   left = true
 elseif clear then
   left = false
-elseif removed > 0 then
-  left = has_keys(data)
+elseif removed > 0 or moved or ARGV[7] == 'r' or ARGV[9] == 'r' then
+  left = redis.call('HLEN', data) > (old and 1 or 0)
 else
-  left = existed
+  left = exists()
 end
 if not left then
   redis.call('DEL', data)
-  if existed then
+  if exists() then
     redis.call('DEL', okey)
   end
   redis.call('ZREM', live, id)
   return 0
 end
+ARGV[n] = fold(keep and (dl0 or '') or ARGV[1], seen, meta)
 i = last + 1
 while i < n do
   local j = math.min(i + step - 1, n)
@@ -227,13 +320,8 @@ while i < n do
   i = j + 1
 end
 if keep then
-  if clear then
-    if deadline then
-      redis.call('HSET', data, D, deadline)
-    end
-    if pttl > 0 then
-      redis.call('PEXPIRE', data, pttl)
-    end
+  if clear and pttl > 0 then
+    redis.call('PEXPIRE', data, pttl)
   end
   return 1
 end
@@ -247,14 +335,36 @@ return 1
     )
 });
 
-/// Deletes one field; if that leaves no session key, deletes the hash (and its deadline field)
-/// and the owner key, and takes the id out of the live index.
+/// Deletes one key; if that leaves no session key, deletes the hash (and its deadline field)
+/// and the owner key, and takes the id out of the live index. A folded key ([`FOLDED_SEEN`],
+/// [`FOLDED_META`]) goes from the deadline field, or from the hash's fields where the deadline
+/// field is a deadline alone (written before keys were folded).
 ///
-/// `KEYS[1]` data hash, `KEYS[2]` owner key, `KEYS[3]` live index, `ARGV[1]` field, `ARGV[2]` id.
+/// `KEYS[1]` data hash, `KEYS[2]` owner key, `KEYS[3]` live index, `ARGV[1]` key, `ARGV[2]` id.
 pub(crate) static REMOVE: LazyLock<Lua> = LazyLock::new(|| {
     session_script(
         r#"
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 and not has_keys(KEYS[1]) then
+local gone
+local v = false
+if ARGV[1] == SEEN or ARGV[1] == META then
+  v = redis.call('HGET', KEYS[1], D)
+end
+local dl, seen, meta, folded = unfold(v)
+if folded then
+  if ARGV[1] == SEEN then
+    gone = seen ~= false
+    seen = false
+  else
+    gone = meta ~= false
+    meta = false
+  end
+  if gone then
+    redis.call('HSET', KEYS[1], D, fold(dl, seen, meta))
+  end
+else
+  gone = redis.call('HDEL', KEYS[1], ARGV[1]) == 1
+end
+if gone and not has_keys(KEYS[1]) then
   redis.call('DEL', KEYS[1], KEYS[2])
   redis.call('ZREM', KEYS[3], ARGV[2])
 end
@@ -263,8 +373,9 @@ return 0
     )
 });
 
-/// Slides the expiry of an existing session (its hash, deadline field and live index entry, and
-/// its owner key when the entry's score rises, as in [`APPLY`]); no effect on a missing one.
+/// Slides the expiry of an existing session (its hash, deadline field (the keys it folds stay)
+/// and live index entry, and its owner key when the entry's score rises, as in [`APPLY`]); no
+/// effect on a missing one.
 ///
 /// `KEYS[1]` data hash, `KEYS[2]` owner key, `KEYS[3]` live index, `ARGV[1]` the deadline (unix
 /// ms, decimal), `ARGV[2]` the id, `ARGV[3]` now (unix ms) to trim the index or `0` (see
@@ -275,10 +386,16 @@ return 0
 pub(crate) static TOUCH: LazyLock<Lua> = LazyLock::new(|| {
     session_script(
         r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then
+local v = redis.call('HGET', KEYS[1], D)
+if not v and redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
-redis.call('HSET', KEYS[1], D, ARGV[1])
+local _, seen, meta, folded = unfold(v)
+if folded then
+  redis.call('HSET', KEYS[1], D, fold(ARGV[1], seen, meta))
+else
+  redis.call('HSET', KEYS[1], D, ARGV[1])
+end
 redis.call('PEXPIREAT', KEYS[1], ARGV[1])
 if redis.call('ZADD', KEYS[3], 'GT', 'CH', ARGV[4], ARGV[2]) == 1 then
   redis.call('PEXPIREAT', KEYS[2], ARGV[4])

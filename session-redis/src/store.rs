@@ -12,8 +12,8 @@ use session_core::driver::{
 use crate::NAME;
 use crate::builder::RedisStoreBuilder;
 use crate::client::RedisClient;
-use crate::keys::{DEADLINE_FIELD, Keys};
-use crate::reply::{is_past, parse_deadline, parse_hash};
+use crate::keys::{DEADLINE_FIELD, FOLDED_META, FOLDED_SEEN, Keys};
+use crate::reply::{is_past, parse_deadline, parse_hash, unfold};
 use crate::scripts;
 
 /// A session store on Redis: one hash per session, expired by Redis itself to the millisecond.
@@ -115,18 +115,31 @@ impl RedisStore {
             self.keys.owner_of(id),
             self.keys.live(id),
         );
-        // ARGV: 7 fixed, the removed keys, the set pairs, the deadline pair (20 digits at most)
-        let args = 7 + changes.remove.len() + 2 * changes.set.len() + 2;
-        let bytes = 80
-            + id.as_str().len()
-            + changes.remove.iter().map(String::len).sum::<usize>()
-            + changes
-                .set
-                .iter()
-                .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>()
-            + DEADLINE_FIELD.len()
-            + 20;
+        // The session layer's two bookkeeping keys go into the deadline field (see
+        // `DEADLINE_FIELD`): each as keep / remove / set, the other keys as fields.
+        let mut seen = Folding::Keep;
+        let mut meta = Folding::Keep;
+        let mut removed: Vec<&str> = Vec::with_capacity(changes.remove.len());
+        for key in &changes.remove {
+            match key.as_str() {
+                FOLDED_SEEN => seen = Folding::Remove,
+                FOLDED_META => meta = Folding::Remove,
+                other => removed.push(other),
+            }
+        }
+        let mut pairs = 0;
+        let mut bytes = 80 + id.as_str().len() + removed.iter().map(|k| k.len()).sum::<usize>();
+        for (key, value) in &changes.set {
+            match key.as_str() {
+                FOLDED_SEEN => seen = Folding::Set(value.as_bytes()),
+                FOLDED_META => meta = Folding::Set(value.as_bytes()),
+                _ => pairs += 1,
+            }
+            bytes += key.len() + value.len();
+        }
+        // ARGV: 11 fixed, the removed keys, the set pairs, the deadline field's pair
+        let args = 11 + removed.len() + 2 * pairs + 2;
+        bytes += DEADLINE_FIELD.len() + 1;
         let mut inv = scripts::APPLY.call_sized(&[&data, &owner, &live], args, bytes);
         // A deadline is at least now + 1 ms, so 0 is free to mean "keep the expiry".
         let now = check::now_millis();
@@ -140,17 +153,21 @@ impl RedisStore {
             } else {
                 0
             })
-            .arg(deadline.map_or(0, |at| scripts::index_score(at, self.granularity)))
-            .arg(changes.remove.len());
-        for key in &changes.remove {
-            inv.arg(key.as_str());
+            .arg(deadline.map_or(0, |at| scripts::index_score(at, self.granularity)));
+        for folding in [seen, meta] {
+            inv.arg(folding.op()).arg(folding.value());
+        }
+        inv.arg(removed.len());
+        for key in removed {
+            inv.arg(key);
         }
         for (key, value) in &changes.set {
-            inv.arg(key.as_str()).arg(value.as_bytes());
+            if key != FOLDED_SEEN && key != FOLDED_META {
+                inv.arg(key.as_str()).arg(value.as_bytes());
+            }
         }
-        if let Some(deadline) = deadline {
-            inv.arg(DEADLINE_FIELD).arg(deadline);
-        }
+        // the script replaces the placeholder with the field's value
+        inv.arg(DEADLINE_FIELD).arg("-");
         let exists: i64 = self.client.eval(&scripts::APPLY, &inv).await?;
         Ok(exists == 1 && deadline.is_none_or(|at| at > check::now_millis()))
     }
@@ -162,6 +179,34 @@ impl RedisStore {
             .query(redis::cmd("HGETALL").arg(data_key))
             .await?;
         parse_hash(&reply)
+    }
+}
+
+/// What a write does to one of the keys the deadline field folds (an argument pair of the apply
+/// script).
+#[derive(Clone, Copy)]
+enum Folding<'a> {
+    Keep,
+    Remove,
+    Set(&'a [u8]),
+}
+
+impl<'a> Folding<'a> {
+    /// `k` keep, `r` remove, `s` set.
+    fn op(self) -> &'static str {
+        match self {
+            Folding::Keep => "k",
+            Folding::Remove => "r",
+            Folding::Set(_) => "s",
+        }
+    }
+
+    /// The value to set (empty unless `Set`).
+    fn value(self) -> &'a [u8] {
+        match self {
+            Folding::Set(value) => value,
+            Folding::Keep | Folding::Remove => &[],
+        }
     }
 }
 
@@ -229,7 +274,8 @@ impl Driver for RedisStore {
     }
 
     // Saves reading the whole hash: one `HMGET` of the field and the deadline field (a session
-    // past its deadline on the local clock is missing).
+    // past its deadline on the local clock is missing); a folded key is read from the deadline
+    // field.
     async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Value>> {
         let (raw, deadline): (Option<Vec<u8>>, Option<Vec<u8>>) = self
             .client
@@ -243,11 +289,22 @@ impl Driver for RedisStore {
         if is_past(deadline.as_deref()) {
             return Ok(None);
         }
+        if let Some(field) = deadline.as_deref().filter(|d| d.contains(&b','))
+            && (key == FOLDED_SEEN || key == FOLDED_META)
+        {
+            let folded = unfold(field)?;
+            let value = if key == FOLDED_SEEN {
+                folded.seen
+            } else {
+                folded.meta
+            };
+            return Ok(value.map(|v| Value::from(v.to_vec())));
+        }
         Ok(raw.map(Value::from))
     }
 
-    // Saves reading the whole hash: `HLEN` minus the deadline field (`HGET`), one round trip; a
-    // session past its deadline on the local clock is missing.
+    // Saves reading the whole hash: `HLEN` minus the deadline field, plus the keys it folds
+    // (`HGET`), one round trip; a session past its deadline on the local clock is missing.
     async fn get_size(&self, id: &SessionId) -> Result<usize> {
         let data_key = self.keys.data(id);
         let mut pipe = redis::pipe();
@@ -259,10 +316,13 @@ impl Driver for RedisStore {
             .arg(DEADLINE_FIELD);
         let (fields, deadline): (usize, Option<Vec<u8>>) =
             self.client.query_pipeline(&pipe).await?;
-        if is_past(deadline.as_deref()) {
+        let Some(field) = deadline else {
+            return Ok(fields);
+        };
+        if is_past(Some(&field)) {
             return Ok(0);
         }
-        Ok(fields.saturating_sub(usize::from(deadline.is_some())))
+        Ok(fields.saturating_sub(1) + unfold(&field)?.keys().count())
     }
 
     // Saves the apply script's existence check and argument framing: `HDEL`, then `HLEN` only if

@@ -34,10 +34,17 @@ fn owner_key(store: &RedisStore, id: &SessionId) -> String {
     format!("{}:{{{}}}:owner", store.prefix(), id.as_str())
 }
 
-/// The deadline field of the hash `key`, parsed (`None` if absent).
+/// The deadline in the deadline field of the hash `key`, parsed (`None` if absent): the digits
+/// before its first comma (the keys it folds follow).
 async fn deadline_field(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Option<u64> {
-    let text: Option<String> = raw.hget(key, DEADLINE).await.unwrap();
-    text.map(|t| t.parse().expect("the deadline field is decimal unix ms"))
+    let value: Option<Vec<u8>> = raw.hget(key, DEADLINE).await.unwrap();
+    value.map(|v| {
+        let digits = v.split(|&b| b == b',').next().unwrap();
+        std::str::from_utf8(digits)
+            .unwrap()
+            .parse()
+            .expect("the deadline field starts with decimal unix ms")
+    })
 }
 
 /// The real expiry of `key` on the server clock: `TIME` + `PTTL`, in unix ms.
@@ -1218,4 +1225,254 @@ async fn the_owner_key_expires_at_the_live_index_score_and_never_before_its_sess
     assert_eq!(listed, vec![id.clone()], "only the live session is listed");
     store.clear_prefix().await.unwrap();
     assert!(keys_with_ttl(&mut raw, store.prefix()).await.is_empty());
+}
+
+/// The raw value of the deadline field of the hash `key`.
+async fn deadline_value(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Option<Vec<u8>> {
+    raw.hget(key, DEADLINE).await.unwrap()
+}
+
+/// The field names of the hash `key`, sorted.
+async fn field_names(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<Vec<u8>> {
+    let mut fields: Vec<Vec<u8>> = raw.hkeys(key).await.unwrap();
+    fields.sort();
+    fields
+}
+
+#[tokio::test]
+async fn a_session_layer_session_is_its_keys_and_one_driver_field() {
+    let store = common::open_shared("foldmgr").await;
+    let mut raw = raw().await;
+    let manager = session_kit::Manager::new(
+        std::sync::Arc::new(store.clone()),
+        session_kit::Config::default(),
+    )
+    .unwrap();
+    let session = manager.load(None);
+    session.set("cart", &vec![1, 2, 3]).await.unwrap();
+    session.set("name", "Ada").await.unwrap();
+    session.save().await.unwrap();
+    let id = session.id().await.expect("saved");
+    let key = data_key(&store, &id);
+    assert_eq!(
+        field_names(&mut raw, &key).await,
+        vec![b"cart".to_vec(), b"name".to_vec(), DEADLINE.to_vec()],
+        "the session layer's __s.meta and __s.seen ride in the deadline field"
+    );
+    let loaded = store.load(&id).await.unwrap().expect("live");
+    assert!(loaded.data.contains_key("__s.meta") && loaded.data.contains_key("__s.seen"));
+    assert_eq!(store.get_size(&id).await.unwrap(), 4);
+
+    // A later request reads and saves it: still one driver field, and the data round trips.
+    let again = manager.load(&id);
+    assert_eq!(
+        again.get::<String>("name").await.unwrap().as_deref(),
+        Some("Ada")
+    );
+    again.set("name", "Grace").await.unwrap();
+    again.save().await.unwrap();
+    assert_eq!(field_names(&mut raw, &key).await.len(), 3);
+    let third = manager.load(&id);
+    assert_eq!(
+        third.get::<Vec<i32>>("cart").await.unwrap(),
+        Some(vec![1, 2, 3])
+    );
+    assert_eq!(
+        third.get::<String>("name").await.unwrap().as_deref(),
+        Some("Grace")
+    );
+    store.clear_prefix().await.unwrap();
+}
+
+#[tokio::test]
+async fn folded_keys_are_keys_like_any_other() {
+    let store = common::open_shared("fold").await;
+    let mut raw = raw().await;
+    let id = SessionId::generate().unwrap();
+    let key = data_key(&store, &id);
+    let ttl = Duration::from_secs(60);
+    // values that look like the layout's own bytes
+    let (seen, meta) = (
+        Value::from_bytes(b"1,2,-,".to_vec()),
+        Value::from_bytes(Vec::new()),
+    );
+    let create = ChangeSet {
+        set: [
+            ("__s.seen".to_owned(), seen.clone()),
+            ("__s.meta".to_owned(), meta.clone()),
+            ("k".to_owned(), v("x")),
+        ]
+        .into_iter()
+        .collect(),
+        ..ChangeSet::default()
+    };
+    assert!(store.apply(&id, create, ttl).await.unwrap());
+    assert_eq!(
+        field_names(&mut raw, &key).await,
+        vec![b"k".to_vec(), DEADLINE.to_vec()]
+    );
+    let field = deadline_value(&mut raw, &key).await.unwrap();
+    assert!(
+        field.ends_with(b",6,0,1,2,-,"),
+        "{:?}",
+        String::from_utf8_lossy(&field)
+    );
+    let loaded = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(loaded.data.len(), 3);
+    assert_eq!(loaded.data.get("__s.seen"), Some(seen.clone()));
+    assert_eq!(loaded.data.get("__s.meta"), Some(meta.clone()));
+    assert_eq!(
+        store.get(&id, "__s.seen").await.unwrap(),
+        Some(seen.clone())
+    );
+    assert_eq!(
+        store.get(&id, "__s.meta").await.unwrap(),
+        Some(meta.clone())
+    );
+    assert_eq!(store.get_size(&id).await.unwrap(), 3);
+
+    // Touching the expiry keeps them; keeping the expiry while setting one keeps the deadline.
+    store
+        .update_ttl(&id, Duration::from_secs(90))
+        .await
+        .unwrap();
+    let deadline = deadline_field(&mut raw, &key).await.unwrap();
+    assert_deadline_near(deadline, Duration::from_secs(90));
+    assert_eq!(
+        store.get(&id, "__s.seen").await.unwrap(),
+        Some(seen.clone())
+    );
+    let keep = ChangeSet {
+        only_if_exists: true,
+        set: [("__s.seen".to_owned(), v("later"))].into_iter().collect(),
+        ..ChangeSet::default()
+    };
+    assert!(apply_keep(&store, &id, keep).await);
+    assert_eq!(deadline_field(&mut raw, &key).await, Some(deadline));
+    assert_eq!(store.get(&id, "__s.seen").await.unwrap(), Some(v("later")));
+    assert_eq!(
+        store.get(&id, "__s.meta").await.unwrap(),
+        Some(meta.clone())
+    );
+
+    // Removing them, one way or the other.
+    store.remove(&id, "__s.meta").await.unwrap();
+    assert_eq!(store.get(&id, "__s.meta").await.unwrap(), None);
+    assert_eq!(store.get_size(&id).await.unwrap(), 2);
+    let drop_k = ChangeSet {
+        only_if_exists: true,
+        remove: vec!["k".into()],
+        ..ChangeSet::default()
+    };
+    assert!(
+        store.apply(&id, drop_k, ttl).await.unwrap(),
+        "a folded key alone is a session"
+    );
+    assert_eq!(field_names(&mut raw, &key).await, vec![DEADLINE.to_vec()]);
+    assert_eq!(store.load(&id).await.unwrap().unwrap().data.len(), 1);
+    store.index_add("carol", &id, ttl).await.unwrap();
+    store.remove(&id, "__s.seen").await.unwrap();
+    let left: bool = raw.exists(&key).await.unwrap();
+    assert!(!left, "no key left: the hash goes");
+    let owner: bool = raw.exists(owner_key(&store, &id)).await.unwrap();
+    assert!(!owner, "and the owner key with it");
+    assert_eq!(store.load(&id).await.unwrap(), None);
+    store.clear_prefix().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_hash_written_before_the_keys_were_folded_is_read_and_moved_by_its_next_write() {
+    let store = common::open_shared("unfolded").await;
+    let mut raw = raw().await;
+    let id = SessionId::generate().unwrap();
+    let key = data_key(&store, &id);
+    let deadline = check::now_millis() + 60_000;
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("k")
+        .arg(v("x").as_bytes())
+        .arg("__s.seen")
+        .arg(b"S".as_slice())
+        .arg("__s.meta")
+        .arg(b"M".as_slice())
+        .arg(DEADLINE)
+        .arg(deadline)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let _: () = raw.pexpire(&key, 60_000).await.unwrap();
+
+    let loaded = store.load(&id).await.unwrap().expect("live");
+    assert_eq!(loaded.data.len(), 3);
+    assert_eq!(loaded.expires_at, Some(check::from_unix_millis(deadline)));
+    assert_eq!(
+        store.get(&id, "__s.meta").await.unwrap(),
+        Some(Value::from_bytes(b"M".to_vec()))
+    );
+    assert_eq!(store.get_size(&id).await.unwrap(), 3);
+    // a touch leaves the layout as it is
+    store
+        .update_ttl(&id, Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(field_names(&mut raw, &key).await.len(), 4);
+    assert_eq!(store.load(&id).await.unwrap().unwrap().data.len(), 3);
+
+    // The next write moves the two keys into the deadline field.
+    let save = ChangeSet {
+        only_if_exists: true,
+        set: [("__s.seen".to_owned(), Value::from_bytes(b"S2".to_vec()))]
+            .into_iter()
+            .collect(),
+        ..ChangeSet::default()
+    };
+    assert!(
+        store
+            .apply(&id, save, Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        field_names(&mut raw, &key).await,
+        vec![b"k".to_vec(), DEADLINE.to_vec()]
+    );
+    let loaded = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(loaded.data.len(), 3);
+    assert_eq!(
+        loaded.data.get("__s.seen"),
+        Some(Value::from_bytes(b"S2".to_vec()))
+    );
+    assert_eq!(
+        loaded.data.get("__s.meta"),
+        Some(Value::from_bytes(b"M".to_vec()))
+    );
+    store.clear_prefix().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_deadline_field_out_of_its_layout_is_a_corrupt_session() {
+    let store = common::open_shared("foldbad").await;
+    let mut raw = raw().await;
+    let id = SessionId::generate().unwrap();
+    let key = data_key(&store, &id);
+    store
+        .set(&id, "k", v("x"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let broken = format!("{},9,-,short", check::now_millis() + 60_000);
+    let _: () = raw.hset(&key, DEADLINE, broken).await.unwrap();
+    assert!(matches!(
+        store.load(&id).await,
+        Err(session_core::Error::Corrupt { .. })
+    ));
+    // a write puts it right
+    store
+        .set(&id, "k", v("y"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load(&id).await.unwrap().unwrap().data.get("k"),
+        Some(v("y"))
+    );
+    store.clear_prefix().await.unwrap();
 }

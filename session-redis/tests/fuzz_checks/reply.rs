@@ -6,7 +6,10 @@
 //!
 //! * raw RESP bytes (redis-rs's own parser, as the connection reads them): the parsed value goes
 //!   to the `HGETALL` reader, which must agree with a model (names and values must be strings,
-//!   the deadline field is split off, any other name that is not UTF-8 is `Error::Corrupt`,
+//!   the deadline field is split off (its digits are the deadline, and the session layer's two
+//!   bookkeeping keys it folds join the data, over fields of their names; a value with a comma
+//!   out of that layout is `Error::Corrupt`), any other name that is not UTF-8 is
+//!   `Error::Corrupt`,
 //!   a reply of another shape is `Error::Backend`), and to the `CLUSTER SLOTS` reader;
 //! * a deadline field value (`parse_deadline`: a believed deadline is the decimal number it
 //!   holds, no later than the driver could have written); a `CLUSTER NODES` reply (only
@@ -75,7 +78,54 @@ fn model(reply: &Value) -> Outcome {
             Err(_) => return Outcome::Corrupt,
         }
     }
-    Outcome::Ok(data, deadline)
+    let Some(raw) = deadline else {
+        return Outcome::Ok(data, None);
+    };
+    let Some((digits, folded)) = model_unfold(&raw) else {
+        return Outcome::Corrupt;
+    };
+    for (key, value) in folded {
+        data.insert(key.to_owned(), SessionValue::from_bytes(value));
+    }
+    Outcome::Ok(data, Some(digits))
+}
+
+/// A deadline field as the model reads it: the deadline's digits and the folded keys' entries.
+type ModelFolded = (Vec<u8>, Vec<(&'static str, Vec<u8>)>);
+
+/// The model of the deadline field's layout: `<digits>,<seen len|->,<meta len|->,<seen><meta>`,
+/// or a deadline alone without a comma; `None` where a value with a comma breaks it.
+fn model_unfold(raw: &[u8]) -> Option<ModelFolded> {
+    if !raw.contains(&b',') {
+        return Some((raw.to_vec(), Vec::new()));
+    }
+    let parts: Vec<&[u8]> = raw.splitn(4, |&b| b == b',').collect();
+    let [digits, seen_len, meta_len, mut rest] = parts[..] else {
+        return None;
+    };
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let len = |token: &[u8]| -> Option<Option<usize>> {
+        if token == b"-" {
+            return Some(None);
+        }
+        if token.is_empty() || !token.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(token).ok()?.parse().ok().map(Some)
+    };
+    let mut folded = Vec::new();
+    for (key, token) in [("__s.seen", seen_len), ("__s.meta", meta_len)] {
+        if let Some(n) = len(token)? {
+            if n > rest.len() {
+                return None;
+            }
+            folded.push((key, rest[..n].to_vec()));
+            rest = &rest[n..];
+        }
+    }
+    rest.is_empty().then(|| (digits.to_vec(), folded))
 }
 
 /// Runs the check on one input.
@@ -138,10 +188,14 @@ fn deadline(raw: &[u8]) {
             "a future deadline judged past"
         );
     }
-    let ms: u64 = std::str::from_utf8(raw)
+    let digits = raw
+        .split(|&b| b == b',')
+        .next()
+        .expect("split yields one part");
+    let ms: u64 = std::str::from_utf8(digits)
         .expect("a believed deadline is text")
         .parse()
-        .expect("a believed deadline is a number");
+        .expect("a believed deadline is the number before the first comma");
     assert_eq!(at, check::from_unix_millis(ms));
     // no later than now + the longest TTL + a day of clock skew
     let latest = check::now_millis() + check::MAX_TTL.as_millis() as u64 + 24 * 3600 * 1000;
@@ -172,6 +226,12 @@ struct Hash {
 #[derive(Arbitrary, Debug)]
 enum Field {
     Deadline,
+    /// A deadline field in the folded layout, as the apply script writes it.
+    Folded {
+        deadline: u64,
+        seen: Option<Vec<u8>>,
+        meta: Option<Vec<u8>>,
+    },
     Key(String),
     Bytes(Vec<u8>),
 }
@@ -196,10 +256,25 @@ fn structured(hash: &Hash) {
         wire.extend_from_slice(format!("*{}\r\n", 2 * n).as_bytes());
     }
     for (field, value) in &hash.fields {
-        let name: &[u8] = match field {
-            Field::Deadline => DEADLINE_FIELD,
-            Field::Key(k) => k.as_bytes(),
-            Field::Bytes(b) => b,
+        let folded;
+        let (name, value): (&[u8], &[u8]) = match field {
+            Field::Folded {
+                deadline,
+                seen,
+                meta,
+            } => {
+                let len = |v: &Option<Vec<u8>>| {
+                    v.as_ref().map_or("-".to_owned(), |v| v.len().to_string())
+                };
+                let mut v = format!("{deadline},{},{},", len(seen), len(meta)).into_bytes();
+                v.extend(seen.iter().flatten());
+                v.extend(meta.iter().flatten());
+                folded = v;
+                (DEADLINE_FIELD, &folded)
+            }
+            Field::Deadline => (DEADLINE_FIELD, value),
+            Field::Key(k) => (k.as_bytes(), value),
+            Field::Bytes(b) => (b, value),
         };
         // a simple string must be UTF-8 to stay the same bytes
         let simple = hash.simple && std::str::from_utf8(name).is_ok();
@@ -209,13 +284,21 @@ fn structured(hash: &Hash) {
     let reply = redis::parse_redis_value(&wire).expect("a well-formed RESP reply");
     let got = outcome(parse_hash(reply.clone()));
     assert_eq!(got, model(&reply));
-    if let Outcome::Ok(data, deadline) = &got {
+    // The model covers the folded layout; the expectations below, a hash without it.
+    let folded_layout = hash.fields.iter().any(|(field, value)| match field {
+        Field::Folded { .. } => true,
+        Field::Deadline => value.contains(&b','),
+        Field::Bytes(b) => b == DEADLINE_FIELD && value.contains(&b','),
+        Field::Key(_) => false,
+    });
+    if let (Outcome::Ok(data, deadline), false) = (&got, folded_layout) {
         // every field is in the data but the deadline, which is split off
         let mut want = Data::new();
         let mut want_deadline = None;
         for (field, value) in &hash.fields {
             match field {
                 Field::Deadline => want_deadline = Some(value.clone()),
+                Field::Folded { .. } => unreachable!("skipped above"),
                 Field::Key(k) => {
                     want.insert(k.clone(), SessionValue::from_bytes(value.clone()));
                 }
