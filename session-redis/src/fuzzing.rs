@@ -6,7 +6,8 @@ use std::time::SystemTime;
 
 use session_core::driver::{Data, Result};
 
-/// The field of a session hash that holds the deadline (never a session key).
+/// The field of a session hash that holds the deadline and the session layer's two folded
+/// bookkeeping keys (never a session key).
 pub const DEADLINE_FIELD: &[u8] = crate::keys::DEADLINE_FIELD;
 
 /// An `HGETALL` reply (RESP2 array or RESP3 map) split into the session's data and the raw
