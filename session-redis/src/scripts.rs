@@ -6,7 +6,7 @@
 //! [`INDEX_SESSIONS_SINGLE`] (and [`INDEX_ADD_SINGLE`]), used only on a single node, which touch
 //! keys of several sessions.
 //!
-//! Every script that sets the expiry of a session hash (apply, touch) also writes the hash's
+//! Every script that sets the expiry of a session hash (apply, save, touch) also writes the hash's
 //! deadline field ([`DEADLINE_FIELD`]) and the session's entry in the live index in the same step,
 //! and sets the expiry as that absolute deadline (`PEXPIREAT`), so `load` reads the deadline with
 //! the data in one `HGETALL` and the server never keeps a session past it; a script that keeps
@@ -334,6 +334,68 @@ return 1
 "#,
     )
 });
+
+/// The usual save, [`APPLY`] cut to what it needs: a write that sets the expiry, sets
+/// [`FOLDED_SEEN`] and some keys, keeps [`FOLDED_META`], and neither clears nor removes (what
+/// the session layer sends on every save of a session it loaded). Each `EVALSHA` argument and
+/// each line of Lua has a price on the server (about 900 instructions per argument, about 5,000
+/// per `redis.call`, about 1,000 per string function); this script takes 9 arguments besides the
+/// keys where [`APPLY`] takes 14, and reads the deadline field with one `string.match` where
+/// [`APPLY`] unfolds and folds it in full: 57,000 instructions per call against 79,000
+/// (callgrind, a session of six keys).
+///
+/// `KEYS` as in [`APPLY`]. `ARGV[1]` the deadline (unix ms, decimal), `ARGV[2]` the session id,
+/// `ARGV[3]` now if this write trims the live index, else `0` (as `ARGV[5]` of [`APPLY`]),
+/// `ARGV[4]` the index score of the deadline ([`index_score`]), `ARGV[5]` the length of the new
+/// [`FOLDED_SEEN`] value in bytes (decimal), `ARGV[6]` that value, then field/value pairs to set
+/// (none of them a folded key; at most [`SAVE_MAX_PAIRS`], so one `unpack` takes them).
+///
+/// It writes only a session that exists in the folded layout with its [`FOLDED_META`] held in
+/// the deadline field, as every session the session layer saved is: then it does what [`APPLY`]
+/// does for this write (one `HSET` of the keys and the deadline field, whose deadline and seen
+/// value are new and whose meta is kept, `PEXPIREAT`, `ZADD GT CH` and, when that raised the
+/// score, `PEXPIREAT` of the owner key, the trim) and returns 1. For anything else (no deadline
+/// field: a missing session or a hash of the older layout; no meta in the field; a field out of
+/// the layout) it writes nothing and returns -1, and the caller sends the same write as
+/// [`APPLY`], which handles every case.
+pub(crate) static SAVE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(format!(
+        r#"local data, okey, live = KEYS[1], KEYS[2], KEYS[3]
+local old = redis.call('HGET', data, {field})
+if not old then
+  return -1
+end
+local sl, ml, p = string.match(old, '^%d*,([%d%-]+),(%d+),()')
+if not ml then
+  return -1
+end
+local ns = sl == '-' and 0 or tonumber(sl)
+if not ns or p + ns + tonumber(ml) ~= #old + 1 then
+  return -1
+end
+redis.call('HSET', data, {field},
+  ARGV[1] .. ',' .. ARGV[5] .. ',' .. ml .. ',' .. ARGV[6] .. string.sub(old, p + ns),
+  unpack(ARGV, 7))
+redis.call('PEXPIREAT', data, ARGV[1])
+if redis.call('ZADD', live, 'GT', 'CH', ARGV[4], ARGV[2]) == 1 then
+  redis.call('PEXPIREAT', okey, ARGV[4])
+end
+if ARGV[3] ~= '0' then
+  local expired = redis.call('ZRANGEBYSCORE', live, '-inf', ARGV[3], 'LIMIT', 0, {trim})
+  if #expired > 0 then
+    redis.call('ZREM', live, unpack(expired))
+  end
+end
+return 1
+"#,
+        field = lua_literal(DEADLINE_FIELD),
+        trim = TRIM_LIMIT,
+    ))
+});
+
+/// The most field/value pairs a [`SAVE`] call takes (one `unpack` of its arguments; Lua's stack
+/// allows a few thousand); a larger write goes through [`APPLY`].
+pub(crate) const SAVE_MAX_PAIRS: usize = 500;
 
 /// Deletes one key; if that leaves no session key, deletes the hash (and its deadline field)
 /// and the owner key, and takes the id out of the live index. A folded key ([`FOLDED_SEEN`],

@@ -137,13 +137,37 @@ impl RedisStore {
             }
             bytes += key.len() + value.len();
         }
+        // A deadline is at least now + 1 ms, so 0 is free to mean "keep the expiry".
+        let now = check::now_millis();
+        let deadline = expiry.ttl().map(|ttl| now.saturating_add(ttl.as_millis()));
+        // The usual save goes through the lean script; it declines (-1) what it does not cover,
+        // and the write goes through the apply script below.
+        if let (Some(at), Folding::Set(seen), Folding::Keep) = (deadline, seen, meta)
+            && !changes.clear
+            && removed.is_empty()
+            && pairs <= scripts::SAVE_MAX_PAIRS
+        {
+            let mut inv = scripts::SAVE.call_sized(&[&data, &owner, &live], 6 + 2 * pairs, bytes);
+            inv.arg(at)
+                .arg(id.as_str())
+                .arg(self.trim_arg(now))
+                .arg(scripts::index_score(at, self.granularity))
+                .arg(seen.len())
+                .arg(seen);
+            for (key, value) in &changes.set {
+                if key != FOLDED_SEEN && key != FOLDED_META {
+                    inv.arg(key.as_str()).arg(value.as_bytes());
+                }
+            }
+            let saved: i64 = self.client.eval(&scripts::SAVE, &inv).await?;
+            if saved == 1 {
+                return Ok(at > check::now_millis());
+            }
+        }
         // ARGV: 11 fixed, the removed keys, the set pairs, the deadline field's pair
         let args = 11 + removed.len() + 2 * pairs + 2;
         bytes += DEADLINE_FIELD.len() + 1;
         let mut inv = scripts::APPLY.call_sized(&[&data, &owner, &live], args, bytes);
-        // A deadline is at least now + 1 ms, so 0 is free to mean "keep the expiry".
-        let now = check::now_millis();
-        let deadline = expiry.ttl().map(|ttl| now.saturating_add(ttl.as_millis()));
         inv.arg(deadline.unwrap_or(0))
             .arg(if changes.clear { "1" } else { "0" })
             .arg(if changes.only_if_exists { "1" } else { "0" })

@@ -1476,3 +1476,162 @@ async fn a_deadline_field_out_of_its_layout_is_a_corrupt_session() {
     );
     store.clear_prefix().await.unwrap();
 }
+
+/// How many times the private `server` ran `command` since its last `CONFIG RESETSTAT`.
+fn calls(server: &common::RedisServer, command: &str) -> u64 {
+    server
+        .info_field("commandstats", &format!("cmdstat_{command}"))
+        .and_then(|v| v.strip_prefix("calls=")?.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The save the session layer sends after a load (`__s.seen` set, `__s.meta` kept, no clear, no
+/// removal).
+fn usual_save(seen: &str, keys: &[(&str, Value)]) -> ChangeSet {
+    let mut set: Data = keys
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    set.insert("__s.seen".to_owned(), v(seen));
+    ChangeSet {
+        only_if_exists: true,
+        set,
+        ..ChangeSet::default()
+    }
+}
+
+/// The usual save runs one lean script (one `HGET` on the server) where the session is in the
+/// folded layout with its meta; everything else it declines, and the apply script does the write
+/// (a second `HGET`). Either way the result is the apply script's. On a private server, so the
+/// command counts are this test's alone.
+#[tokio::test]
+async fn the_usual_save_takes_the_lean_script_and_declines_what_it_does_not_cover() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = common::RedisServer::start(common::free_port(), dir.path(), false, &[]);
+    let store = RedisStore::open(&server.url()).await.unwrap();
+    let mut raw = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let id = SessionId::generate().unwrap();
+    let key = data_key(&store, &id);
+    // a meta that looks like the layout's own bytes
+    let meta = Value::from_bytes(b"9,9,-,".to_vec());
+    let create = ChangeSet {
+        set: [
+            ("__s.seen".to_owned(), v("S1")),
+            ("__s.meta".to_owned(), meta.clone()),
+            ("k".to_owned(), v("x")),
+        ]
+        .into_iter()
+        .collect(),
+        ..ChangeSet::default()
+    };
+    assert!(
+        store
+            .apply(&id, create, Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+
+    // The lean path: one script, one HGET.
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    let save = usual_save("S2", &[("k", v("y")), ("k2", v("z"))]);
+    assert!(
+        store
+            .apply(&id, save, Duration::from_secs(90))
+            .await
+            .unwrap()
+    );
+    assert_eq!(calls(&server, "hget"), 1, "the lean script alone ran");
+    assert_eq!(calls(&server, "hlen"), 0);
+    assert_eq!(
+        field_names(&mut raw, &key).await,
+        vec![b"k".to_vec(), b"k2".to_vec(), DEADLINE.to_vec()]
+    );
+    let deadline = deadline_field(&mut raw, &key).await.unwrap();
+    assert_deadline_near(deadline, Duration::from_secs(90));
+    let seen_bytes = v("S2").as_bytes().to_vec();
+    let mut tail = format!(",{},{},", seen_bytes.len(), meta.as_bytes().len()).into_bytes();
+    tail.extend_from_slice(&seen_bytes);
+    tail.extend_from_slice(meta.as_bytes());
+    let field = deadline_value(&mut raw, &key).await.unwrap();
+    assert_eq!(field, [deadline.to_string().into_bytes(), tail].concat());
+    let expiry: u64 = redis::cmd("PEXPIRETIME")
+        .arg(&key)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(
+        expiry, deadline,
+        "the hash expires at the recorded deadline"
+    );
+    let score: Option<f64> = raw
+        .zscore(format!("{}:live", store.prefix()), id.as_str())
+        .await
+        .unwrap();
+    assert_eq!(score, Some(bucket(deadline) as f64));
+    let loaded = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(loaded.data.len(), 4);
+    assert_eq!(loaded.data.get("k"), Some(v("y")));
+    assert_eq!(loaded.data.get("k2"), Some(v("z")));
+    assert_eq!(loaded.data.get("__s.seen"), Some(v("S2")));
+    assert_eq!(loaded.data.get("__s.meta"), Some(meta.clone()));
+
+    // Many keys in one save: still the lean script.
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    let many: Vec<(String, Value)> = (0..500).map(|i| (format!("m{i}"), v("v"))).collect();
+    let many_refs: Vec<(&str, Value)> = many.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let save = usual_save("S3", &many_refs);
+    assert!(
+        store
+            .apply(&id, save, Duration::from_secs(90))
+            .await
+            .unwrap()
+    );
+    assert_eq!(calls(&server, "hget"), 1);
+    assert_eq!(store.get_size(&id).await.unwrap(), 504);
+
+    // No meta in the field: declined, and the apply script keeps it absent.
+    store.remove(&id, "__s.meta").await.unwrap();
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    assert!(
+        store
+            .apply(&id, usual_save("S4", &[]), Duration::from_secs(90))
+            .await
+            .unwrap()
+    );
+    assert_eq!(calls(&server, "hget"), 2, "declined, then the apply script");
+    assert_eq!(store.get(&id, "__s.meta").await.unwrap(), None);
+    assert_eq!(store.get(&id, "__s.seen").await.unwrap(), Some(v("S4")));
+
+    // A field out of the layout: declined; the apply script puts it right.
+    let broken = format!("{},9,0,short", check::now_millis() + 60_000);
+    let _: () = raw.hset(&key, DEADLINE, broken).await.unwrap();
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    let _ = store
+        .apply(&id, usual_save("S5", &[]), Duration::from_secs(90))
+        .await
+        .unwrap();
+    assert_eq!(calls(&server, "hget"), 2);
+    assert_eq!(store.get(&id, "__s.seen").await.unwrap(), Some(v("S5")));
+    assert!(store.load(&id).await.unwrap().is_some(), "readable again");
+
+    // A missing session: declined, and nothing is created.
+    let missing = SessionId::generate().unwrap();
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    assert!(
+        !store
+            .apply(
+                &missing,
+                usual_save("S", &[("k", v("x"))]),
+                Duration::from_secs(60)
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(calls(&server, "hget"), 2);
+    let exists: bool = raw.exists(data_key(&store, &missing)).await.unwrap();
+    assert!(!exists, "a save of a missing session creates nothing");
+}
