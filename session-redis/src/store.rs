@@ -154,11 +154,7 @@ impl RedisStore {
                 .arg(scripts::index_score(at, self.granularity))
                 .arg(seen.len())
                 .arg(seen);
-            for (key, value) in &changes.set {
-                if key != FOLDED_SEEN && key != FOLDED_META {
-                    inv.arg(key.as_str()).arg(value.as_bytes());
-                }
-            }
+            push_set_pairs(&mut inv, changes);
             let saved: i64 = self.client.eval(&scripts::SAVE, &inv).await?;
             if saved == 1 {
                 return Ok(at > check::now_millis());
@@ -185,11 +181,7 @@ impl RedisStore {
         for key in removed {
             inv.arg(key);
         }
-        for (key, value) in &changes.set {
-            if key != FOLDED_SEEN && key != FOLDED_META {
-                inv.arg(key.as_str()).arg(value.as_bytes());
-            }
-        }
+        push_set_pairs(&mut inv, changes);
         // the script replaces the placeholder with the field's value
         inv.arg(DEADLINE_FIELD).arg("-");
         let exists: i64 = self.client.eval(&scripts::APPLY, &inv).await?;
@@ -203,6 +195,16 @@ impl RedisStore {
             .query(redis::cmd("HGETALL").arg(data_key))
             .await?;
         parse_hash(&reply)
+    }
+}
+
+/// Adds the field/value pairs of the keys `changes` sets to a write script's call, the keys the
+/// deadline field folds left out (the call passes those on their own).
+fn push_set_pairs(inv: &mut redis::Cmd, changes: &ChangeSet) {
+    for (key, value) in &changes.set {
+        if key != FOLDED_SEEN && key != FOLDED_META {
+            inv.arg(key.as_str()).arg(value.as_bytes());
+        }
     }
 }
 
