@@ -338,9 +338,9 @@ return 1
 /// The usual save, [`APPLY`] cut to what it needs: a write that sets the expiry, sets
 /// [`FOLDED_SEEN`] and some keys, keeps [`FOLDED_META`], and neither clears nor removes (what
 /// the session layer sends on every save of a session it loaded). Each `EVALSHA` argument and
-/// each line of Lua has a price on the server (about 900 instructions per argument, about 5,000
-/// per `redis.call`, about 1,000 per string function); this script takes 9 arguments besides the
-/// keys where [`APPLY`] takes 14, and reads the deadline field with one `string.match` where
+/// each line of Lua has a price on the server (about 1,100 instructions per argument, about 5,000
+/// per `redis.call`, about 1,000 per string function); this script takes 6 arguments besides the
+/// keys and the pairs where [`APPLY`] takes 13, and reads the deadline field with one `string.match` where
 /// [`APPLY`] unfolds and folds it in full: 57,000 instructions per call against 79,000
 /// (callgrind, a session of six keys).
 ///
