@@ -11,6 +11,7 @@
 //! a `PEXPIRE`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -117,11 +118,22 @@ pub fn decode_blob_shared(blob: Bytes) -> Result<Option<RawData>> {
 
 /// A hash per session: `HGETALL` to read, one pipelined `HSET` of the changed fields + `PEXPIRE`
 /// to write, on as many multiplexed connections as the driver opens by default
-/// ([`session_redis::DEFAULT_CONNECTIONS`]), taken in turn as the driver takes its own.
+/// ([`session_redis::DEFAULT_CONNECTIONS`]), taken as the driver takes its own: the first with
+/// fewer than [`session_redis::client::CONNECTION_SPILL`] calls in flight, else the least busy
+/// (a light load stays on one connection, whose commands then go out and come back together).
 pub struct RedisRaw {
     conns: Vec<redis::aio::ConnectionManager>,
-    next: std::sync::atomic::AtomicUsize,
+    in_flight: Vec<AtomicUsize>,
     prefix: String,
+}
+
+/// A call counted among its connection's calls in flight until dropped.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl RedisRaw {
@@ -140,16 +152,28 @@ impl RedisRaw {
             );
         }
         Ok(RedisRaw {
+            in_flight: conns.iter().map(|_| AtomicUsize::new(0)).collect(),
             conns,
-            next: std::sync::atomic::AtomicUsize::new(0),
             prefix: prefix.to_string(),
         })
     }
 
-    /// The next connection in turn.
-    fn conn(&self) -> redis::aio::ConnectionManager {
-        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.conns[i % self.conns.len()].clone()
+    /// The connection for the next call, and the call's place among its calls in flight.
+    fn conn(&self) -> (redis::aio::ConnectionManager, InFlight<'_>) {
+        let mut least = (0, usize::MAX);
+        for (slot, calls) in self.in_flight.iter().enumerate() {
+            let calls = calls.load(Ordering::Relaxed);
+            if calls < session_redis::client::CONNECTION_SPILL {
+                least = (slot, calls);
+                break;
+            }
+            if calls < least.1 {
+                least = (slot, calls);
+            }
+        }
+        let count = &self.in_flight[least.0];
+        count.fetch_add(1, Ordering::Relaxed);
+        (self.conns[least.0].clone(), InFlight(count))
     }
 
     fn key(&self, id: &str) -> String {
@@ -164,7 +188,7 @@ impl Raw for RedisRaw {
     }
 
     async fn load(&self, id: &str) -> Result<Option<RawData>> {
-        let mut conn = self.conn();
+        let (mut conn, _in_flight) = self.conn();
         let map: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
             .arg(self.key(id))
             .query_async(&mut conn)
@@ -191,13 +215,13 @@ impl Raw for RedisRaw {
             .arg(&key)
             .arg(ttl.as_millis() as u64)
             .ignore();
-        let mut conn = self.conn();
+        let (mut conn, _in_flight) = self.conn();
         pipe.query_async::<()>(&mut conn).await?;
         Ok(())
     }
 
     async fn cleanup(&self) -> Result<()> {
-        let mut conn = self.conn();
+        let (mut conn, _in_flight) = self.conn();
         let pattern = format!("{}:*", self.prefix);
         let mut cursor: u64 = 0;
         loop {

@@ -110,7 +110,7 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How many connections the store opens, which its calls take in turn (default
+    /// How many connections the store opens, which its calls share (default
     /// [`DEFAULT_CONNECTIONS`](crate::DEFAULT_CONNECTIONS)); see
     /// [`RedisClientBuilder::connections`].
     pub fn connections(mut self, n: usize) -> Self {

@@ -69,11 +69,14 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Default number of reconnection attempts after a connection is lost, before the pending
 /// commands fail (the next command starts a new round of attempts).
 pub const DEFAULT_RECONNECT_RETRIES: usize = 2;
-/// Default number of connections a client opens (to one server, or full cluster connections),
-/// which its calls take in turn; see [`RedisClientBuilder::connections`].
+/// Default number of connections a client opens (to one server, or full cluster connections);
+/// see [`RedisClientBuilder::connections`] for how calls take them.
 pub const DEFAULT_CONNECTIONS: usize = 2;
 /// The most connections one client opens ([`RedisClientBuilder::connections`] clamps to it).
 pub const MAX_CONNECTIONS: usize = 64;
+/// How many calls in flight one connection of a client carries before the next call takes
+/// another connection of the pool (see [`RedisClientBuilder::connections`]).
+pub const CONNECTION_SPILL: usize = 32;
 
 /// The shortest pause before redis-rs's cluster client retries a request (a node down, a slot map
 /// being refreshed), in ms. redis-rs's default is 1,280 ms, which held requests to every master
@@ -210,11 +213,13 @@ impl RedisClientBuilder {
     }
 
     /// How many connections the client opens (default [`DEFAULT_CONNECTIONS`]; clamped to
-    /// 1..=[`MAX_CONNECTIONS`]). Each is multiplexed: concurrent calls pipeline onto it, and
-    /// successive calls take the connections in turn (round robin). More than one spreads the
-    /// socket work over several driver tasks (each connection has its own, which writes the
-    /// requests and reads the replies); see the crate documentation's "Performance" section for
-    /// the measurements behind the default. On a cluster each is a full cluster connection (one
+    /// 1..=[`MAX_CONNECTIONS`]). Each is multiplexed: concurrent calls pipeline onto it. A call
+    /// takes the first connection with fewer than [`CONNECTION_SPILL`] calls in flight (or, when
+    /// all have that many, the least busy), so a light load stays on one connection, whose
+    /// driver task then writes the commands of concurrent calls together and reads their
+    /// replies together, and a heavy load spreads the socket work and the parsing of replies
+    /// over several driver tasks (each connection has its own); see the crate documentation's
+    /// "Performance" section for the measurements behind this and the default. On a cluster each is a full cluster connection (one
     /// socket per node). Each reconnects on its own, so after an outage up to this many calls can
     /// fail, one per connection, before all are back.
     pub fn connections(mut self, n: usize) -> Self {
@@ -397,8 +402,8 @@ impl RedisClientBuilder {
 /// mapping. Made by [`RedisClient::builder`]; the one a store runs on is
 /// [`RedisStore::client`](crate::RedisStore::client).
 ///
-/// Cloning is cheap: clones share its connections ([`RedisClientBuilder::connections`], taken in
-/// turn by successive calls), each a multiplexed connection (one server: a [`ConnectionManager`]
+/// Cloning is cheap: clones share its connections ([`RedisClientBuilder::connections`], which
+/// calls fill one at a time), each a multiplexed connection (one server: a [`ConnectionManager`]
 /// that reconnects in the background; through Sentinel: a connection to the master that asks the
 /// sentinels again after a failure) or a cluster connection (routed by slot, following
 /// `MOVED`/`ASK`). Every call is bounded by the operation timeout and fails with
@@ -427,17 +432,21 @@ impl std::fmt::Debug for RedisClient {
 }
 
 impl RedisClient {
-    /// The connection for the next call (round robin over the pool).
+    /// The connection for the next call (see [`Pool`](crate::conn::Pool): the first with room,
+    /// not counting this call).
     pub(crate) fn conn(&self) -> Conn {
         self.pool.pick().clone()
     }
 
-    /// The connection for the next call, following each write with `WAIT` if the client asks
-    /// for replica acknowledgements.
+    /// The connection for the next call, counted among that connection's calls in flight while
+    /// the handle lives, and following each write with `WAIT` if the client asks for replica
+    /// acknowledgements.
     fn handle(&self) -> Handle {
+        let (conn, claim) = self.pool.claim();
         Handle {
-            conn: self.conn(),
+            conn: conn.clone(),
             wait: self.wait,
+            _claim: claim,
         }
     }
 
@@ -472,8 +481,7 @@ impl RedisClient {
         self.wait.map(|w| (w.replicas, w.timeout))
     }
 
-    /// How many connections this client's calls take in turn
-    /// ([`RedisClientBuilder::connections`]).
+    /// How many connections this client's calls share ([`RedisClientBuilder::connections`]).
     pub fn connection_count(&self) -> usize {
         self.pool.len()
     }
@@ -483,7 +491,8 @@ impl RedisClient {
         self.op_timeout
     }
 
-    /// A handle on one of the shared connections (the next in turn), for redis-rs calls that
+    /// A handle on one of the shared connections (the one the next call would take, counted as
+    /// one call in flight on it while the handle lives), for redis-rs calls that
     /// take a [`ConnectionLike`] (`query_async`, `invoke_async`, ...); pass the future to
     /// [`run`](Self::run) to get the timeout and the error mapping. Commands sent through one
     /// handle reach the server in the order they were sent; writes are followed by `WAIT` if

@@ -1,6 +1,7 @@
 //! One connection type for a single node (direct or through Redis Sentinel) and a cluster, so
 //! pipelines and scripts are written once; and how its errors become the framework's.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 use session_core::driver::Error;
 
 use crate::NAME;
+use crate::client::CONNECTION_SPILL;
 use crate::sentinel::SentinelConn;
 
 /// A cheap-to-clone handle on the shared multiplexed connection(s).
@@ -31,28 +33,83 @@ pub(crate) enum Server {
 }
 
 /// The client's connections: one or more [`Conn`]s of the same kind (all single node or all
-/// cluster), taken in turn by successive calls.
+/// cluster). A call takes the first connection with fewer than [`CONNECTION_SPILL`] calls in
+/// flight, or, when every one has that many, the least busy: a light load stays on one
+/// connection, whose driver task then sends the commands of concurrent calls together (one
+/// `writev`, one read on the server) and reads their replies together; a heavy load spills onto
+/// the others, so their replies are parsed on more than one core.
 pub(crate) struct Pool {
     conns: Box<[Conn]>,
-    next: AtomicUsize,
+    in_flight: Arc<[AtomicUsize]>,
+}
+
+/// A call's place on a connection of a [`Pool`]: counted among the connection's calls in flight
+/// until dropped (nothing to count in a pool of one).
+pub(crate) struct Claim {
+    counted: Option<(Arc<[AtomicUsize]>, usize)>,
+}
+
+impl Clone for Claim {
+    fn clone(&self) -> Claim {
+        if let Some((in_flight, slot)) = &self.counted {
+            in_flight[*slot].fetch_add(1, Ordering::Relaxed);
+        }
+        Claim {
+            counted: self.counted.clone(),
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some((in_flight, slot)) = &self.counted {
+            in_flight[*slot].fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Pool {
     /// A pool of `conns`, which must not be empty.
     pub(crate) fn new(conns: Vec<Conn>) -> Option<Pool> {
         (!conns.is_empty()).then(|| Pool {
+            in_flight: conns.iter().map(|_| AtomicUsize::new(0)).collect(),
             conns: conns.into_boxed_slice(),
-            next: AtomicUsize::new(0),
         })
     }
 
-    /// The next connection, round robin (a relaxed counter: an even spread, not a strict order).
-    pub(crate) fn pick(&self) -> &Conn {
-        let n = self.conns.len();
-        if n == 1 {
-            return &self.conns[0];
+    /// The connection for the next call, and the call's claim on it (see [`Pool`]).
+    pub(crate) fn claim(&self) -> (&Conn, Claim) {
+        if self.conns.len() == 1 {
+            return (&self.conns[0], Claim { counted: None });
         }
-        &self.conns[self.next.fetch_add(1, Ordering::Relaxed) % n]
+        let slot = self.pick_slot();
+        self.in_flight[slot].fetch_add(1, Ordering::Relaxed);
+        (
+            &self.conns[slot],
+            Claim {
+                counted: Some((self.in_flight.clone(), slot)),
+            },
+        )
+    }
+
+    /// The connection a call would take now, without counting one more call on it (for the
+    /// occasional call that holds no [`Claim`]).
+    pub(crate) fn pick(&self) -> &Conn {
+        &self.conns[self.pick_slot()]
+    }
+
+    fn pick_slot(&self) -> usize {
+        let mut least = (0, usize::MAX);
+        for (slot, calls) in self.in_flight.iter().enumerate() {
+            let calls = calls.load(Ordering::Relaxed);
+            if calls < CONNECTION_SPILL {
+                return slot;
+            }
+            if calls < least.1 {
+                least = (slot, calls);
+            }
+        }
+        least.0
     }
 
     /// The first connection: what every call would see for the pool's kind (single or cluster).

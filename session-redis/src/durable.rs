@@ -12,7 +12,7 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
-use crate::conn::Conn;
+use crate::conn::{Claim, Conn};
 
 /// `WAIT <replicas> <timeout>` after every write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,6 +201,8 @@ impl Wait {
 pub(crate) struct Handle {
     pub(crate) conn: Conn,
     pub(crate) wait: Option<Wait>,
+    /// The call's place among its connection's calls in flight (see [`Pool`](crate::conn::Pool)).
+    pub(crate) _claim: Claim,
 }
 
 impl ConnectionLike for Handle {

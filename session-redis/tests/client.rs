@@ -264,9 +264,9 @@ async fn options_bound_connecting() {
 }
 
 #[tokio::test]
-async fn a_pool_of_connections_takes_turns() {
+async fn a_pool_of_connections_fills_one_connection_then_spills_onto_the_next() {
     use session_redis::DEFAULT_CONNECTIONS;
-    use session_redis::client::MAX_CONNECTIONS;
+    use session_redis::client::{CONNECTION_SPILL, Connection, MAX_CONNECTIONS};
 
     assert_eq!(
         RedisClient::builder().connection_count(),
@@ -285,24 +285,58 @@ async fn a_pool_of_connections_takes_turns() {
         .await
         .unwrap();
     assert_eq!(client.connection_count(), 3);
-    // successive calls take the three connections in turn: three server-side clients, twice each
-    let mut ids = Vec::new();
-    for _ in 0..6 {
-        let id: i64 = client.query(redis::cmd("CLIENT").arg("ID")).await.unwrap();
-        ids.push(id);
+    // The server-side id of the connection a handle (or a call) is on.
+    async fn id_of(client: &RedisClient, conn: &mut Connection) -> i64 {
+        client
+            .run(redis::cmd("CLIENT").arg("ID").query_async(conn))
+            .await
+            .unwrap()
     }
-    assert_eq!(ids[..3], ids[3..], "{ids:?}");
-    assert_eq!(ids[..3].iter().collect::<BTreeSet<_>>().len(), 3, "{ids:?}");
-    // and a handle from `connection()` stays on one of them
-    let mut conn = client.connection();
-    let a: i64 = client
-        .run(redis::cmd("CLIENT").arg("ID").query_async(&mut conn))
-        .await
-        .unwrap();
-    let b: i64 = client
-        .run(redis::cmd("CLIENT").arg("ID").query_async(&mut conn))
-        .await
-        .unwrap();
-    assert_eq!(a, b);
-    assert!(ids.contains(&a));
+    let call = || async {
+        client
+            .query::<i64>(redis::cmd("CLIENT").arg("ID"))
+            .await
+            .unwrap()
+    };
+    // one call at a time: always the first connection
+    let first = call().await;
+    for _ in 0..5 {
+        assert_eq!(call().await, first);
+    }
+    // a handle from `connection()` counts as a call in flight while it lives, and stays on its
+    // connection: CONNECTION_SPILL of them fill the first connection ...
+    let mut held: Vec<Vec<Connection>> = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let mut on_one = Vec::new();
+        for _ in 0..CONNECTION_SPILL {
+            on_one.push(client.connection());
+        }
+        let id = id_of(&client, &mut on_one[0]).await;
+        for conn in &mut on_one {
+            assert_eq!(id_of(&client, conn).await, id);
+        }
+        ids.push(id);
+        held.push(on_one);
+        // ... and the next call spills onto the next connection (or, with all three full, takes
+        // the least busy: the first, which a tie goes to)
+        let next = call().await;
+        if ids.len() < 3 {
+            assert!(!ids.contains(&next), "{next} in {ids:?}");
+        } else {
+            assert_eq!(next, ids[0]);
+        }
+    }
+    assert_eq!(ids[0], first);
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 3, "{ids:?}");
+    // a connection with room again takes the next call
+    held[1].pop();
+    assert_eq!(call().await, ids[1]);
+    // handles dropped: room on the first connection again
+    drop(held.remove(0));
+    assert_eq!(call().await, first);
+    held.clear();
+    for _ in 0..3 {
+        assert_eq!(call().await, first);
+    }
 }
