@@ -219,9 +219,9 @@ impl RedisClientBuilder {
     /// driver task then writes the commands of concurrent calls together and reads their
     /// replies together, and a heavy load spreads the socket work and the parsing of replies
     /// over several driver tasks (each connection has its own); see the crate documentation's
-    /// "Performance" section for the measurements behind this and the default. On a cluster each is a full cluster connection (one
-    /// socket per node). Each reconnects on its own, so after an outage up to this many calls can
-    /// fail, one per connection, before all are back.
+    /// "Performance" section for the measurements behind this and the default. On a cluster
+    /// each is a full cluster connection (one socket per node). Each reconnects on its own, so
+    /// after an outage up to this many calls can fail, one per connection, before all are back.
     pub fn connections(mut self, n: usize) -> Self {
         self.connections = n.clamp(1, MAX_CONNECTIONS);
         self
