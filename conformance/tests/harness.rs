@@ -3,9 +3,11 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use session_conformance::__private::run_case;
+use session_core::driver::{Capabilities, ChangeSet, Driver, Expiry, Loaded, Result, async_trait};
 use session_core::{SessionId, Storage};
 
 static TEARDOWNS: AtomicUsize = AtomicUsize::new(0);
@@ -121,5 +123,72 @@ fn a_stalled_case_runs_again_and_a_persistent_stall_still_fails() {
     assert_eq!(
         ALWAYS_STALL_RUNS.load(Ordering::SeqCst),
         session_conformance::STALL_ATTEMPTS as usize
+    );
+}
+
+/// The reference store whose first write answers 200 ms after it took effect (its deadline
+/// already set), as a write slowed down by a loaded machine does.
+struct SlowFirstWrite {
+    inner: support::Reference,
+    slowed: AtomicBool,
+}
+
+#[async_trait]
+impl Driver for SlowFirstWrite {
+    fn name(&self) -> &'static str {
+        "slow-first-write"
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+    async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
+        Driver::load(&self.inner, id).await
+    }
+    async fn apply(&self, id: &SessionId, changes: ChangeSet, expiry: Expiry) -> Result<bool> {
+        let out = Driver::apply(&self.inner, id, changes, expiry).await;
+        if !self.slowed.swap(true, Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        out
+    }
+    async fn remove_all(&self, id: &SessionId) -> Result<()> {
+        Driver::remove_all(&self.inner, id).await
+    }
+}
+
+async fn slow_first_write() -> session_conformance::Fixture {
+    support::beside_a_neighbour(Arc::new(SlowFirstWrite {
+        inner: support::Reference::new(),
+        slowed: AtomicBool::new(false),
+    }))
+}
+
+/// A slide case counts its time from before the first write, whose deadline is set while it
+/// runs: a first write that answers late makes the case report a stall (run again, then failed
+/// as a stall), never a correct store that "lost" the session to a deadline the case overslept.
+#[test]
+fn a_late_first_write_in_a_slide_case_is_a_stall_not_a_lost_session() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    support::quiet::quiet_case_panics();
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(run_case(
+            "set_slides_expiry",
+            slow_first_write,
+            session_conformance::__private::no_teardown,
+            session_conformance::cases::set_slides_expiry,
+        ))
+    }));
+    let payload = failed.expect_err("every attempt's first write answers 200 ms late: a stall");
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        message.contains(session_conformance::STALL_MARKER),
+        "a late first write must read as a stall, not as a store that lost the session: {message:?}"
     );
 }
