@@ -3,12 +3,19 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use session_conformance::__private::run_case;
-use session_core::driver::{Capabilities, ChangeSet, Driver, Expiry, Loaded, Result, async_trait};
 use session_core::{SessionId, Storage};
+
+/// The text of a re-raised case panic (empty if it carried none).
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default()
+}
 
 static TEARDOWNS: AtomicUsize = AtomicUsize::new(0);
 
@@ -65,11 +72,7 @@ fn teardown_runs_and_the_failure_is_reraised() {
         before + 4,
         "teardown must run after a failing case too, on both stores"
     );
-    let payload = failed.expect_err("a failing case must fail the test");
-    let message = payload
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
+    let message = panic_message(failed.expect_err("a failing case must fail the test"));
     assert!(
         message.contains("deliberate failure"),
         "the re-raised panic lost the case's message: {message:?}"
@@ -126,41 +129,12 @@ fn a_stalled_case_runs_again_and_a_persistent_stall_still_fails() {
     );
 }
 
-/// The reference store whose first write answers 200 ms after it took effect (its deadline
-/// already set), as a write slowed down by a loaded machine does.
-struct SlowFirstWrite {
-    inner: support::Reference,
-    slowed: AtomicBool,
-}
-
-#[async_trait]
-impl Driver for SlowFirstWrite {
-    fn name(&self) -> &'static str {
-        "slow-first-write"
-    }
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-    async fn load(&self, id: &SessionId) -> Result<Option<Loaded>> {
-        Driver::load(&self.inner, id).await
-    }
-    async fn apply(&self, id: &SessionId, changes: ChangeSet, expiry: Expiry) -> Result<bool> {
-        let out = Driver::apply(&self.inner, id, changes, expiry).await;
-        if !self.slowed.swap(true, Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        out
-    }
-    async fn remove_all(&self, id: &SessionId) -> Result<()> {
-        Driver::remove_all(&self.inner, id).await
-    }
-}
-
+/// The reference store, whose first write answers 200 ms after it took effect.
 async fn slow_first_write() -> session_conformance::Fixture {
-    support::beside_a_neighbour(Arc::new(SlowFirstWrite {
-        inner: support::Reference::new(),
-        slowed: AtomicBool::new(false),
-    }))
+    support::beside_a_neighbour(Arc::new(support::Reference::with_quirks(support::Quirks {
+        first_write_answers_late: Some(Duration::from_millis(200)),
+        ..support::Quirks::default()
+    })))
 }
 
 /// A slide case counts its time from before the first write, whose deadline is set while it
@@ -182,11 +156,9 @@ fn a_late_first_write_in_a_slide_case_is_a_stall_not_a_lost_session() {
             session_conformance::cases::set_slides_expiry,
         ))
     }));
-    let payload = failed.expect_err("every attempt's first write answers 200 ms late: a stall");
-    let message = payload
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
+    let message = panic_message(
+        failed.expect_err("every attempt's first write answers 200 ms late: a stall"),
+    );
     assert!(
         message.contains(session_conformance::STALL_MARKER),
         "a late first write must read as a stall, not as a store that lost the session: {message:?}"

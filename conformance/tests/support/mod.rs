@@ -5,6 +5,7 @@
 pub mod quiet;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use session_conformance::Fixture;
@@ -22,6 +23,9 @@ pub struct Quirks {
     pub ignore_ttl: bool,
     /// `set_map` replaces the session instead of merging into it.
     pub set_map_replaces: bool,
+    /// The store's first write answers this long after it took effect (its deadline already
+    /// set), as a write slowed down by a loaded machine does. Not a broken store: a slow one.
+    pub first_write_answers_late: Option<Duration>,
 }
 
 struct Entry {
@@ -82,6 +86,8 @@ impl State {
 pub struct Reference {
     state: Mutex<State>,
     quirks: Quirks,
+    /// Whether a write has answered late already ([`Quirks::first_write_answers_late`]).
+    answered_late: AtomicBool,
 }
 
 impl Reference {
@@ -95,6 +101,7 @@ impl Reference {
         Reference {
             state: Mutex::new(State::default()),
             quirks,
+            answered_late: AtomicBool::new(false),
         }
     }
 
@@ -109,6 +116,17 @@ impl Reference {
             Expiry::After(_) if self.quirks.ignore_ttl => now + Duration::from_secs(3600),
             expiry => expiry.deadline(now, current),
         }
+    }
+
+    /// The write of [`Driver::apply`], done at once: whether the session exists after it.
+    fn apply_now(&self, id: &SessionId, changes: &ChangeSet, expiry: Expiry) -> bool {
+        let mut state = self.state();
+        let live = state.live(id).map(|e| (e.data.clone(), e.deadline));
+        let Some((mut data, current)) = changes.start(live, expiry) else {
+            return false;
+        };
+        changes.apply_to(&mut data);
+        state.put(id, data, self.deadline(expiry, current))
     }
 }
 
@@ -130,13 +148,13 @@ impl Driver for Reference {
     }
 
     async fn apply(&self, id: &SessionId, changes: ChangeSet, expiry: Expiry) -> Result<bool> {
-        let mut state = self.state();
-        let live = state.live(id).map(|e| (e.data.clone(), e.deadline));
-        let Some((mut data, current)) = changes.start(live, expiry) else {
-            return Ok(false);
-        };
-        changes.apply_to(&mut data);
-        Ok(state.put(id, data, self.deadline(expiry, current)))
+        let exists = self.apply_now(id, &changes, expiry);
+        if let Some(late) = self.quirks.first_write_answers_late
+            && !self.answered_late.swap(true, Ordering::SeqCst)
+        {
+            tokio::time::sleep(late).await;
+        }
+        Ok(exists)
     }
 
     async fn remove_all(&self, id: &SessionId) -> Result<()> {
