@@ -343,3 +343,26 @@ fn session_and_manager_can_be_shared_across_tasks() {
     shareable::<session_core::Session>();
     shareable::<session_core::Manager>();
 }
+
+/// The futures a request awaits stay small: a handler's future holds them inline, and a future
+/// that the caller boxes (`async_trait`, `tokio::spawn`, axum's handlers) past 1,032 bytes misses
+/// glibc's per-thread cache, so every request locks a malloc arena to allocate and free it (the
+/// save future was 1,224 bytes with its write paths inline: on Redis at 256 in flight that cost
+/// 5-10% of the reads, BENCHMARKS.md, sixth session). The budget leaves the caller room.
+#[tokio::test]
+async fn the_futures_of_a_request_stay_small() {
+    const BUDGET: usize = 512;
+    let (m, _store) = setup(Config::default());
+    let id = stored_session(&m, "a", 1).await;
+    let s = m.load(Some(id.as_str()));
+    let sizes = [
+        ("get", std::mem::size_of_val(&s.get::<u32>("a"))),
+        ("set", std::mem::size_of_val(&s.set("a", &2u32))),
+        ("remove", std::mem::size_of_val(&s.remove("a"))),
+        ("save", std::mem::size_of_val(&s.save())),
+    ];
+    for (what, size) in sizes {
+        assert!(size <= BUDGET, "the future of {what} takes {size} bytes (budget {BUDGET})");
+    }
+    assert_eq!(s.get::<u32>("a").await.unwrap(), Some(1));
+}

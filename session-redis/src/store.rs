@@ -189,11 +189,15 @@ impl RedisStore {
     }
 
     /// `HGETALL` of the session hash: its data and the raw value of its deadline field.
+    ///
+    /// The command is sized before its arguments go in: `redis::cmd(..).arg(..)` grows its
+    /// buffer with `realloc`, which in glibc takes the malloc arena's lock on every call (no
+    /// per-thread cache), and under load on several worker threads that lock was contended on
+    /// most reads (`perf record -e context-switches`, BENCHMARKS.md, sixth session).
     async fn hgetall(&self, data_key: &str) -> Result<(Packed, Option<Vec<u8>>)> {
-        let reply: redis::Value = self
-            .client
-            .query(redis::cmd("HGETALL").arg(data_key))
-            .await?;
+        let mut cmd = redis::Cmd::with_capacity(2, "HGETALL".len() + data_key.len());
+        cmd.arg("HGETALL").arg(data_key);
+        let reply: redis::Value = self.client.query(&cmd).await?;
         parse_hash(&reply)
     }
 }
