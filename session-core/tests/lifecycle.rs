@@ -362,7 +362,10 @@ async fn the_futures_of_a_request_stay_small() {
         ("save", std::mem::size_of_val(&s.save())),
     ];
     for (what, size) in sizes {
-        assert!(size <= BUDGET, "the future of {what} takes {size} bytes (budget {BUDGET})");
+        assert!(
+            size <= BUDGET,
+            "the future of {what} takes {size} bytes (budget {BUDGET})"
+        );
     }
     assert_eq!(s.get::<u32>("a").await.unwrap(), Some(1));
 }
