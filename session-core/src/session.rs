@@ -836,11 +836,12 @@ impl Session {
     async fn save_inner(&self, st: &mut State) -> Result<SaveOutcome> {
         // Every path that calls the store runs in a future of its own, boxed, and the read-only
         // path that calls nothing (`touch_if_due` with no touch due) allocates none: inline,
-        // their states made the future of every save 1,224 bytes (the save of a write inline),
-        // and a future that large, boxed by the caller's `async_trait` or `tokio::spawn`, is past
-        // the size glibc's per-thread cache takes (1,032 bytes), so every request locked a
-        // malloc arena to allocate and free it: on Redis at 256 in flight, boxed paths read
-        // 5-10% faster with 17% fewer context switches (BENCHMARKS.md, sixth session).
+        // their states made the future of every save 1,224 bytes, and a future that large,
+        // boxed by the caller's `async_trait` or `tokio::spawn`, is past the size glibc's
+        // per-thread cache takes (1,032 bytes), so every request locked a malloc arena to
+        // allocate and free it: on Redis at 256 in flight, boxed paths read 5-10% faster with
+        // 17% fewer context switches (BENCHMARKS.md, sixth session). Now the save's future is
+        // 344 bytes and a write's box (`save_changes`, its rare paths boxed in turn) 400.
         let discarded = st.take_discarded();
         if !discarded.is_empty() {
             Box::pin(self.discard(discarded)).await?;
@@ -932,6 +933,13 @@ impl Session {
         let (Some(id), Some((before, now))) = (st.id(), change) else {
             return;
         };
+        // boxed, as an owner change is rare: inline, the events' futures took 424 bytes of
+        // every write's future (see `save_inner`)
+        Box::pin(self.emit_owner_change(id, before, now)).await;
+    }
+
+    /// The events of an owner change: `LoggedOut` for the owner before, `LoggedIn` for the new.
+    async fn emit_owner_change(&self, id: &SessionId, before: Option<String>, now: Option<String>) {
         if let Some(user) = before {
             self.ctx()
                 .emit(|| SessionEvent::LoggedOut {
@@ -996,7 +1004,7 @@ impl Session {
     async fn save_changes(&self, st: &mut State, id: SessionId, now: u64) -> Result<SaveOutcome> {
         let ctx = self.ctx();
         let Some(ttl) = st.write_ttl(&ctx.timing, now)? else {
-            return self.expire_now(st, id).await;
+            return Box::pin(self.expire_now(st, id)).await;
         };
         st.stamp_update(now)?;
         if !ctx
