@@ -839,7 +839,7 @@ impl Session {
         // their states made the future of every save 1,224 bytes, and a future that large,
         // boxed by the caller's `async_trait` or `tokio::spawn`, is past the size glibc's
         // per-thread cache takes (1,032 bytes), so every request locked a malloc arena to
-        // allocate and free it: on Redis at 256 in flight, boxed paths read 5-10% faster with
+        // allocate and free it: on Redis at 256 in flight, boxed paths read 4-12% faster with
         // 17% fewer context switches (BENCHMARKS.md, sixth session). Now the save's future is
         // 344 bytes and a write's box (`save_changes`, its rare paths boxed in turn) 400.
         let discarded = st.take_discarded();

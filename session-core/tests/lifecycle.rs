@@ -348,7 +348,7 @@ fn session_and_manager_can_be_shared_across_tasks() {
 /// that the caller boxes (`async_trait`, `tokio::spawn`, axum's handlers) past 1,032 bytes misses
 /// glibc's per-thread cache, so every request locks a malloc arena to allocate and free it (the
 /// save future was 1,224 bytes with its write paths inline: on Redis at 256 in flight that cost
-/// 5-10% of the reads, BENCHMARKS.md, sixth session). The budget leaves the caller room.
+/// 4-12% of the reads, BENCHMARKS.md, sixth session). The budget leaves the caller room.
 #[tokio::test]
 async fn the_futures_of_a_request_stay_small() {
     const BUDGET: usize = 512;
