@@ -53,8 +53,13 @@ async fn a_killed_master_is_replaced_by_its_replica_and_the_stores_follow() {
             .operation_timeout(OPERATION_TIMEOUT)
     };
     let store = Arc::new(builder().open_cluster(&urls).await.unwrap());
+    // A `WAIT` that no replica answers replies after its whole timeout (500 ms), so the durable
+    // store's response timeout must be longer, or the reply that names the missing
+    // acknowledgement races the client's own timeout (a CI rehearsal on a loaded machine lost
+    // that race on every durable write after the promotion).
     let durable = Arc::new(
         builder()
+            .response_timeout(Duration::from_millis(1000))
             .wait_for_replicas(1, Duration::from_millis(500))
             .open_cluster(&urls)
             .await
