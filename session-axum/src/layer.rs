@@ -191,14 +191,12 @@ where
         let response_header = shared.response_header.clone();
         let work = async move {
             let mut response = inner.call(req).await?;
-            // boxed on its own: inline, the request's future came to 1,264 bytes, past the
-            // 1,032 bytes of glibc's per-thread cache, and every request locked a malloc arena
-            // to allocate and free it; now 720 and 736 (see `Session::save` in session-core)
-            let finish = Box::pin(request.finish(|_, value| {
-                HeaderValue::from_str(value)
-                    .map_err(|e| format!("session id is not a header value: {e}"))
-            }));
-            let sent = finish.await;
+            let sent = request
+                .finish(|_, value| {
+                    HeaderValue::from_str(value)
+                        .map_err(|e| format!("session id is not a header value: {e}"))
+                })
+                .await;
             match sent {
                 Ok(None) => {}
                 Ok(Some(value)) => {

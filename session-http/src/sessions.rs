@@ -284,7 +284,10 @@ impl RequestSession {
         header: impl FnOnce(&str, &str) -> std::result::Result<H, String>,
     ) -> Result<Option<H>> {
         let span = self.span.clone();
-        self.save(header).instrument(span).await
+        // boxed: inline, the save made the future of every framework's request that awaits
+        // `finish` larger than the 1,032 bytes of glibc's per-thread cache (axum's layer: 1,264
+        // bytes), so every request locked a malloc arena (see `Session::save` in session-core)
+        Box::pin(self.save(header).instrument(span)).await
     }
 
     async fn save<H>(
