@@ -119,12 +119,14 @@ pub fn decode_blob_shared(blob: Bytes) -> Result<Option<RawData>> {
 /// A hash per session: `HGETALL` to read, one pipelined `HSET` of the changed fields + `PEXPIRE`
 /// to write, on as many multiplexed connections as the driver opens by default
 /// ([`session_redis::DEFAULT_CONNECTIONS`]), taken as the driver takes its own: the first with
-/// fewer than [`session_redis::client::CONNECTION_SPILL`] calls in flight, else the least busy
+/// fewer than the spill threshold's calls in flight (the driver's default,
+/// [`session_redis::client::CONNECTION_SPILL`], unless a run sets both), else the least busy
 /// (a light load stays on one connection, whose commands then go out and come back together).
 pub struct RedisRaw {
     conns: Vec<redis::aio::ConnectionManager>,
     in_flight: Vec<AtomicUsize>,
     prefix: String,
+    spill: usize,
 }
 
 /// A call counted among its connection's calls in flight until dropped.
@@ -137,8 +139,10 @@ impl Drop for InFlight<'_> {
 }
 
 impl RedisRaw {
-    /// Connects to `url`; every key starts with `prefix:`.
-    pub async fn open(url: &str, prefix: &str) -> Result<Self> {
+    /// Connects to `url`; every key starts with `prefix:`; a connection carries up to `spill`
+    /// calls in flight before the next call takes another (the driver's
+    /// `connection_spill`).
+    pub async fn open(url: &str, prefix: &str, spill: usize) -> Result<Self> {
         let client = redis::Client::open(url)?;
         let mut conns = Vec::with_capacity(session_redis::DEFAULT_CONNECTIONS);
         for _ in 0..session_redis::DEFAULT_CONNECTIONS {
@@ -155,6 +159,7 @@ impl RedisRaw {
             in_flight: conns.iter().map(|_| AtomicUsize::new(0)).collect(),
             conns,
             prefix: prefix.to_string(),
+            spill: spill.max(1),
         })
     }
 
@@ -163,7 +168,7 @@ impl RedisRaw {
         let mut least = (0, usize::MAX);
         for (slot, calls) in self.in_flight.iter().enumerate() {
             let calls = calls.load(Ordering::Relaxed);
-            if calls < session_redis::client::CONNECTION_SPILL {
+            if calls < self.spill {
                 least = (slot, calls);
                 break;
             }
@@ -281,7 +286,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn redis_baseline_round_trips() {
         let url = crate::redis_url();
-        let raw = RedisRaw::open(&url, &crate::private_prefix("rawtest"))
+        let spill = session_redis::client::CONNECTION_SPILL;
+        let raw = RedisRaw::open(&url, &crate::private_prefix("rawtest"), spill)
             .await
             .unwrap_or_else(|e| {
                 panic!(

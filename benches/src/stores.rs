@@ -125,6 +125,9 @@ pub struct StoreOptions {
     pub pool_size: Option<u32>,
     /// The Redis driver's live index granularity; `None`: the driver's default.
     pub redis_index_granularity: Option<std::time::Duration>,
+    /// Calls in flight per Redis connection before the next call takes another, for the driver
+    /// and its floor alike; `None`: the driver's default.
+    pub redis_spill: Option<usize>,
     /// How the moka floor of the memory driver keeps a session.
     pub moka_layout: direct::MokaLayout,
     /// The PostgreSQL schema or MySQL database the run creates, uses and drops
@@ -140,6 +143,7 @@ impl Default for StoreOptions {
             redis_prefix: crate::private_prefix("bench"),
             pool_size: None,
             redis_index_granularity: None,
+            redis_spill: None,
             moka_layout: direct::MokaLayout::default(),
             server_name: crate::private_prefix("loadgen").replace('-', "_"),
         }
@@ -277,6 +281,9 @@ pub async fn open_store(spec: &StoreSpec, opts: &StoreOptions) -> Result<Opened>
             if let Some(granularity) = opts.redis_index_granularity {
                 builder = builder.live_index_granularity(granularity);
             }
+            if let Some(spill) = opts.redis_spill {
+                builder = builder.connection_spill(spill);
+            }
             let store = builder
                 .open(&spec.url())
                 .await
@@ -411,9 +418,14 @@ pub async fn open_raw(spec: &StoreSpec, opts: &StoreOptions, threads: usize) -> 
             return Ok(Baseline::Threads(Box::new(direct)));
         }
         "redis" => Box::new(
-            raw::RedisRaw::open(&spec.url(), &format!("{}:raw", opts.redis_prefix))
-                .await
-                .map_err(|e| redis_hint(&spec.url(), e))?,
+            raw::RedisRaw::open(
+                &spec.url(),
+                &format!("{}:raw", opts.redis_prefix),
+                opts.redis_spill
+                    .unwrap_or(session_redis::client::CONNECTION_SPILL),
+            )
+            .await
+            .map_err(|e| redis_hint(&spec.url(), e))?,
         ),
         // the schema / database is the one open_store created (same `server_name`)
         "postgres" => Box::new(

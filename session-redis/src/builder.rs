@@ -118,6 +118,14 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// How many calls in flight one connection carries before the next call takes another
+    /// (default [`CONNECTION_SPILL`](crate::client::CONNECTION_SPILL)); see
+    /// [`RedisClientBuilder::connection_spill`] for when a lower value pays.
+    pub fn connection_spill(mut self, calls: usize) -> Self {
+        self.client = self.client.connection_spill(calls);
+        self
+    }
+
     /// Every write must be acknowledged by `replicas` replicas within `timeout` (Redis `WAIT`),
     /// or it fails with [`Error::Backend`](session_core::Error::Backend) saying it was applied
     /// on the master but may be lost in a failover. Off by default; see

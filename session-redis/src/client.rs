@@ -75,8 +75,9 @@ pub const DEFAULT_RECONNECT_RETRIES: usize = 2;
 pub const DEFAULT_CONNECTIONS: usize = 2;
 /// The most connections one client opens ([`RedisClientBuilder::connections`] clamps to it).
 pub const MAX_CONNECTIONS: usize = 64;
-/// How many calls in flight one connection of a client carries before the next call takes
-/// another connection of the pool (see [`RedisClientBuilder::connections`]).
+/// How many calls in flight one connection of a client carries, by default, before the next call
+/// takes another connection of the pool (see [`RedisClientBuilder::connections`] and
+/// [`RedisClientBuilder::connection_spill`]).
 pub const CONNECTION_SPILL: usize = 32;
 
 /// The shortest pause before redis-rs's cluster client retries a request (a node down, a slot map
@@ -96,6 +97,7 @@ pub struct RedisClientBuilder {
     operation_timeout: Option<Duration>,
     reconnect_retries: usize,
     connections: usize,
+    connection_spill: usize,
     sentinel_master: MasterSettings,
     wait: Option<Wait>,
 }
@@ -139,6 +141,7 @@ impl Default for RedisClientBuilder {
             operation_timeout: None,
             reconnect_retries: DEFAULT_RECONNECT_RETRIES,
             connections: DEFAULT_CONNECTIONS,
+            connection_spill: CONNECTION_SPILL,
             sentinel_master: MasterSettings::default(),
             wait: None,
         }
@@ -231,6 +234,29 @@ impl RedisClientBuilder {
     /// The number of connections this builder's clients open ([`connections`](Self::connections)).
     pub fn connection_count(&self) -> usize {
         self.connections
+    }
+
+    /// How many calls in flight one connection carries before the next call takes another
+    /// connection of the pool (default [`CONNECTION_SPILL`], 32; at least 1): see
+    /// [`connections`](Self::connections). No effect with one connection.
+    ///
+    /// The default suits a web app, whose requests spend most of their CPU outside Redis:
+    /// concurrent calls stay on one connection, which sends their commands together. A process
+    /// that does little besides Redis calls (a worker, a WebSocket registry, a benchmark) is held
+    /// back instead by the one driver task that parses every reply of a connection, and gains
+    /// from a lower value. Measured on 2 cores with two connections and 16 calls in flight (crate
+    /// README, "Performance"): with 8 instead of 32, `loadgen`'s session reads went up by 30-45%
+    /// and its writes by 30-40%; an axum app on the store served the same requests per second,
+    /// but its read page's p99 rose from about 1.8 to 2.8 ms.
+    pub fn connection_spill(mut self, calls: usize) -> Self {
+        self.connection_spill = calls.max(1);
+        self
+    }
+
+    /// The calls in flight per connection before spilling
+    /// ([`connection_spill`](Self::connection_spill)).
+    pub fn connection_spill_count(&self) -> usize {
+        self.connection_spill
     }
 
     /// The time a reply may take: the response timeout, plus the `WAIT` timeout when writes wait
@@ -389,7 +415,8 @@ impl RedisClientBuilder {
     /// A client on `conns` (not empty: the builder opens at least one).
     fn client(&self, conns: Vec<Conn>, source: Source, op_timeout: Duration) -> RedisClient {
         #[allow(clippy::expect_used)] // the builder clamps the count to at least 1
-        let pool = Pool::new(conns).expect("a client has at least one connection");
+        let pool =
+            Pool::new(conns, self.connection_spill).expect("a client has at least one connection");
         RedisClient {
             pool: Arc::new(pool),
             source,
@@ -485,6 +512,12 @@ impl RedisClient {
     /// How many connections this client's calls share ([`RedisClientBuilder::connections`]).
     pub fn connection_count(&self) -> usize {
         self.pool.len()
+    }
+
+    /// How many calls in flight one connection carries before the next call takes another
+    /// ([`RedisClientBuilder::connection_spill`]).
+    pub fn connection_spill(&self) -> usize {
+        self.pool.spill()
     }
 
     /// The bound on one whole call ([`RedisClientBuilder::operation_timeout`]).

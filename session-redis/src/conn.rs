@@ -11,7 +11,6 @@ use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 use session_core::driver::Error;
 
 use crate::NAME;
-use crate::client::CONNECTION_SPILL;
 use crate::sentinel::SentinelConn;
 
 /// A cheap-to-clone handle on the shared multiplexed connection(s).
@@ -33,14 +32,17 @@ pub(crate) enum Server {
 }
 
 /// The client's connections: one or more [`Conn`]s of the same kind (all single node or all
-/// cluster). A call takes the first connection with fewer than [`CONNECTION_SPILL`] calls in
-/// flight, or, when every one has that many, the least busy: a light load stays on one
+/// cluster). A call takes the first connection with fewer than `spill` calls in flight
+/// ([`RedisClientBuilder::connection_spill`](crate::client::RedisClientBuilder::connection_spill),
+/// default [`CONNECTION_SPILL`](crate::client::CONNECTION_SPILL)), or, when every one has that many, the least busy: a light load stays on one
 /// connection, whose driver task then sends the commands of concurrent calls together (one
 /// `writev`, one read on the server) and reads their replies together; a heavy load spills onto
 /// the others, so their replies are parsed on more than one core.
 pub(crate) struct Pool {
     conns: Box<[Conn]>,
     in_flight: Arc<[AtomicUsize]>,
+    /// Calls in flight on a connection before the next call looks further (at least 1).
+    spill: usize,
 }
 
 /// A call's place on a connection of a [`Pool`]: counted among the connection's calls in flight
@@ -69,11 +71,13 @@ impl Drop for Claim {
 }
 
 impl Pool {
-    /// A pool of `conns`, which must not be empty.
-    pub(crate) fn new(conns: Vec<Conn>) -> Option<Pool> {
+    /// A pool of `conns`, which must not be empty, each carrying up to `spill` calls in flight
+    /// (at least 1) before the next call looks further.
+    pub(crate) fn new(conns: Vec<Conn>, spill: usize) -> Option<Pool> {
         (!conns.is_empty()).then(|| Pool {
             in_flight: conns.iter().map(|_| AtomicUsize::new(0)).collect(),
             conns: conns.into_boxed_slice(),
+            spill: spill.max(1),
         })
     }
 
@@ -102,7 +106,7 @@ impl Pool {
         let mut least = (0, usize::MAX);
         for (slot, calls) in self.in_flight.iter().enumerate() {
             let calls = calls.load(Ordering::Relaxed);
-            if calls < CONNECTION_SPILL {
+            if calls < self.spill {
                 return slot;
             }
             if calls < least.1 {
@@ -120,6 +124,11 @@ impl Pool {
     /// How many connections the pool holds.
     pub(crate) fn len(&self) -> usize {
         self.conns.len()
+    }
+
+    /// How many calls in flight a connection carries before the next call looks further.
+    pub(crate) fn spill(&self) -> usize {
+        self.spill
     }
 }
 

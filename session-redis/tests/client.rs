@@ -264,6 +264,59 @@ async fn options_bound_connecting() {
 }
 
 #[tokio::test]
+async fn the_spill_threshold_is_the_calls_a_connection_carries_before_the_next_takes_over() {
+    use session_redis::client::{CONNECTION_SPILL, Connection};
+
+    assert_eq!(
+        RedisClient::builder().connection_spill_count(),
+        CONNECTION_SPILL
+    );
+    assert_eq!(
+        RedisClient::builder()
+            .connection_spill(0)
+            .connection_spill_count(),
+        1
+    );
+    let client = RedisClient::builder()
+        .connections(2)
+        .connection_spill(2)
+        .connect(&common::redis_url())
+        .await
+        .unwrap();
+    assert_eq!(client.connection_spill(), 2);
+    async fn id_of(client: &RedisClient, conn: &mut Connection) -> i64 {
+        client
+            .run(redis::cmd("CLIENT").arg("ID").query_async(conn))
+            .await
+            .unwrap()
+    }
+    let call = || async {
+        client
+            .query::<i64>(redis::cmd("CLIENT").arg("ID"))
+            .await
+            .unwrap()
+    };
+    let first = call().await;
+    // one call in flight leaves room for a second on the first connection ...
+    let mut one = client.connection();
+    assert_eq!(id_of(&client, &mut one).await, first);
+    assert_eq!(call().await, first);
+    // ... two fill it, and the next call takes the second connection
+    let mut two = client.connection();
+    assert_eq!(id_of(&client, &mut two).await, first);
+    let second = call().await;
+    assert_ne!(second, first);
+    // the store's builder forwards the setting
+    let store = session_redis::RedisStore::builder()
+        .prefix(common::unique_prefix("spill"))
+        .connection_spill(5)
+        .open(&common::redis_url())
+        .await
+        .unwrap();
+    assert_eq!(store.client().connection_spill(), 5);
+}
+
+#[tokio::test]
 async fn a_pool_of_connections_fills_one_connection_then_spills_onto_the_next() {
     use session_redis::DEFAULT_CONNECTIONS;
     use session_redis::client::{CONNECTION_SPILL, Connection, MAX_CONNECTIONS};

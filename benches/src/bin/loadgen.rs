@@ -19,11 +19,13 @@ use session_core::{Config, Manager};
 const USAGE: &str =
     "usage: loadgen --store SPEC [--raw] [--sessions N] [--ops M] [--concurrency C] \
 [--workers W] [--pool P] [--no-fsync] [--probe K] [--phases create,read,write] [--rounds R] \
-[--raw-threads T] [--redis-index-ms G] [--moka-floor indexed|cells|blobs]
+[--raw-threads T] [--redis-index-ms G] [--moka-floor indexed|cells|blobs] [--redis-spill S]
   T: OS threads of an embedded raw baseline, every phase (default: C, at most 16, and for
      the memory floor's writes and creates at most one per core)
   G: the Redis driver's live index granularity in ms (default: the driver's, 10 s;
      1 scores every session with its exact deadline, as before 2026-12-05)
+  S: calls in flight per Redis connection before the next call takes another, for the
+     driver (connection_spill) and its floor alike (default: the driver's, 32)
   --moka-floor: how the memory driver's floor keeps a session in moka: indexed (default;
      cells, and a map of them that reads look up, telling moka once a second per session),
      cells (a write replaces the blob inside its entry) or blobs (each write inserts it)
@@ -47,6 +49,7 @@ struct Args {
     raw_threads: Option<usize>,
     redis_index_ms: Option<u64>,
     moka_layout: MokaLayout,
+    redis_spill: Option<usize>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -65,6 +68,7 @@ fn parse_args() -> Result<Args> {
         raw_threads: None,
         redis_index_ms: None,
         moka_layout: MokaLayout::default(),
+        redis_spill: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -103,6 +107,9 @@ fn parse_args() -> Result<Args> {
                         .into());
                     }
                 }
+            }
+            "--redis-spill" => {
+                a.redis_spill = Some(num(value("--redis-spill")?, "--redis-spill")?.max(1) as usize)
             }
             "--raw-threads" => {
                 a.raw_threads =
@@ -253,6 +260,7 @@ async fn run(args: Args) -> Result<()> {
         pool_size: args.pool,
         redis_index_granularity: args.redis_index_ms.map(Duration::from_millis),
         moka_layout: args.moka_layout,
+        redis_spill: args.redis_spill,
         ..StoreOptions::default()
     };
     let ttl = Duration::from_secs(30 * 60);
@@ -267,6 +275,9 @@ async fn run(args: Args) -> Result<()> {
         payload::size(0)?,
         args.fsync,
     );
+    if let Some(spill) = args.redis_spill {
+        println!("options store={label} redis_connection_spill={spill}");
+    }
 
     let opened = stores::open_store(&spec, &opts).await?;
     // a store without an owner index (memcached) runs with the index off: Manager::new refuses
