@@ -263,9 +263,25 @@ async fn options_bound_connecting() {
     ));
 }
 
+/// The server-side id (`CLIENT ID`) of the connection a handle is on.
+async fn id_of(client: &RedisClient, conn: &mut session_redis::client::Connection) -> i64 {
+    client
+        .run(redis::cmd("CLIENT").arg("ID").query_async(conn))
+        .await
+        .unwrap()
+}
+
+/// The server-side id of the connection the client's next call takes.
+async fn call_id(client: &RedisClient) -> i64 {
+    client
+        .query::<i64>(redis::cmd("CLIENT").arg("ID"))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_spill_threshold_is_the_calls_a_connection_carries_before_the_next_takes_over() {
-    use session_redis::client::{CONNECTION_SPILL, Connection};
+    use session_redis::client::CONNECTION_SPILL;
 
     assert_eq!(
         RedisClient::builder().connection_spill_count(),
@@ -284,18 +300,7 @@ async fn the_spill_threshold_is_the_calls_a_connection_carries_before_the_next_t
         .await
         .unwrap();
     assert_eq!(client.connection_spill(), 2);
-    async fn id_of(client: &RedisClient, conn: &mut Connection) -> i64 {
-        client
-            .run(redis::cmd("CLIENT").arg("ID").query_async(conn))
-            .await
-            .unwrap()
-    }
-    let call = || async {
-        client
-            .query::<i64>(redis::cmd("CLIENT").arg("ID"))
-            .await
-            .unwrap()
-    };
+    let call = || call_id(&client);
     let first = call().await;
     // one call in flight leaves room for a second on the first connection ...
     let mut one = client.connection();
@@ -338,19 +343,7 @@ async fn a_pool_of_connections_fills_one_connection_then_spills_onto_the_next() 
         .await
         .unwrap();
     assert_eq!(client.connection_count(), 3);
-    // The server-side id of the connection a handle (or a call) is on.
-    async fn id_of(client: &RedisClient, conn: &mut Connection) -> i64 {
-        client
-            .run(redis::cmd("CLIENT").arg("ID").query_async(conn))
-            .await
-            .unwrap()
-    }
-    let call = || async {
-        client
-            .query::<i64>(redis::cmd("CLIENT").arg("ID"))
-            .await
-            .unwrap()
-    };
+    let call = || call_id(&client);
     // one call at a time: always the first connection
     let first = call().await;
     for _ in 0..5 {
