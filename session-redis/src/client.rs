@@ -245,8 +245,8 @@ impl RedisClientBuilder {
     /// that does little besides Redis calls (a worker, a WebSocket registry, a benchmark) is held
     /// back instead by the one driver task that parses every reply of a connection, and gains
     /// from a lower value. Measured on 2 cores with two connections and 16 calls in flight (crate
-    /// README, "Performance"): with 8 instead of 32, `loadgen`'s session reads went up by 30-45%
-    /// and its writes by 30-40%; an axum app on the store served the same requests per second,
+    /// README, "Performance"): with 8 instead of 32, `loadgen`'s session reads went up by about 40%
+    /// and its writes by a third (medians of three processes); an axum app on the store served the same requests per second,
     /// but its read page's p99 rose from about 1.8 to 2.8 ms.
     pub fn connection_spill(mut self, calls: usize) -> Self {
         self.connection_spill = calls.max(1);

@@ -34,10 +34,11 @@ pub(crate) enum Server {
 /// The client's connections: one or more [`Conn`]s of the same kind (all single node or all
 /// cluster). A call takes the first connection with fewer than `spill` calls in flight
 /// ([`RedisClientBuilder::connection_spill`](crate::client::RedisClientBuilder::connection_spill),
-/// default [`CONNECTION_SPILL`](crate::client::CONNECTION_SPILL)), or, when every one has that many, the least busy: a light load stays on one
-/// connection, whose driver task then sends the commands of concurrent calls together (one
-/// `writev`, one read on the server) and reads their replies together; a heavy load spills onto
-/// the others, so their replies are parsed on more than one core.
+/// default [`CONNECTION_SPILL`](crate::client::CONNECTION_SPILL)), or, when every one has that
+/// many, the least busy: a light load stays on one connection, whose driver task then sends the
+/// commands of concurrent calls together (one `writev`, one read on the server) and reads their
+/// replies together; a heavy load spills onto the others, so their replies are parsed on more
+/// than one core.
 pub(crate) struct Pool {
     conns: Box<[Conn]>,
     in_flight: Arc<[AtomicUsize]>,
