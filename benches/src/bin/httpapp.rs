@@ -8,8 +8,11 @@
 //! - `GET /write`: the same, plus `counter` read, incremented and written (one per-key save).
 //!
 //! ```text
-//! httpapp --store memory|redis://HOST:PORT [--port 3100] [--workers 2]
+//! httpapp --store memory|redis://HOST:PORT [--port 3100] [--workers 2] [--redis-spill S]
 //! ```
+//!
+//! `--redis-spill S`: the Redis driver's `connection_spill` (calls in flight on a connection
+//! before the next call takes another; default the driver's, 32).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -23,7 +26,8 @@ use session_benches::stores::{self, StoreOptions, StoreSpec};
 use session_benches::{BoxError, Result};
 use session_core::{Config, Manager};
 
-const USAGE: &str = "usage: httpapp --store memory|redis://HOST:PORT [--port P] [--workers W]";
+const USAGE: &str =
+    "usage: httpapp --store memory|redis://HOST:PORT [--port P] [--workers W] [--redis-spill S]";
 
 fn fail(e: session_core::Error) -> (StatusCode, String) {
     (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
@@ -73,6 +77,7 @@ struct Args {
     store: String,
     port: u16,
     workers: usize,
+    redis_spill: Option<usize>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -80,6 +85,7 @@ fn parse_args() -> Result<Args> {
         store: String::new(),
         port: 3100,
         workers: 2,
+        redis_spill: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -91,6 +97,7 @@ fn parse_args() -> Result<Args> {
             "--store" => a.store = value()?,
             "--port" => a.port = value()?.parse()?,
             "--workers" => a.workers = value()?.parse()?,
+            "--redis-spill" => a.redis_spill = Some(value()?.parse()?),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -112,6 +119,7 @@ async fn run(args: Args) -> Result<()> {
         &spec,
         &StoreOptions {
             capacity: 1_000_000,
+            redis_spill: args.redis_spill,
             ..StoreOptions::default()
         },
     )
